@@ -1,0 +1,53 @@
+"""The Python API for notebooks, mirroring the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from synthforge.data.schema import ColumnOverride, infer_schema
+from synthforge.engine import RunResult
+from synthforge.engine import run as run_engine
+from synthforge.generator import FitContext, Generator, _to_polars, read_model_config
+from synthforge.plugins import SynthForgePluginManager, get_plugin_manager
+
+
+def run_recipe(recipe: str | Path | dict[str, Any], *, pm: SynthForgePluginManager | None = None,
+               log: Any = None) -> RunResult:
+    """Run a recipe file or dict (paths in a dict are relative to the working directory)."""
+    return run_engine(recipe, pm=pm, log=log)
+
+
+def fit(
+    table: Any,
+    generator: str = "copula",
+    *,
+    seed: int = 0,
+    columns: dict[str, str | dict[str, str]] | None = None,
+    device: str = "auto",
+    progress: bool = False,
+    pm: SynthForgePluginManager | None = None,
+    **params: Any,
+) -> Generator:
+    """Fit a generator on a polars or pandas frame; ``sample`` then returns the same kind of frame.
+
+    :param columns: per-column overrides, as in a recipe's ``source.columns``
+        (``{"customer_id": "identifier"}``).
+    :param params: the generator's own parameters.
+    """
+    pm = pm or get_plugin_manager()
+    frame, kind = _to_polars(table)
+    overrides = {name: ColumnOverride(**({"kind": value} if isinstance(value, str) else value))
+                 for name, value in (columns or {}).items()}
+    schema = infer_schema(frame, overrides)
+    model = pm.get_generator(generator)(params)
+    model.fit(frame, schema, FitContext(seed=seed, device=device, progress=progress))
+    model.frame_kind_ = kind
+    return model
+
+
+def load(directory: str | Path, *, pm: SynthForgePluginManager | None = None) -> Generator:
+    """Load a saved model; the generator's plugin must be installed. Reads JSON and safetensors only."""
+    pm = pm or get_plugin_manager()
+    config = read_model_config(directory)
+    return pm.get_generator(config["generator"]).load(directory)

@@ -1,0 +1,174 @@
+"""The built-in baseline: a Gaussian copula over empirical marginals (numpy only).
+
+Every column is mapped to a standard-normal score: numerics through their
+empirical quantiles (the shared encoder's ``quantile`` method), categories through
+randomised intervals of the unit interval whose widths are the category
+frequencies. The dependence between columns is one correlation matrix of those
+scores. Sampling draws correlated normals and maps each back through its own
+marginal, so every column's distribution is reproduced almost exactly.
+
+Conditions are sampled without rejection: a fixed numeric value fixes its score; a
+category confines its score to the category's interval, drawn from the truncated
+conditional normal by a few Gibbs sweeps; every free column is then drawn from the
+exact conditional normal given the constrained ones.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from scipy.special import ndtr, ndtri
+
+from synthforge.data.encoder import EncoderConfig, Span
+from synthforge.generator import FitContext, Generator
+from synthforge.hookspecs import hookimpl
+
+_EPS = 1e-9
+
+
+class CopulaParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    shrinkage: float = Field(0.0, ge=0.0, le=1.0, description="Pull the correlation matrix towards the identity.")
+    gibbs_sweeps: int = Field(25, ge=1, le=1000, description="Gibbs sweeps when conditioning on categories.")
+    max_fit_rows: int = Field(1_000_000, ge=100, description="Rows used to estimate correlations (a seeded sample).")
+
+
+class GaussianCopula(Generator):
+    name = "copula"
+    description = "Gaussian copula over empirical marginals; numpy, fits in seconds, conditions without rejection."
+    Params = CopulaParams
+    encoding = EncoderConfig(numeric="quantile", categorical="index")
+    supports_conditions = True
+
+    params: CopulaParams
+
+    def _fit(self, data: np.ndarray, context: FitContext) -> None:
+        rng = np.random.default_rng(context.seed)
+        if len(data) > self.params.max_fit_rows:
+            data = data[rng.choice(len(data), self.params.max_fit_rows, replace=False)]
+        self.edges_ = [self._edges(span) for span in self.encoder_.spans_]
+        scores = np.column_stack([self._to_scores(data[:, span.start], span, edges, rng)
+                                  for span, edges in zip(self.encoder_.spans_, self.edges_, strict=True)])
+        correlation = np.corrcoef(scores, rowvar=False) if scores.shape[1] > 1 else np.ones((1, 1))
+        correlation = np.nan_to_num(correlation, nan=0.0)
+        correlation = (1 - self.params.shrinkage) * correlation + self.params.shrinkage * np.eye(len(correlation))
+        self.correlation_ = _nearest_positive_definite(correlation)
+
+    def _edges(self, span: Span) -> np.ndarray:
+        """Cumulative frequency edges of a discrete span's categories; empty for numeric spans."""
+        if not span.discrete:
+            return np.zeros(0)
+        transformer = self.encoder_.transformer(span.column)
+        if span.role == "value":
+            counts = np.asarray(transformer.counts_, dtype=np.float64)
+        else:  # the null indicator of a numeric column: [present, null]
+            null_rate = self.schema_[span.column].null_rate
+            counts = np.array([1 - null_rate, null_rate])
+        return np.concatenate([[0.0], np.cumsum(counts) / counts.sum()])
+
+    @staticmethod
+    def _to_scores(column: np.ndarray, span: Span, edges: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if not span.discrete:
+            return column.astype(np.float64)
+        index = column.astype(np.int64)
+        uniform = edges[index] + rng.random(len(index)) * (edges[index + 1] - edges[index])
+        return ndtri(np.clip(uniform, _EPS, 1 - _EPS))
+
+    def _sample(self, n: int, conditions: dict[Span, np.ndarray] | None, rng: np.random.Generator) -> np.ndarray:
+        spans = self.encoder_.spans_
+        scores = self._conditional_scores(n, conditions or {}, rng)
+        out = np.empty((n, len(spans)), dtype=np.float32)
+        for position, (span, edges) in enumerate(zip(spans, self.edges_, strict=True)):
+            if span.discrete:
+                uniform = ndtr(scores[:, position])
+                out[:, position] = np.clip(np.searchsorted(edges, uniform, side="right") - 1, 0, len(edges) - 2)
+            else:
+                out[:, position] = scores[:, position]
+        return out
+
+    def _conditional_scores(self, n: int, conditions: dict[Span, np.ndarray], rng: np.random.Generator) -> np.ndarray:
+        spans = self.encoder_.spans_
+        sigma = self.correlation_
+        fixed: dict[int, float] = {}
+        intervals: dict[int, tuple[float, float]] = {}
+        for span, value in conditions.items():
+            position = spans.index(span)
+            if span.discrete:
+                index = int(value[0])
+                edges = self.edges_[position]
+                intervals[position] = (ndtri(max(edges[index], _EPS)), ndtri(min(edges[index + 1], 1 - _EPS)))
+            else:
+                fixed[position] = float(value[0])
+
+        scores = np.zeros((n, len(spans)))
+        for position, value in fixed.items():
+            scores[:, position] = value
+        if intervals:
+            self._gibbs(scores, fixed, intervals, rng)
+        constrained = sorted([*fixed, *intervals])
+        free = [i for i in range(len(spans)) if i not in constrained]
+        if not constrained:
+            return rng.standard_normal((n, len(spans))) @ np.linalg.cholesky(sigma).T
+        mean, covariance = _conditional_gaussian(sigma, free, constrained, scores[:, constrained])
+        scores[:, free] = mean + rng.standard_normal((n, len(free))) @ np.linalg.cholesky(covariance).T
+        return scores
+
+    def _gibbs(self, scores: np.ndarray, fixed: dict[int, float], intervals: dict[int, tuple[float, float]],
+               rng: np.random.Generator) -> None:
+        """Draw the interval-constrained scores from their truncated normal, given the fixed ones."""
+        sigma = self.correlation_
+        positions = list(intervals)
+        for position, (low, high) in intervals.items():
+            scores[:, position] = _truncated_normal(np.zeros(len(scores)), 1.0, low, high, rng)
+        sweeps = self.params.gibbs_sweeps if len(positions) > 1 or fixed else 1
+        for _ in range(sweeps):
+            for position in positions:
+                others = [p for p in (*fixed, *positions) if p != position]
+                if not others:
+                    continue
+                mean, covariance = _conditional_gaussian(sigma, [position], others, scores[:, others])
+                low, high = intervals[position]
+                scores[:, position] = _truncated_normal(mean[:, 0], np.sqrt(covariance[0, 0]), low, high, rng)
+
+    def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        return {"correlation": self.correlation_}, {"edges": [edges.tolist() for edges in self.edges_]}
+
+    def _set_state(self, arrays: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
+        self.correlation_ = arrays["correlation"]
+        self.edges_ = [np.asarray(edges, dtype=np.float64) for edges in extra["edges"]]
+
+
+def _conditional_gaussian(sigma: np.ndarray, free: list[int], given: list[int],
+                          values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (one row per sample) and covariance of N(0, sigma)'s ``free`` part given ``given``."""
+    s_fg = sigma[np.ix_(free, given)]
+    s_gg = sigma[np.ix_(given, given)]
+    solved = np.linalg.solve(s_gg, s_fg.T).T
+    mean = values @ solved.T
+    covariance = sigma[np.ix_(free, free)] - solved @ s_fg.T
+    return mean, _nearest_positive_definite(covariance, normalise=False)
+
+
+def _truncated_normal(mean: np.ndarray, std: float, low: float, high: float, rng: np.random.Generator) -> np.ndarray:
+    """Inverse-CDF sampling of N(mean, std²) truncated to [low, high]."""
+    a, b = ndtr((low - mean) / std), ndtr((high - mean) / std)
+    uniform = a + rng.random(len(mean)) * np.maximum(b - a, 0.0)
+    return np.clip(mean + std * ndtri(np.clip(uniform, _EPS, 1 - _EPS)), low, high)
+
+
+def _nearest_positive_definite(matrix: np.ndarray, *, normalise: bool = True, floor: float = 1e-6) -> np.ndarray:
+    symmetric = (matrix + matrix.T) / 2
+    values, vectors = np.linalg.eigh(symmetric)
+    repaired = (vectors * np.maximum(values, floor)) @ vectors.T
+    if normalise:
+        scale = np.sqrt(np.diag(repaired))
+        repaired = repaired / np.outer(scale, scale)
+    return (repaired + repaired.T) / 2
+
+
+@hookimpl
+def synthforge_generators() -> list[type[Generator]]:
+    return [GaussianCopula]

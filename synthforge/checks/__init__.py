@@ -1,0 +1,1 @@
+"""Quality and privacy checks, registered through the same hooks as any plugin's."""

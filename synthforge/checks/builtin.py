@@ -1,0 +1,112 @@
+"""The built-in checks: column shapes (quality) and exact copies (privacy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from synthforge.checks.base import Check
+from synthforge.data.schema import ColumnKind, Schema
+from synthforge.hookspecs import hookimpl
+
+
+def ks_complement(real: pl.Series, synthetic: pl.Series) -> float:
+    """1 − the two-sample Kolmogorov–Smirnov statistic, nulls left out (SDMetrics' KSComplement)."""
+    a = np.sort(_as_float(real))
+    b = np.sort(_as_float(synthetic))
+    if len(a) == 0 or len(b) == 0:
+        return float(len(a) == len(b))
+    points = np.concatenate([a, b])
+    cdf_a = np.searchsorted(a, points, side="right") / len(a)
+    cdf_b = np.searchsorted(b, points, side="right") / len(b)
+    return float(1 - np.max(np.abs(cdf_a - cdf_b)))
+
+
+def tv_complement(real: pl.Series, synthetic: pl.Series) -> float:
+    """1 − the total variation distance of category frequencies, null a category (SDMetrics' TVComplement)."""
+    real_freq = _frequencies(real)
+    synthetic_freq = _frequencies(synthetic)
+    keys = set(real_freq) | set(synthetic_freq)
+    return float(1 - 0.5 * sum(abs(real_freq.get(k, 0.0) - synthetic_freq.get(k, 0.0)) for k in keys))
+
+
+def _frequencies(series: pl.Series) -> dict[Any, float]:
+    counts = series.value_counts(name="count")
+    total = series.len() or 1
+    return dict(zip(counts.get_column(series.name).to_list(), (counts.get_column("count") / total).to_list(),
+                    strict=True))
+
+
+def _as_float(series: pl.Series) -> np.ndarray:
+    series = series.drop_nulls()
+    if series.dtype.is_temporal():
+        series = series.cast(pl.Int32) if series.dtype == pl.Date else series.dt.epoch("us")
+    return series.cast(pl.Float64).to_numpy()
+
+
+def column_shape_scores(real: pl.DataFrame, synthetic: pl.DataFrame, schema: Schema) -> dict[str, float]:
+    scores = {}
+    for column in schema.learned:
+        if column.name not in synthetic.columns or column.name not in real.columns:
+            continue
+        metric = ks_complement if column.kind.numeric else tv_complement
+        scores[column.name] = metric(real.get_column(column.name), synthetic.get_column(column.name))
+    return scores
+
+
+class ColumnShapes(Check):
+    name = "column_shapes"
+    kind = "quality"
+    description = "Mean per-column similarity: KS complement for numbers and dates, TV complement for categories."
+    default = True
+    default_min = 0.8
+    default_on_fail = "warn"
+
+    def measure(self, train, holdout, synthetic, schema):
+        scores = column_shape_scores(train, synthetic, schema)
+        score = float(np.mean(list(scores.values()))) if scores else None
+        worst = min(scores, key=scores.__getitem__) if scores else None
+        summary = f"mean {score:.3f}; worst {worst!r} {scores[worst]:.3f}" if worst else "no learned columns"
+        return score, summary, {"columns": scores}
+
+
+def copy_share(rows: pl.DataFrame, reference: pl.DataFrame, columns: list[str]) -> float:
+    """Share of ``rows`` identical to some row of ``reference`` on ``columns`` (nulls equal nulls)."""
+    if rows.height == 0:
+        return 0.0
+    matched = rows.select(columns).join(reference.select(columns).unique(), on=columns, how="semi", nulls_equal=True)
+    return matched.height / rows.height
+
+
+class ExactCopies(Check):
+    name = "exact_copies"
+    kind = "privacy"
+    description = ("Share of synthetic rows identical to a training row. The default gate allows no more than the "
+                   "holdout's own share of rows found in the training table (plus two standard errors).")
+    default = True
+
+    def measure(self, train, holdout, synthetic, schema):
+        columns = [c.name for c in schema.learned if c.name in synthetic.columns]
+        share = copy_share(synthetic, train, columns)
+        details: dict[str, Any] = {"copies": round(share * synthetic.height), "rows": synthetic.height}
+        if holdout is not None:
+            details["holdout_share"] = copy_share(holdout, train, columns)
+        summary = f"{details['copies']:,} of {synthetic.height:,} synthetic rows copy a training row"
+        if "holdout_share" in details:
+            summary += f" (holdout's own rate: {details['holdout_share']:.4%})"
+        return share, summary, details
+
+    def gate_from_data(self, details):
+        baseline = details.get("holdout_share", 0.0)
+        rows = max(details["rows"], 1)
+        return None, baseline + 2 * np.sqrt(baseline * (1 - baseline) / rows)
+
+
+@hookimpl
+def synthforge_checks() -> list[type[Check]]:
+    return [ColumnShapes, ExactCopies]
+
+
+__all__ = ["ColumnKind", "ColumnShapes", "ExactCopies"]

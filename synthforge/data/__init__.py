@@ -1,0 +1,1 @@
+"""Tables in and out, what their columns are, and the reversible encoder."""

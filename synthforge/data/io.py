@@ -1,0 +1,177 @@
+"""Reading and writing tables: csv, parquet, ndjson and Arrow IPC, as a built-in plugin.
+
+Writers stream: ``open(path)`` returns a sink that takes one batch at a time, so a
+10-million-row sample never has to sit in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import polars as pl
+
+from synthforge.errors import DataError
+from synthforge.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from synthforge.plugins import SynthForgePluginManager
+
+
+class Sink(Protocol):
+    def write(self, batch: pl.DataFrame) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Reader:
+    format: str
+    extensions: tuple[str, ...]
+    read_function: Any = field(repr=False)
+
+    def read(self, path: Path, **options: Any) -> pl.DataFrame:
+        return self.read_function(path, **options)
+
+
+@dataclass(frozen=True)
+class Writer:
+    format: str
+    extensions: tuple[str, ...]
+    sink_class: Any = field(repr=False)
+
+    def open(self, path: Path) -> Sink:
+        return self.sink_class(path)
+
+
+def _read_csv(path: Path, **options: Any) -> pl.DataFrame:
+    return pl.read_csv(path, infer_schema_length=10_000, null_values=options.pop("null_values", [""]), **options)
+
+
+class _CsvSink:
+    def __init__(self, path: Path) -> None:
+        self.handle = open(path, "wb")
+        self.header = True
+
+    def write(self, batch: pl.DataFrame) -> None:
+        batch.write_csv(self.handle, include_header=self.header)
+        self.header = False
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+class _NdjsonSink:
+    def __init__(self, path: Path) -> None:
+        self.handle = open(path, "wb")
+
+    def write(self, batch: pl.DataFrame) -> None:
+        batch.write_ndjson(self.handle)
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+class _ArrowSink:
+    """Parquet and Arrow IPC through pyarrow's incremental writers."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        self.path, self.kind, self.writer = path, kind, None
+
+    def write(self, batch: pl.DataFrame) -> None:
+        table = batch.to_arrow()
+        if self.writer is None:
+            import pyarrow.ipc
+            import pyarrow.parquet
+
+            if self.kind == "parquet":
+                self.writer = pyarrow.parquet.ParquetWriter(self.path, table.schema, compression="zstd")
+            else:
+                self.writer = pyarrow.ipc.new_file(str(self.path), table.schema)
+        self.writer.write_table(table) if self.kind == "parquet" else self.writer.write(table)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+READERS = [
+    Reader("csv", (".csv", ".csv.gz", ".tsv"), _read_csv),
+    Reader("parquet", (".parquet", ".pq"), lambda path, **o: pl.read_parquet(path, **o)),
+    Reader("ndjson", (".ndjson", ".jsonl"), lambda path, **o: pl.read_ndjson(path, **o)),
+    Reader("ipc", (".arrow", ".ipc", ".feather"), lambda path, **o: pl.read_ipc(path, memory_map=False, **o)),
+]
+WRITERS = [
+    Writer("csv", (".csv",), _CsvSink),
+    Writer("parquet", (".parquet", ".pq"), lambda path: _ArrowSink(path, "parquet")),
+    Writer("ndjson", (".ndjson", ".jsonl"), _NdjsonSink),
+    Writer("ipc", (".arrow", ".ipc", ".feather"), lambda path: _ArrowSink(path, "ipc")),
+]
+
+
+@hookimpl
+def synthforge_readers() -> list[Reader]:
+    return READERS
+
+
+@hookimpl
+def synthforge_writers() -> list[Writer]:
+    return WRITERS
+
+
+def _choose(options: list[Any], path: Path, format: str | None, what: str) -> Any:
+    if format is not None:
+        for option in options:
+            if option.format == format:
+                return option
+        known = ", ".join(sorted({o.format for o in options}))
+        raise DataError(f"no {what} for format {format!r}; installed formats: {known}.")
+    name = path.name.lower()
+    for option in options:
+        if any(name.endswith(extension) for extension in option.extensions):
+            return option
+    known = ", ".join(sorted(e for o in options for e in o.extensions))
+    raise DataError(f"cannot tell the format of {path} from its extension ({known}); set `format:` explicitly.")
+
+
+def read_table(path: str | Path, format: str | None = None, *, pm: SynthForgePluginManager | None = None,
+               **options: Any) -> pl.DataFrame:
+    """Read a table, with errors that name the file and say what went wrong."""
+    path = Path(path)
+    readers = pm.readers() if pm is not None else READERS
+    reader = _choose(readers, path, format, "reader")
+    if not path.exists():
+        raise DataError(f"source file {path} does not exist.")
+    if path.is_dir():
+        raise DataError(f"source {path} is a folder; name a file.")
+    try:
+        return reader.read(path, **options)
+    except (pl.exceptions.PolarsError, OSError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"could not read {path} as {reader.format}: {first_line}") from error
+
+
+def open_writer(path: Path, format: str | None = None, *, pm: SynthForgePluginManager | None = None) -> Sink:
+    writers = pm.writers() if pm is not None else WRITERS
+    return _choose(writers, path, format, "writer").open(path)
+
+
+def write_table_atomic(table: pl.DataFrame, path: str | Path, format: str | None = None, *,
+                       pm: SynthForgePluginManager | None = None) -> Path:
+    """Write ``table`` to a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(handle)
+    try:
+        writers = pm.writers() if pm is not None else WRITERS
+        sink = _choose(writers, path, format, "writer").open(Path(temporary))
+        sink.write(table)
+        sink.close()
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return path

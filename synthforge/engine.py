@@ -1,0 +1,438 @@
+"""The pipeline, top to bottom: load → infer → split → fit → sample → check → write.
+
+``run(recipe)`` is the whole of a SynthForge run. Everything is written into a
+temporary folder beside the output path and renamed into place only when every
+gate has passed, so an interrupted or failed run never leaves a dataset that looks
+finished. A failed gate leaves its reports, and nothing else, in ``<path>.failed/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from synthforge.checks.base import Check, CheckResult, Gate
+from synthforge.data.identifiers import regenerate
+from synthforge.data.io import open_writer, read_table
+from synthforge.data.schema import ColumnKind, Schema, infer_schema, prepare_source
+from synthforge.errors import GateFailed, RecipeError, SynthForgeError
+from synthforge.generator import FitContext, Generator
+from synthforge.plugins import SynthForgePluginManager, get_plugin_manager
+from synthforge.recipe import Recipe, load_recipe, validate_plugins
+
+FORMAT_EXTENSIONS = {"csv": "csv", "parquet": "parquet", "ndjson": "ndjson", "ipc": "arrow"}
+MAX_CHECK_ROWS = 200_000
+
+
+@dataclass
+class RunInfo:
+    id: str
+    recipe: Recipe
+    seed: int
+    output_path: Path
+    started_at: str
+
+
+@dataclass
+class RunResult:
+    status: str
+    output_path: Path | None
+    dataset_path: Path | None = None
+    rows: dict[str, int] = field(default_factory=dict)
+    checks: list[CheckResult] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    generator: Generator | None = field(default=None, repr=False)
+
+    @property
+    def failed_checks(self) -> list[CheckResult]:
+        return [c for c in self.checks if not c.passed]
+
+
+def run(
+    recipe: Recipe | str | Path | dict[str, Any],
+    *,
+    pm: SynthForgePluginManager | None = None,
+    log: Callable[[str], None] | None = None,
+    progress: bool = False,
+) -> RunResult:
+    """Run a recipe; raise :class:`SynthForgeError` on bad input or a failed gate."""
+    pm = pm or get_plugin_manager()
+    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe, pm=pm)
+    validate_plugins(recipe, pm)
+    log = log or (lambda message: None)
+    output_path = recipe.resolve(recipe.output.path)
+    info = RunInfo(uuid.uuid4().hex[:12], recipe, recipe.seed, output_path, _now())
+    result = RunResult("failed", None)
+    timer = _Timer(result.timings)
+    pm.hook.synthforge_run_started(run=info)
+    try:
+        _run(recipe, pm, info, result, timer, log, progress)
+        result.status = "succeeded"
+        return result
+    except SynthForgeError as error:
+        result.error = str(error)
+        raise
+    finally:
+        pm.hook.synthforge_run_finished(run=info, result=result)
+
+
+def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: RunResult, timer: _Timer,
+         log: Callable[[str], None], progress: bool) -> None:
+    source_path = recipe.resolve(recipe.source.path)
+    with timer("load"):
+        table = _load(recipe, source_path, pm)
+        log(f"loaded {source_path.name}: {table.height:,} rows × {table.width} columns")
+    with timer("infer"):
+        schema = infer_schema(table, recipe.source.columns, max_categories=recipe.source.max_categories)
+        _check_recipe_against_schema(recipe, schema)
+    with timer("split"):
+        train, holdout = _split(recipe, table, pm)
+        log(f"training on {train.height:,} rows, holding out {holdout.height if holdout is not None else 0:,}")
+
+    generator_class = pm.get_generator(recipe.generator.name)
+    generator = generator_class(recipe.generator.params)
+    context = FitContext(
+        seed=recipe.seed,
+        device=recipe.generator.device,
+        progress=progress,
+        on_epoch_end=lambda epoch, metrics: pm.hook.synthforge_epoch_end(run=info, epoch=epoch, metrics=metrics),
+    )
+    with timer("fit"):
+        log(f"fitting {generator!r}")
+        generator.fit(train, schema, context)
+    result.generator = generator
+
+    output = recipe.output
+    temporary = info.output_path.parent / f".{info.output_path.name}.tmp-{info.id}"
+    info.output_path.parent.mkdir(parents=True, exist_ok=True)
+    temporary.mkdir()
+    try:
+        dataset = temporary / f"data.{FORMAT_EXTENSIONS.get(output.format, output.format)}"
+        with timer("sample"):
+            synthetic_for_checks, rows = _write_dataset(recipe, generator, train, schema, dataset, pm, log)
+        result.rows = rows
+        with timer("checks"):
+            result.checks = run_checks(recipe, pm, train, holdout, synthetic_for_checks, schema)
+        _log_checks(result.checks, log)
+        from synthforge.report import write_reports
+
+        with timer("write"):
+            write_reports(temporary, info=_describe_run(info, recipe, source_path, generator, result),
+                          train=train, holdout=holdout, synthetic=synthetic_for_checks, schema=schema,
+                          checks=result.checks)
+            failures = [c for c in result.failed_checks if c.on_fail == "error"]
+            if failures:
+                _keep_failed_reports(temporary, info.output_path)
+                raise GateFailed(_gate_message(failures, info.output_path), failures)
+            if output.save_model:
+                generator.save(temporary / "model")
+            manifest = _manifest(info, recipe, source_path, generator, result)
+            (temporary / "manifest.json").write_text(json.dumps(manifest, indent=2))
+            _replace_atomically(temporary, info.output_path)
+        result.output_path = info.output_path
+        result.dataset_path = info.output_path / dataset.name
+        log(f"wrote {result.dataset_path}")
+    finally:
+        if temporary.exists():
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+# --- the steps --------------------------------------------------------------------------
+
+
+def _load(recipe: Recipe, path: Path, pm: SynthForgePluginManager) -> pl.DataFrame:
+    table = read_table(path, recipe.source.format, pm=pm)
+    return prepare_source(table, drop=recipe.source.drop, nan_as_null=recipe.source.nan_as_null)
+
+
+def _check_recipe_against_schema(recipe: Recipe, schema: Schema) -> None:
+    output = recipe.output
+    where = recipe.file
+    referenced = {"output.column": [output.column] if output.column else [],
+                  "output.conditions": list(output.conditions), "target": [recipe.target] if recipe.target else []}
+    for key, columns in referenced.items():
+        for column in columns:
+            if column not in schema:
+                raise RecipeError(f"{where}: {key} names column {column!r}, not in the source; "
+                                  f"its columns are: {', '.join(schema.names)}.")
+            if not schema[column].kind.learned:
+                raise RecipeError(f"{where}: {key} names {column!r}, an identifier/free-text column that is "
+                                  f"never learned; name a learned column.")
+    if output.mode == "rebalance" and schema[output.column].kind not in (ColumnKind.categorical, ColumnKind.boolean):
+        raise RecipeError(f"{where}: output.column {output.column!r} is {schema[output.column].kind.value}; "
+                          f"rebalancing needs a categorical or boolean column.")
+    if output.label_column and output.label_column in schema:
+        raise RecipeError(f"{where}: output.label_column {output.label_column!r} already is a column of the source.")
+
+
+def _split(recipe: Recipe, table: pl.DataFrame, pm: SynthForgePluginManager) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    if recipe.holdout.path is not None:
+        holdout = read_table(recipe.resolve(recipe.holdout.path), None, pm=pm)
+        holdout = prepare_source(holdout, drop=recipe.source.drop, nan_as_null=recipe.source.nan_as_null)
+        missing = [c for c in table.columns if c not in holdout.columns]
+        if missing:
+            raise RecipeError(f"{recipe.file}: holdout.path lacks column(s) {', '.join(missing)} of the source.")
+        return table, holdout.select(table.columns).cast(table.schema, strict=False)
+    if recipe.holdout.fraction == 0:
+        return table, None
+    order = np.random.default_rng(derive_seed(recipe.seed, "split")).permutation(table.height)
+    cut = int(round(table.height * recipe.holdout.fraction))
+    if cut == 0 or cut == table.height:
+        raise RecipeError(f"{recipe.file}: holdout.fraction {recipe.holdout.fraction} of {table.height} rows leaves "
+                          f"an empty {'holdout' if cut == 0 else 'training set'}.")
+    return table[np.sort(order[cut:])], table[np.sort(order[:cut])]
+
+
+def sampling_plan(recipe: Recipe, generator: Generator, train: pl.DataFrame) -> list[tuple[int, dict[str, Any]]]:
+    """(rows, conditions) segments that, with the real rows when included, make the output."""
+    output = recipe.output
+    default_rows = output.rows if output.rows is not None else train.height
+    if output.mode in ("synthesize", "augment"):
+        return [(default_rows, {})]
+    if output.mode == "conditions":
+        return [(default_rows, dict(output.conditions))]
+    column = output.column
+    assert column is not None
+    categories = [c for c in generator.encoder_.transformer(column).categories_ if c is not None and c != "_RARE_"]
+    shares = _shares(recipe, categories)
+    if not output.real_rows_included:
+        return [(int(round(share * default_rows)), {column: value}) for value, share in shares.items() if share > 0]
+    counts = dict(train.get_column(column).drop_nulls().value_counts(name="n").iter_rows())
+    for value, share in shares.items():
+        if share == 0 and counts.get(value, 0):
+            raise RecipeError(f"{recipe.file}: output.shares gives {value!r} a share of 0, but the real rows hold "
+                              f"{counts[value]:,} of them; set include_real: false to output synthetic rows only.")
+    needed = max(counts.get(value, 0) / share for value, share in shares.items() if share > 0)
+    total = float(output.rows) if output.rows is not None else needed
+    if total + 1e-9 < needed:
+        raise RecipeError(f"{recipe.file}: output.rows {output.rows:,} is too few to reach the asked shares while "
+                          f"keeping the real rows; at least {int(np.ceil(needed)):,} are needed.")
+    return [(max(int(round(share * total)) - counts.get(value, 0), 0), {column: value})
+            for value, share in shares.items() if share > 0]
+
+
+def _shares(recipe: Recipe, categories: list[Any]) -> dict[Any, float]:
+    asked = recipe.output.shares
+    if asked == "uniform":
+        return {value: 1 / len(categories) for value in categories}
+    by_text = {str(value): value for value in categories}
+    unknown = [key for key in asked if key not in by_text]
+    if unknown:
+        raise RecipeError(f"{recipe.file}: output.shares names {', '.join(map(repr, unknown))}, not a (common enough) "
+                          f"value of {recipe.output.column!r}; its values: {', '.join(map(repr, by_text))}.")
+    return {by_text[key]: share for key, share in asked.items()}
+
+
+def _write_dataset(recipe: Recipe, generator: Generator, train: pl.DataFrame, schema: Schema, path: Path,
+                   pm: SynthForgePluginManager, log: Callable[[str], None]) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Stream real (if asked) and synthetic batches to ``path``; return the synthetic rows kept for checks."""
+    output = recipe.output
+    sink = open_writer(path, output.format, pm=pm)
+    kept: list[pl.DataFrame] = []
+    kept_rows = 0
+    rows = {"real": 0, "synthetic": 0}
+    rng = np.random.default_rng(derive_seed(recipe.seed, "identifiers"))
+    try:
+        if output.real_rows_included:
+            real = _strip_identifiers(train, schema, generator, rng)
+            sink.write(_label(real, output.label_column, False))
+            rows["real"] = real.height
+        plan = sampling_plan(recipe, generator, train)
+        base_seed = output.sample_seed if output.sample_seed is not None else derive_seed(recipe.seed, "sample")
+        for segment, (count, conditions) in enumerate(plan):
+            for batch_index, batch_rows in enumerate(_batches(count, output.batch_size)):
+                batch = generator.sample(batch_rows, conditions or None, seed=derive_seed(base_seed, segment, batch_index))
+                sink.write(_label(batch, output.label_column, True))
+                rows["synthetic"] += batch.height
+                if kept_rows < MAX_CHECK_ROWS:
+                    kept.append(batch.head(MAX_CHECK_ROWS - kept_rows))
+                    kept_rows += kept[-1].height
+        log(f"sampled {rows['synthetic']:,} synthetic rows" + (f" + {rows['real']:,} real" if rows["real"] else ""))
+    finally:
+        sink.close()
+    synthetic = pl.concat(kept) if kept else generator.sample(0)
+    return synthetic, rows
+
+
+def _batches(total: int, size: int) -> Iterator[int]:
+    while total > 0:
+        yield min(size, total)
+        total -= size
+
+
+def _strip_identifiers(table: pl.DataFrame, schema: Schema, generator: Generator,
+                       rng: np.random.Generator) -> pl.DataFrame:
+    """Real rows in the output never carry real identifiers either: regenerate or drop them."""
+    table = table.with_columns(regenerate(name, plan, table.height, rng)
+                               for name, plan in generator.identifiers_.items())
+    return table.select([name for name in schema.output_names if name in table.columns])
+
+
+def _label(batch: pl.DataFrame, column: str | None, synthetic: bool) -> pl.DataFrame:
+    return batch.with_columns(pl.lit(synthetic).alias(column)) if column else batch
+
+
+def default_checks(pm: SynthForgePluginManager) -> list[tuple[Check, Gate]]:
+    return [(cls(), Gate()) for cls in pm.checks().values() if cls.default]
+
+
+def run_checks(recipe: Recipe | None, pm: SynthForgePluginManager, train: pl.DataFrame,
+               holdout: pl.DataFrame | None, synthetic: pl.DataFrame, schema: Schema) -> list[CheckResult]:
+    if recipe is None or recipe.checks is None:
+        checks = default_checks(pm)
+    else:
+        checks = [(pm.get_check(spec.name)(spec.params), Gate(min=spec.min, max=spec.max, on_fail=spec.on_fail))
+                  for spec in recipe.checks]
+    options = {"target": recipe.target} if recipe is not None and recipe.target else {}
+    results = []
+    for check, gate in checks:
+        if options and hasattr(check, "configure"):
+            check.configure(**options)
+        results.append(check.run(train, holdout, synthetic, schema, gate))
+    return results
+
+
+def _log_checks(results: list[CheckResult], log: Callable[[str], None]) -> None:
+    for check in results:
+        verdict = "pass" if check.passed else ("FAIL" if check.on_fail == "error" else "warn")
+        score = "n/a" if check.score is None else f"{check.score:.4f}"
+        log(f"check {check.name}: {score} (gate {check.gate}) {verdict}: {check.summary}")
+
+
+def _gate_message(failures: list[CheckResult], path: Path) -> str:
+    lines = [f"{c.kind} check {c.name!r} scored {c.score:.4g}, outside its gate {c.gate}: {c.summary}"
+             for c in failures]
+    return ("the run failed its gates, so no dataset was written:\n  " + "\n  ".join(lines)
+            + f"\nReports are in {path.parent / (path.name + '.failed')}. Change the generator or its params, "
+              "or adjust the gate under `checks:` if the threshold is wrong for this data.")
+
+
+def _keep_failed_reports(temporary: Path, output_path: Path) -> None:
+    failed = output_path.parent / f"{output_path.name}.failed"
+    staging = output_path.parent / f".{output_path.name}.failed-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    for name in ("report.json", "report.html"):
+        if (temporary / name).exists():
+            shutil.copy2(temporary / name, staging / name)
+    _replace_atomically(staging, failed)
+
+
+def _replace_atomically(source: Path, destination: Path) -> None:
+    """Put ``source`` at ``destination``; an existing destination is swapped out, then removed."""
+    if destination.exists():
+        retired = destination.parent / f".{destination.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(destination, retired)
+        os.replace(source, destination)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(source, destination)
+
+
+# --- provenance ---------------------------------------------------------------------------
+
+
+def derive_seed(seed: int, *labels: Any) -> int:
+    """A stable child seed for one purpose, so every random stream follows the recipe's one seed."""
+    text = json.dumps([seed, *labels], default=str)
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def package_versions(generator: Generator | None = None) -> dict[str, str]:
+    import importlib.metadata
+    import sys
+
+    versions = {"python": platform.python_version()}
+    for name in ("synthforge", "polars", "numpy", "scipy", "pydantic", "pluggy"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    if "torch" in sys.modules:
+        versions["torch"] = sys.modules["torch"].__version__
+    if generator is not None:
+        module = type(generator).__module__.split(".")[0]
+        try:
+            distribution = importlib.metadata.packages_distributions().get(module, [module])[0]
+            versions[distribution] = importlib.metadata.version(distribution)
+        except (importlib.metadata.PackageNotFoundError, IndexError):
+            pass
+    return versions
+
+
+def _describe_run(info: RunInfo, recipe: Recipe, source: Path, generator: Generator,
+                  result: RunResult) -> dict[str, Any]:
+    return {
+        "run_id": info.id,
+        "recipe": recipe.name or Path(recipe.file).stem,
+        "recipe_file": recipe.file,
+        "mode": recipe.output.mode,
+        "generator": generator.name,
+        "params": generator.params.model_dump(mode="json"),
+        "seed": recipe.seed,
+        "source": str(source),
+        "rows": result.rows,
+        "timings": result.timings,
+        "started_at": info.started_at,
+        "versions": package_versions(generator),
+        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
+    }
+
+
+def _manifest(info: RunInfo, recipe: Recipe, source: Path, generator: Generator, result: RunResult) -> dict[str, Any]:
+    return {
+        "run_id": info.id,
+        "recipe_file": recipe.file,
+        "recipe_sha256": recipe.canonical_hash(),
+        "recipe": recipe.model_dump(mode="json"),
+        "source": str(source),
+        "source_sha256": file_sha256(source),
+        "seed": recipe.seed,
+        "generator": generator.name,
+        "rows": result.rows,
+        "timings_seconds": {k: round(v, 4) for k, v in result.timings.items()},
+        "checks": [{"name": c.name, "score": c.score, "passed": c.passed} for c in result.checks],
+        "versions": package_versions(generator),
+        "started_at": info.started_at,
+        "finished_at": _now(),
+    }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+class _Timer:
+    def __init__(self, timings: dict[str, float]) -> None:
+        self.timings = timings
+
+    def __call__(self, name: str) -> _Timer:
+        self.name = name
+        return self
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.timings[self.name] = time.perf_counter() - self.started

@@ -1,0 +1,70 @@
+"""Score any pair of tables, whoever generated the synthetic one (``synthforge evaluate``)."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from synthforge.checks.base import CheckResult
+from synthforge.data.io import read_table
+from synthforge.data.schema import Schema, infer_schema
+from synthforge.errors import DataError
+from synthforge.plugins import SynthForgePluginManager, get_plugin_manager
+
+
+def align(table: pl.DataFrame, reference: pl.DataFrame, what: str) -> pl.DataFrame:
+    """``table`` with ``reference``'s columns, in its order and types."""
+    missing = [c for c in reference.columns if c not in table.columns]
+    if missing:
+        raise DataError(f"the {what} table lacks column(s) {', '.join(map(repr, missing))} of the real table.")
+    try:
+        return table.select(reference.columns).cast(reference.schema, strict=False)
+    except pl.exceptions.PolarsError as error:
+        raise DataError(f"the {what} table's columns do not match the real table's types: {error}") from None
+
+
+def evaluate_frames(real: pl.DataFrame, synthetic: pl.DataFrame, *, holdout: pl.DataFrame | None = None,
+                    target: str | None = None, schema: Schema | None = None, out: Path | None = None,
+                    pm: SynthForgePluginManager | None = None, checks: list[str] | None = None) -> list[CheckResult]:
+    from synthforge.engine import default_checks, package_versions
+    from synthforge.recipe import CheckSpec, Recipe
+
+    pm = pm or get_plugin_manager()
+    schema = schema or infer_schema(real)
+    synthetic = align(synthetic, real, "synthetic")
+    holdout = align(holdout, real, "holdout") if holdout is not None else None
+    if target is not None and target not in real.columns:
+        raise DataError(f"--target {target!r} is not a column; columns: {', '.join(real.columns)}.")
+    from synthforge.engine import run_checks
+
+    recipe = None
+    if target is not None or checks is not None:
+        names = checks if checks is not None else [check.name for check, _ in default_checks(pm)]
+        recipe = Recipe.model_construct(target=target, checks=[CheckSpec(name=name) for name in names])
+    results = run_checks(recipe, pm, real, holdout, synthetic, schema)
+    if out is not None:
+        from synthforge.report import write_reports
+
+        out.mkdir(parents=True, exist_ok=True)
+        info: dict[str, Any] = {"recipe": "evaluation", "target": target, "rows": {"real": real.height,
+                                "synthetic": synthetic.height}, "versions": package_versions(),
+                                "machine": f"{platform.system()} {platform.machine()}"}
+        write_reports(out, info=info, train=real, holdout=holdout, synthetic=synthetic, schema=schema, checks=results)
+    return results
+
+
+def evaluate_tables(real: Path, synthetic: Path, *, holdout: Path | None = None, target: str | None = None,
+                    out: Path | None = None, pm: SynthForgePluginManager | None = None) -> list[CheckResult]:
+    pm = pm or get_plugin_manager()
+    real_table = read_table(real, pm=pm)
+    return evaluate_frames(
+        real_table,
+        read_table(synthetic, pm=pm),
+        holdout=read_table(holdout, pm=pm) if holdout is not None else None,
+        target=target,
+        out=out,
+        pm=pm,
+    )

@@ -1,0 +1,346 @@
+"""The Generator contract: the base class owns the public API, a plugin fills in two methods.
+
+A generator plugin subclasses :class:`Generator`, gives it a ``name`` and a pydantic
+``Params`` model, and implements:
+
+- ``_fit(self, data, context)``: learn from ``data``, the encoded float32 matrix
+  whose column groups are described by ``self.encoder_.spans_``;
+- ``_sample(self, n, conditions, rng)``: return an encoded ``(n, width)`` matrix;
+  ``conditions`` maps spans to the encoded values they must hold (only when the
+  class sets ``supports_conditions = True``);
+- ``_get_state()`` / ``_set_state(arrays, extra)``: the fitted state as numpy arrays
+  (saved as safetensors) plus JSON-able extras. Never pickle.
+
+The base class does everything else, the same way for every plugin: input
+checks, schema inference, encoding and decoding, seeding, conditions, identifier
+columns, schema enforcement on output, pandas/polars in and out, save and load.
+Fitted attributes end in ``_``, as in scikit-learn.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from synthforge.data.encoder import EncoderConfig, Span, TableEncoder
+from synthforge.data.identifiers import plan_identifier, regenerate
+from synthforge.data.schema import ColumnKind, Schema, check_columns, enforce, infer_schema
+from synthforge.errors import ConditionError, DataError, ModelError, SynthForgeError
+
+MODEL_FORMAT = "synthforge-model"
+MODEL_FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.safetensors"
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ParamsError(SynthForgeError):
+    """Generator or check parameters that fail validation."""
+
+
+@dataclass
+class FitContext:
+    """What a run tells a generator about how to fit, beyond its own params."""
+
+    seed: int = 0
+    device: str = "auto"
+    progress: bool = False
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy's legacy global state and, if already imported, torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    if "torch" in sys.modules:
+        import torch
+
+        torch.manual_seed(seed)
+
+
+def validate_params(model: type[BaseModel], given: BaseModel | Mapping[str, Any] | None, what: str) -> BaseModel:
+    if isinstance(given, model):
+        return given
+    try:
+        return model.model_validate(dict(given or {}))
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(map(str, issue['loc'])) or 'params'}: {issue['msg']}" for issue in error.errors()
+        )
+        known = ", ".join(model.model_fields) or "none"
+        raise ParamsError(f"{what}: {problems}. Known params: {known}.") from None
+
+
+class Generator:
+    """Base class of every generator; see the module documentation for the contract."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    Params: ClassVar[type[BaseModel]] = NoParams
+    encoding: ClassVar[EncoderConfig] = EncoderConfig()
+    supports_conditions: ClassVar[bool] = False
+    supports_gpu: ClassVar[bool] = False
+
+    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        merged = {**(params.model_dump() if isinstance(params, BaseModel) else dict(params or {})), **kwargs}
+        self.params = validate_params(self.Params, merged, f"generator {self.name!r}")
+
+    def __repr__(self) -> str:
+        defaults = self.Params()
+        changed = {k: v for k, v in self.params.model_dump().items() if getattr(defaults, k) != v}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+    def encoder_config(self) -> EncoderConfig:
+        """The encoding this generator learns on; override to make it depend on params."""
+        return EncoderConfig(**vars(self.encoding))
+
+    # --- the public API -------------------------------------------------------------
+
+    def fit(self, table: Any, schema: Schema | None = None, context: FitContext | None = None) -> Generator:
+        frame, self.frame_kind_ = _to_polars(table)
+        context = context or FitContext()
+        self.schema_ = schema or infer_schema(frame)
+        check_columns(frame, self.schema_)
+        self.seed_ = context.seed
+        self.sample_calls_ = 0
+        seed_everything(context.seed)
+        self.identifiers_ = {
+            column.name: plan_identifier(frame.get_column(column.name), column)
+            for column in self.schema_.columns
+            if not column.kind.learned and column.handling == "regenerate" and column.name in frame.columns
+        }
+        self.encoder_ = TableEncoder(self.encoder_config()).fit(frame, self.schema_, seed=context.seed)
+        self._fit(self.encoder_.encode(frame), context)
+        return self
+
+    def sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int | None = None) -> Any:
+        """``n`` synthetic rows; every row holds ``conditions`` exactly; same seed, same rows."""
+        self._check_fitted()
+        if not isinstance(n, int | np.integer) or n < 0:
+            raise DataError(f"the number of rows to sample must be a whole number ≥ 0, not {n!r}.")
+        if seed is None:
+            seed = hash((self.seed_, self.sample_calls_)) % 2**63
+            self.sample_calls_ += 1
+        rng = np.random.default_rng(seed)
+        seed_everything(int(rng.integers(2**31)))
+        conditions = dict(conditions or {})
+        self._check_conditions(conditions)
+        if n == 0:
+            frame = self.encoder_.decode(np.zeros((0, self.encoder_.width)))
+        elif conditions and not self.supports_conditions:
+            frame = self._sample_by_rejection(int(n), conditions, rng)
+        else:
+            encoded = self._encode_conditions(conditions)
+            frame = self.encoder_.decode(self._sample(int(n), encoded or None, rng))
+        frame = self._finish(frame, conditions, rng)
+        return frame.to_pandas() if getattr(self, "frame_kind_", "polars") == "pandas" else frame
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``config.json`` and ``weights.safetensors`` into ``directory``."""
+        from safetensors.numpy import save_file
+
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays, extra = self._get_state()
+        config = {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "generator": self.name,
+            "generator_class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "synthforge_version": _own_version(),
+            "params": self.params.model_dump(mode="json"),
+            "seed": self.seed_,
+            "schema": self.schema_.model_dump(mode="json"),
+            "encoder": self.encoder_.state(),
+            "identifiers": self.identifiers_,
+            "state": extra,
+        }
+        (directory / CONFIG_FILE).write_text(json.dumps(config, indent=1, default=_json_default))
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(directory / WEIGHTS_FILE))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Generator:
+        """Load a model saved by :meth:`save`; reads JSON and safetensors only, runs no code."""
+        from safetensors.numpy import load_file
+
+        config = read_model_config(directory)
+        if cls.name and config["generator"] != cls.name:
+            raise ModelError(f"{directory} holds a {config['generator']!r} model, not {cls.name!r}.")
+        generator = cls(config["params"])
+        generator.schema_ = Schema.model_validate(config["schema"])
+        generator.encoder_ = TableEncoder.from_state(config["encoder"], generator.schema_)
+        generator.identifiers_ = config["identifiers"]
+        generator.seed_ = config["seed"]
+        generator.sample_calls_ = 0
+        generator.frame_kind_ = "polars"
+        generator._set_state(load_file(str(Path(directory) / WEIGHTS_FILE)), config["state"])
+        return generator
+
+    # --- what a plugin implements --------------------------------------------------------
+
+    def _fit(self, data: np.ndarray, context: FitContext) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement _fit")
+
+    def _sample(self, n: int, conditions: dict[Span, np.ndarray] | None, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement _sample")
+
+    def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        raise NotImplementedError(f"{type(self).__name__} must implement _get_state")
+
+    def _set_state(self, arrays: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement _set_state")
+
+    # --- the machinery around them ---------------------------------------------------
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "encoder_"):
+            raise SynthForgeError(f"this {self.name!r} generator is not fitted yet: call fit(table) first.")
+
+    def _check_conditions(self, conditions: dict[str, Any]) -> None:
+        for column, value in conditions.items():
+            if column not in self.schema_ or not self.schema_[column].kind.learned:
+                learned = ", ".join(c.name for c in self.schema_.learned)
+                raise ConditionError(f"cannot condition on {column!r}: it is not a learned column ({learned}).")
+            spec = self.schema_[column]
+            transformer = self.encoder_.transformer(column)
+            if spec.kind in (ColumnKind.categorical, ColumnKind.boolean):
+                categories = transformer.categories_
+                if value not in categories:
+                    known = ", ".join(repr(c) for c in categories[:30])
+                    more = f" and {len(categories) - 30} more" if len(categories) > 30 else ""
+                    raise ConditionError(
+                        f"cannot condition {column!r} on {value!r}: the model knows {known}{more}. "
+                        f"Values seen in fewer than {self.encoder_.config.min_category_count} rows are pooled "
+                        f"as rare to protect privacy and cannot be asked for."
+                    )
+            elif value is None:
+                if not spec.nullable:
+                    raise ConditionError(f"cannot condition {column!r} on null: it had no nulls in training.")
+            elif spec.kind != ColumnKind.datetime:
+                if not isinstance(value, int | float) or not np.isfinite(value):
+                    raise ConditionError(f"cannot condition numeric column {column!r} on {value!r}: give a number.")
+                if spec.minimum is not None and not spec.minimum <= value <= spec.maximum:
+                    raise ConditionError(
+                        f"cannot condition {column!r} on {value}: outside its range in training "
+                        f"[{spec.minimum:g}, {spec.maximum:g}]."
+                    )
+
+    def _encode_conditions(self, conditions: dict[str, Any]) -> dict[Span, np.ndarray]:
+        encoded: dict[Span, np.ndarray] = {}
+        for column, value in conditions.items():
+            encoded |= self.encoder_.encode_value(column, value)
+        return encoded
+
+    def _sample_by_rejection(self, n: int, conditions: dict[str, Any], rng: np.random.Generator) -> pl.DataFrame:
+        """For generators without native conditioning: keep sampling until ``n`` rows match."""
+        matches: list[pl.DataFrame] = []
+        found = drawn = 0
+        match = pl.all_horizontal(
+            pl.col(c).is_null() if v is None else (pl.col(c) == v) for c, v in conditions.items()
+        )
+        while found < n:
+            batch = max(1000, 2 * (n - found))
+            frame = self.encoder_.decode(self._sample(batch, None, rng)).filter(match)
+            drawn += batch
+            matches.append(frame)
+            found += frame.height
+            if drawn >= 200 * n + 100_000 and found < n:
+                raise ConditionError(
+                    f"generator {self.name!r} cannot condition natively, and only {found} of {drawn:,} sampled "
+                    f"rows matched {conditions}. Use a generator that supports conditions (e.g. 'copula')."
+                )
+        return pl.concat(matches).head(n)
+
+    def _finish(self, frame: pl.DataFrame, conditions: dict[str, Any], rng: np.random.Generator) -> pl.DataFrame:
+        n = frame.height
+        # Decoding round-trips conditioned values to float precision; pin them exactly.
+        frame = frame.with_columns(
+            pl.lit(value, dtype=frame.schema[column]).alias(column) for column, value in conditions.items()
+        )
+        frame = frame.with_columns(
+            regenerate(name, plan, n, rng) for name, plan in self.identifiers_.items()
+        )
+        frame = enforce(frame, self.schema_)
+        return frame.select([c for c in self.schema_.output_names if c in frame.columns])
+
+
+def coerce_conditions(schema: Schema, raw: Mapping[str, str]) -> dict[str, Any]:
+    """Turn ``column=value`` text (from the command line) into values of each column's type."""
+    conditions: dict[str, Any] = {}
+    for column, text in raw.items():
+        spec = schema[column]
+        if text.lower() in ("null", "none", ""):
+            conditions[column] = None
+        elif spec.kind == ColumnKind.boolean:
+            if text.lower() not in ("true", "false"):
+                raise ConditionError(f"{column!r} is boolean: condition it on true or false, not {text!r}.")
+            conditions[column] = text.lower() == "true"
+        elif spec.kind in (ColumnKind.integer, ColumnKind.continuous) or (
+            spec.kind == ColumnKind.categorical and spec.dtype.startswith(("Int", "UInt"))
+        ):
+            try:
+                number = float(text)
+            except ValueError:
+                raise ConditionError(f"{column!r} is numeric: {text!r} is not a number.") from None
+            conditions[column] = int(number) if number.is_integer() and "Float" not in spec.dtype else number
+        else:
+            conditions[column] = text
+    return conditions
+
+
+def read_model_config(directory: str | Path) -> dict[str, Any]:
+    directory = Path(directory)
+    path = directory / CONFIG_FILE
+    if not path.exists():
+        raise ModelError(f"{directory} is not a saved SynthForge model: it has no {CONFIG_FILE}.")
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ModelError(f"{path} is not valid JSON ({error}); the model is damaged.") from None
+    if config.get("format") != MODEL_FORMAT:
+        raise ModelError(f"{path} is not a SynthForge model config (format {config.get('format')!r}).")
+    if config.get("format_version", 0) > MODEL_FORMAT_VERSION:
+        raise ModelError(
+            f"{directory} was saved by a newer SynthForge ({config.get('synthforge_version')}); upgrade to load it."
+        )
+    if not (directory / WEIGHTS_FILE).exists():
+        raise ModelError(f"{directory} has no {WEIGHTS_FILE}; the model is incomplete.")
+    return config
+
+
+def _to_polars(table: Any) -> tuple[pl.DataFrame, str]:
+    if isinstance(table, pl.DataFrame):
+        return table, "polars"
+    if isinstance(table, pl.LazyFrame):
+        return table.collect(), "polars"
+    if type(table).__module__.startswith("pandas"):
+        return pl.from_pandas(table), "pandas"
+    raise DataError(f"expected a polars or pandas DataFrame, got {type(table).__name__}.")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in a model config")
+
+
+def _own_version() -> str:
+    from synthforge import __version__
+
+    return __version__

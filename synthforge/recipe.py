@@ -1,0 +1,302 @@
+"""Recipes: YAML read as data (never code), validated into pydantic models.
+
+Every error names the file, the line and the key path, and suggests the key that
+was probably meant. Paths in a recipe are relative to the recipe file, so a recipe
+runs the same from any working directory.
+
+A minimal recipe::
+
+    seed: 42
+    source: {path: data/adult/train.csv}
+    generator: {name: copula}
+    output: {mode: synthesize, rows: 32561, path: ../out/adult-synthetic}
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+
+from synthforge.checks.base import OnFail
+from synthforge.data.schema import ColumnKind, ColumnOverride
+from synthforge.errors import RecipeError, SynthForgeError
+
+if TYPE_CHECKING:
+    from synthforge.plugins import SynthForgePluginManager
+
+Mode = Literal["synthesize", "augment", "rebalance", "conditions"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceSpec(_Strict):
+    """The real table to learn from."""
+
+    path: Path = Field(description="csv, parquet, ndjson or Arrow IPC file; relative to the recipe file.")
+    format: str | None = Field(None, description="Reader to use; by default chosen from the file's extension.")
+    columns: dict[str, ColumnOverride] = Field(
+        default_factory=dict, description="Per-column kind and identifier handling, overriding inference."
+    )
+    drop: list[str] = Field(default_factory=list, description="Columns to leave out entirely.")
+    nan_as_null: bool = Field(False, description="Treat NaN and ±inf in float columns as missing values.")
+    max_categories: int = Field(1000, ge=2, description="Above this many distinct values, text needs a `kind`.")
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _kind_shorthand(cls, value: Any) -> Any:
+        """``columns: {name: identifier}`` is short for ``columns: {name: {kind: identifier}}``."""
+        if isinstance(value, dict):
+            return {k: {"kind": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+
+class HoldoutSpec(_Strict):
+    """Real rows the generator never sees; privacy and ML-efficacy checks compare against them."""
+
+    fraction: float = Field(0.2, ge=0.0, lt=1.0, description="Share of the source held out (seeded).")
+    path: Path | None = Field(None, description="A separate holdout file instead of a split.")
+
+
+class GeneratorSpec(_Strict):
+    name: str = Field("copula", description="A generator from `synthforge plugins`.")
+    params: dict[str, Any] = Field(default_factory=dict, description="The generator's own typed parameters.")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps, for neural generators.")
+
+
+class OutputSpec(_Strict):
+    mode: Mode = Field("synthesize", description="synthesize | augment | rebalance | conditions.")
+    path: Path = Field(description="Output folder; written atomically.")
+    rows: int | None = Field(None, ge=0, description="Synthetic rows (default: as many as the training rows).")
+    format: str = Field("csv", description="Format of the dataset file: csv, parquet, ndjson or ipc.")
+    column: str | None = Field(None, description="rebalance: the categorical column to rebalance.")
+    shares: dict[str, float] | Literal["uniform"] = Field(
+        "uniform", description="rebalance: the share of each value in the output."
+    )
+    conditions: dict[str, Any] = Field(default_factory=dict, description="conditions: fixed column values.")
+    label_column: str | None = Field(None, description="Add a boolean column marking synthetic rows.")
+    include_real: bool | None = Field(
+        None, description="Put the real training rows in the output (default: yes for augment and rebalance)."
+    )
+    batch_size: int = Field(100_000, ge=1, description="Rows sampled and written per batch.")
+    save_model: bool = Field(True, description="Save the fitted model under model/.")
+    sample_seed: int | None = Field(None, description="Seed for sampling only (default: derived from `seed`).")
+
+    @model_validator(mode="after")
+    def _mode_needs(self) -> OutputSpec:
+        if self.mode == "rebalance" and not self.column:
+            raise ValueError("mode 'rebalance' needs `column:`, the categorical column to rebalance")
+        if self.mode == "conditions" and not self.conditions:
+            raise ValueError("mode 'conditions' needs `conditions:`, e.g. {sex: Female}")
+        if isinstance(self.shares, dict):
+            if any(v < 0 for v in self.shares.values()):
+                raise ValueError("rebalance shares must be ≥ 0")
+            total = sum(self.shares.values())
+            if abs(total - 1) > 1e-6:
+                raise ValueError(f"rebalance shares must add up to 1, they add up to {total:g}")
+        return self
+
+    @property
+    def real_rows_included(self) -> bool:
+        return self.include_real if self.include_real is not None else self.mode in ("augment", "rebalance")
+
+
+class CheckSpec(_Strict):
+    name: str = Field(description="A check from `synthforge plugins`.")
+    params: dict[str, Any] = Field(default_factory=dict)
+    min: float | None = Field(None, description="The run fails (or warns) below this score.")
+    max: float | None = Field(None, description="The run fails (or warns) above this score.")
+    on_fail: OnFail | None = Field(None, description="error (default for privacy) or warn.")
+
+
+class Recipe(_Strict):
+    version: Literal[1] = 1
+    name: str | None = None
+    description: str | None = None
+    seed: int = Field(0, description="One seed for every random generator: split, encoder, model, sampling.")
+    source: SourceSpec
+    holdout: HoldoutSpec = Field(default_factory=HoldoutSpec)
+    generator: GeneratorSpec = Field(default_factory=GeneratorSpec)
+    output: OutputSpec
+    target: str | None = Field(None, description="Column to predict, for ML-efficacy checks.")
+    checks: list[CheckSpec] | None = Field(
+        None, description="Checks and their gates; without this key every default check runs."
+    )
+
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _file: str = PrivateAttr(default="<recipe>")
+
+    @field_validator("holdout", mode="before")
+    @classmethod
+    def _holdout_shorthand(cls, value: Any) -> Any:
+        """``holdout: 0.2`` is short for ``holdout: {fraction: 0.2}``."""
+        return {"fraction": value} if isinstance(value, int | float) else value
+
+    def resolve(self, path: Path) -> Path:
+        return path if path.is_absolute() else (self._base_dir / path).resolve()
+
+    @property
+    def file(self) -> str:
+        return self._file
+
+    def canonical_hash(self) -> str:
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def recipe_json_schema() -> dict[str, Any]:
+    schema = Recipe.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "SynthForge recipe"
+    return schema
+
+
+# --- loading, with line numbers --------------------------------------------------------
+
+
+def load_recipe(source: str | Path | dict[str, Any], *, pm: SynthForgePluginManager | None = None) -> Recipe:
+    """Read and validate a recipe file (or dict); with ``pm``, also check generator and check names and params."""
+    if isinstance(source, dict):
+        data, lines, file, base_dir = source, {}, "<recipe>", Path.cwd()
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise RecipeError(f"recipe file {path} does not exist.")
+        file, base_dir = str(path), path.resolve().parent
+        data, lines = _parse_yaml(path.read_text(encoding="utf-8"), file)
+    if not isinstance(data, dict):
+        raise RecipeError(f"{file}: a recipe is a mapping of keys (source, generator, output, …), "
+                          f"not {type(data).__name__}.")
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as error:
+        raise RecipeError(_format_errors(error, lines, file, data)) from None
+    recipe._base_dir, recipe._file = base_dir, file
+    recipe._lines = lines  # type: ignore[attr-defined]
+    if pm is not None:
+        validate_plugins(recipe, pm)
+    return recipe
+
+
+def validate_plugins(recipe: Recipe, pm: SynthForgePluginManager) -> None:
+    """Check what only the installed plugins can tell: names exist and params are valid."""
+    from synthforge.generator import validate_params
+
+    lines: dict[tuple, int] = getattr(recipe, "_lines", {})
+    where = _locator(lines, recipe.file)
+    try:
+        generator = pm.get_generator(recipe.generator.name)
+    except SynthForgeError as error:
+        raise RecipeError(f"{where(('generator', 'name'))}generator.name: {error}") from None
+    try:
+        validate_params(generator.Params, recipe.generator.params, f"generator {generator.name!r}")
+    except SynthForgeError as error:
+        raise RecipeError(f"{where(('generator', 'params'))}generator.params: {error}") from None
+    for index, spec in enumerate(recipe.checks or []):
+        try:
+            check = pm.get_check(spec.name)
+            validate_params(check.Params, spec.params, f"check {spec.name!r}")
+        except SynthForgeError as error:
+            raise RecipeError(f"{where(('checks', index, 'name'))}checks[{index}]: {error}") from None
+
+
+def _parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int]]:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise RecipeError(f"{file}: the recipe is empty.")
+        lines: dict[tuple, int] = {}
+        _index_lines(node, (), lines, file)
+        data = loader.construct_document(node)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}" if mark else file
+        problem = getattr(error, "problem", None) or str(error)
+        raise RecipeError(f"{where}: not valid YAML: {problem}.") from None
+    finally:
+        loader.dispose()
+    return data, lines
+
+
+def _index_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int], file: str) -> None:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                dotted = ".".join(map(str, (*path, key)))
+                raise RecipeError(f"{file}:{line}: key {dotted!r} appears twice (first on line {seen[key]}).")
+            seen[key] = line
+            lines[(*path, key)] = line
+            _index_lines(value_node, (*path, key), lines, file)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines[(*path, index)] = item.start_mark.line + 1
+            _index_lines(item, (*path, index), lines, file)
+
+
+def _locator(lines: dict[tuple, int], file: str):
+    def where(location: tuple) -> str:
+        for end in range(len(location), -1, -1):
+            if location[:end] in lines:
+                return f"{file}:{lines[location[:end]]}: "
+        return f"{file}: "
+
+    return where
+
+
+def _format_errors(error: ValidationError, lines: dict[tuple, int], file: str, data: dict[str, Any]) -> str:
+    where = _locator(lines, file)
+    messages = []
+    for issue in error.errors():
+        location = tuple(part for part in issue["loc"] if not (isinstance(part, str) and part.startswith("function-")))
+        dotted = ".".join(map(str, location)) or "(top level)"
+        message = issue["msg"].removeprefix("Value error, ")
+        if issue["type"] == "extra_forbidden":
+            allowed = _allowed_keys(location[:-1])
+            suggestion = difflib.get_close_matches(str(location[-1]), allowed, n=1)
+            hint = f" Did you mean {suggestion[0]!r}?" if suggestion else ""
+            message = f"unknown key.{hint} Allowed here: {', '.join(allowed)}."
+        elif issue["type"] == "missing":
+            message = "this key is required."
+        elif issue["type"] == "enum" or issue["type"] == "literal_error":
+            message = f"{message} (got {issue.get('input')!r})."
+        messages.append(f"{where(location)}{dotted}: {message}")
+    return "invalid recipe:\n  " + "\n  ".join(messages)
+
+
+def _allowed_keys(location: tuple) -> list[str]:
+    """The keys the model at ``location`` accepts, for 'did you mean'."""
+    model: Any = Recipe
+    for part in location:
+        fields = getattr(model, "model_fields", {})
+        if isinstance(part, str) and part in fields:
+            model = _model_of(fields[part].annotation)
+        # otherwise the part is a list index or a dict key (a column name): the model stays
+    return sorted(getattr(model, "model_fields", {}))
+
+
+def _model_of(annotation: Any) -> Any:
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in typing.get_args(annotation):
+        found = _model_of(argument)
+        if found is not None:
+            return found
+    return None
+
+
+__all__ = ["CheckSpec", "ColumnKind", "GeneratorSpec", "HoldoutSpec", "OutputSpec", "Recipe", "SourceSpec",
+           "load_recipe", "recipe_json_schema", "validate_plugins"]
