@@ -38,7 +38,7 @@ def _plugin_manager(plugins_dir: Path | None = None) -> Any:
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -8,6 +8,7 @@ finished. A failed gate leaves its reports, and nothing else, in ``<path>.failed
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -130,19 +131,20 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
         _log_checks(result.checks, log)
         from synthforge.report import write_reports
 
-        with timer("write"):
+        with timer("report"):
             write_reports(temporary, info=_describe_run(info, recipe, source_path, generator, result),
                           train=train, holdout=holdout, synthetic=synthetic_for_checks, schema=schema,
                           checks=result.checks)
-            failures = [c for c in result.failed_checks if c.on_fail == "error"]
-            if failures:
-                _keep_failed_reports(temporary, info.output_path)
-                raise GateFailed(_gate_message(failures, info.output_path), failures)
-            if output.save_model:
+        failures = [c for c in result.failed_checks if c.on_fail == "error"]
+        if failures:
+            _keep_failed_reports(temporary, info.output_path)
+            raise GateFailed(_gate_message(failures, info.output_path), failures)
+        if output.save_model:
+            with timer("save"):
                 generator.save(temporary / "model")
-            manifest = _manifest(info, recipe, source_path, generator, result)
-            (temporary / "manifest.json").write_text(json.dumps(manifest, indent=2))
-            _replace_atomically(temporary, info.output_path)
+        manifest = _manifest(info, recipe, source_path, generator, result)
+        (temporary / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        _replace_atomically(temporary, info.output_path)
         result.output_path = info.output_path
         result.dataset_path = info.output_path / dataset.name
         log(f"wrote {result.dataset_path}")
@@ -179,7 +181,8 @@ def _check_recipe_against_schema(recipe: Recipe, schema: Schema) -> None:
         raise RecipeError(f"{where}: output.label_column {output.label_column!r} already is a column of the source.")
 
 
-def _split(recipe: Recipe, table: pl.DataFrame, pm: SynthForgePluginManager) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+def _split(recipe: Recipe, table: pl.DataFrame,
+           pm: SynthForgePluginManager) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     if recipe.holdout.path is not None:
         holdout = read_table(recipe.resolve(recipe.holdout.path), None, pm=pm)
         holdout = prepare_source(holdout, drop=recipe.source.drop, nan_as_null=recipe.source.nan_as_null)
@@ -190,7 +193,7 @@ def _split(recipe: Recipe, table: pl.DataFrame, pm: SynthForgePluginManager) -> 
     if recipe.holdout.fraction == 0:
         return table, None
     order = np.random.default_rng(derive_seed(recipe.seed, "split")).permutation(table.height)
-    cut = int(round(table.height * recipe.holdout.fraction))
+    cut = round(table.height * recipe.holdout.fraction)
     if cut == 0 or cut == table.height:
         raise RecipeError(f"{recipe.file}: holdout.fraction {recipe.holdout.fraction} of {table.height} rows leaves "
                           f"an empty {'holdout' if cut == 0 else 'training set'}.")
@@ -210,7 +213,7 @@ def sampling_plan(recipe: Recipe, generator: Generator, train: pl.DataFrame) -> 
     categories = [c for c in generator.encoder_.transformer(column).categories_ if c is not None and c != "_RARE_"]
     shares = _shares(recipe, categories)
     if not output.real_rows_included:
-        return [(int(round(share * default_rows)), {column: value}) for value, share in shares.items() if share > 0]
+        return [(round(share * default_rows), {column: value}) for value, share in shares.items() if share > 0]
     counts = dict(train.get_column(column).drop_nulls().value_counts(name="n").iter_rows())
     for value, share in shares.items():
         if share == 0 and counts.get(value, 0):
@@ -221,7 +224,7 @@ def sampling_plan(recipe: Recipe, generator: Generator, train: pl.DataFrame) -> 
     if total + 1e-9 < needed:
         raise RecipeError(f"{recipe.file}: output.rows {output.rows:,} is too few to reach the asked shares while "
                           f"keeping the real rows; at least {int(np.ceil(needed)):,} are needed.")
-    return [(max(int(round(share * total)) - counts.get(value, 0), 0), {column: value})
+    return [(max(round(share * total) - counts.get(value, 0), 0), {column: value})
             for value, share in shares.items() if share > 0]
 
 
@@ -255,7 +258,8 @@ def _write_dataset(recipe: Recipe, generator: Generator, train: pl.DataFrame, sc
         base_seed = output.sample_seed if output.sample_seed is not None else derive_seed(recipe.seed, "sample")
         for segment, (count, conditions) in enumerate(plan):
             for batch_index, batch_rows in enumerate(_batches(count, output.batch_size)):
-                batch = generator.sample(batch_rows, conditions or None, seed=derive_seed(base_seed, segment, batch_index))
+                seed = derive_seed(base_seed, segment, batch_index)
+                batch = generator.sample(batch_rows, conditions or None, seed=seed)
                 sink.write(_label(batch, output.label_column, True))
                 rows["synthetic"] += batch.height
                 if kept_rows < MAX_CHECK_ROWS:
@@ -365,10 +369,8 @@ def package_versions(generator: Generator | None = None) -> dict[str, str]:
 
     versions = {"python": platform.python_version()}
     for name in ("synthforge", "polars", "numpy", "scipy", "pydantic", "pluggy"):
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
     if "torch" in sys.modules:
         versions["torch"] = sys.modules["torch"].__version__
     if generator is not None:

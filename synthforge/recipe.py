@@ -220,7 +220,9 @@ def _parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int]]:
         mark = getattr(error, "problem_mark", None)
         where = f"{file}:{mark.line + 1}" if mark else file
         problem = getattr(error, "problem", None) or str(error)
-        raise RecipeError(f"{where}: not valid YAML: {problem}.") from None
+        context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
+        opened = f" ({context} on line {context_mark.line + 1})" if context and context_mark else ""
+        raise RecipeError(f"{where}: not valid YAML: {problem}{opened}.") from None
     finally:
         loader.dispose()
     return data, lines

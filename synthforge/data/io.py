@@ -52,7 +52,7 @@ def _read_csv(path: Path, **options: Any) -> pl.DataFrame:
 
 class _CsvSink:
     def __init__(self, path: Path) -> None:
-        self.handle = open(path, "wb")
+        self.handle = open(path, "wb")  # noqa: SIM115 - the sink owns the handle across write() calls
         self.header = True
 
     def write(self, batch: pl.DataFrame) -> None:
@@ -65,7 +65,7 @@ class _CsvSink:
 
 class _NdjsonSink:
     def __init__(self, path: Path) -> None:
-        self.handle = open(path, "wb")
+        self.handle = open(path, "wb")  # noqa: SIM115 - the sink owns the handle across write() calls
 
     def write(self, batch: pl.DataFrame) -> None:
         batch.write_ndjson(self.handle)

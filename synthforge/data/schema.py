@@ -136,6 +136,11 @@ def infer_schema(
         series = table.get_column(name)
         override = overrides.get(name, ColumnOverride())
         null_count, n_unique = stats[name]
+        if null_count == series.len():
+            raise DataError(
+                f"column {name!r} is null in every row, so there is nothing to learn from it. "
+                f"Remove it with `source.drop: [{name}]`, or fill it in the source."
+            )
         kind = override.kind or _infer_kind(series, n_unique, null_count, max_categories)
         _reject_unlearnable(series, kind, null_count, n_unique, explicit=override.kind is not None)
         columns.append(_describe_column(series, kind, null_count, n_unique, override.handling or "regenerate"))
@@ -199,11 +204,6 @@ def _identifier_or_text(text: pl.Series) -> ColumnKind:
 
 def _reject_unlearnable(series: pl.Series, kind: ColumnKind, null_count: int, n_unique: int, *, explicit: bool) -> None:
     name = series.name
-    if null_count == series.len():
-        raise DataError(
-            f"column {name!r} is null in every row, so there is nothing to learn from it. "
-            f"Remove it with `source.drop: [{name}]`, or fill it in the source."
-        )
     if kind.learned and n_unique == 1 and null_count == 0:
         value = series.drop_nulls().item(0)
         raise DataError(
@@ -213,7 +213,7 @@ def _reject_unlearnable(series: pl.Series, kind: ColumnKind, null_count: int, n_
     if series.dtype.is_float():
         bad = series.is_nan().sum() + series.is_infinite().sum()
         if bad:
-            first = series.is_nan().or_(series.is_infinite()).arg_true().item(0)
+            first = (series.is_nan() | series.is_infinite()).arg_true().item(0)
             raise DataError(
                 f"column {name!r} has {bad:,} NaN or infinite value(s) (the first in row {first + 1:,}). "
                 f"Clean them in the source, or set `source.nan_as_null: true` to treat them as missing."

@@ -163,7 +163,8 @@ def _column_plot(column: dict[str, Any], width: int = 300, height: int = 140) ->
     else:
         label = ", ".join(map(str, column["categories"][:4])) + (" …" if len(column["categories"]) > 4 else "")
     nulls = column["null_rate"]
-    null_text = f" · nulls {nulls['real']:.1%} / {nulls['synthetic']:.1%}" if nulls["real"] or nulls["synthetic"] else ""
+    null_text = (f" · nulls {nulls['real']:.1%} / {nulls['synthetic']:.1%}"
+                 if nulls["real"] or nulls["synthetic"] else "")
     return (f"<figure><figcaption>{html.escape(column['name'])}{null_text}</figcaption>"
             f"<svg width='{width}' height='{height}' role='img'>{''.join(shapes)}</svg>"
             f"<div class='axis'>{html.escape(label)}</div></figure>")
@@ -217,7 +218,8 @@ _PAGE = """<!doctype html>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #1a202c; }}
 table {{ border-collapse: collapse; margin: 1em 0; }} td, th {{ border: 1px solid #cbd5e0; padding: 4px 8px;
  text-align: left; vertical-align: top; font-size: 14px; }}
-tr.pass td:nth-child(5) {{ color: #2f855a; }} tr.fail td {{ background: #fed7d7; }} tr.warn td {{ background: #fefcbf; }}
+tr.pass td:nth-child(5) {{ color: #2f855a; }} tr.fail td {{ background: #fed7d7; }}
+tr.warn td {{ background: #fefcbf; }}
 .verdict {{ font-size: 1.3em; font-weight: bold; }} .ok {{ color: #2f855a; }} .bad {{ color: #c53030; }}
 .grid {{ display: flex; flex-wrap: wrap; gap: 1em; }} figure {{ margin: 0; }} figcaption {{ font-weight: 600; }}
 .axis {{ font-size: 11px; color: #4a5568; }} code {{ font-size: 12px; word-break: break-all; }}

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from synthforge.errors import SynthForgeError  # noqa: E402
+from synthforge.generator import FitContext  # noqa: E402
+from synthforge.nn import (  # noqa: E402
+    TrainingParams,
+    load_module_arrays,
+    module_arrays,
+    resolve_device,
+    train,
+)
+
+
+def _regression(seed: int, params: TrainingParams, epochs_seen: list | None = None, noise: float = 0.1):
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(123)
+    x = torch.randn(2000, 4, generator=generator)
+    y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + noise * torch.randn(2000, generator=generator)
+    data = torch.cat([x, y[:, None]], 1)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
+    optimiser = torch.optim.Adam(model.parameters(), lr=params.learning_rate)
+
+    def loss(batch):
+        return torch.nn.functional.mse_loss(model(batch[:, :4])[:, 0], batch[:, 4])
+
+    def step(batch, epoch):
+        optimiser.zero_grad()
+        value = loss(batch)
+        value.backward()
+        optimiser.step()
+        return {"loss": value.item()}
+
+    context = FitContext(seed=seed, on_epoch_end=(lambda e, m: epochs_seen.append((e, m))) if epochs_seen is not None
+                         else None, progress=True)
+    history = train(data=data, step=step, modules=[model], params=params, context=context,
+                    validation_loss=lambda v: loss(v).item())
+    return model, history
+
+
+def test_loss_decreases_and_the_epoch_hook_sees_every_epoch():
+    seen: list = []
+    _, history = _regression(0, TrainingParams(epochs=15, batch_size=100, learning_rate=1e-2, patience=0), seen)
+    losses = [e["loss"] for e in history.epochs]
+    assert losses[-1] < losses[0] / 5
+    assert [e for e, _ in seen] == list(range(1, 16)) and "val_loss" in seen[0][1]
+
+
+def test_early_stopping_stops_and_restores_the_best_epoch():
+    params = TrainingParams(epochs=300, batch_size=2000, learning_rate=5e-2, patience=3, validation_fraction=0.3)
+    _model, history = _regression(0, params, noise=3.0)
+    assert history.stopped_early and len(history.epochs) < 300
+    best = min(history.epochs, key=lambda e: e["val_loss"])
+    assert history.best_epoch == best["epoch"]
+
+
+def test_same_seed_same_weights():
+    params = TrainingParams(epochs=3, batch_size=64)
+    first, _ = _regression(7, params)
+    second, _ = _regression(7, params)
+    for a, b in zip(module_arrays(first).values(), module_arrays(second).values(), strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_weights_round_trip_through_arrays():
+    model, _ = _regression(1, TrainingParams(epochs=1))
+    copy = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.ReLU(), torch.nn.Linear(32, 1))
+    load_module_arrays(copy, module_arrays(model, prefix="net."), prefix="net.")
+    x = torch.randn(5, 4)
+    assert torch.equal(copy(x), model(x))
+
+
+def test_device_resolution():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(SynthForgeError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    with pytest.raises(SynthForgeError, match="unknown device"):
+        resolve_device("tpu9")
+
+
+def test_divergence_is_reported():
+    params = TrainingParams(epochs=5, batch_size=100, patience=0)
+    model = torch.nn.Linear(1, 1)
+
+    def step(batch, epoch):
+        return {"loss": float("nan")}
+
+    with pytest.raises(SynthForgeError, match="diverged at epoch 1"):
+        train(data=torch.zeros(200, 1), step=step, modules=[model], params=params, context=FitContext())
