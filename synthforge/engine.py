@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from synthforge.checks.base import Check, CheckResult, Gate
+from synthforge.checks.base import CheckResult, Gate
 from synthforge.data.identifiers import regenerate
 from synthforge.data.io import open_writer, read_table
 from synthforge.data.schema import ColumnKind, Schema, infer_schema, prepare_source
@@ -290,23 +290,20 @@ def _label(batch: pl.DataFrame, column: str | None, synthetic: bool) -> pl.DataF
     return batch.with_columns(pl.lit(synthetic).alias(column)) if column else batch
 
 
-def default_checks(pm: SynthForgePluginManager) -> list[tuple[Check, Gate]]:
-    return [(cls(), Gate()) for cls in pm.checks().values() if cls.default]
-
-
 def run_checks(recipe: Recipe | None, pm: SynthForgePluginManager, train: pl.DataFrame,
                holdout: pl.DataFrame | None, synthetic: pl.DataFrame, schema: Schema) -> list[CheckResult]:
+    """Run the recipe's checks (or every default check); a recipe's ``target`` reaches checks that take one."""
     if recipe is None or recipe.checks is None:
-        checks = default_checks(pm)
+        specs = [(cls, {}, Gate()) for cls in pm.checks().values() if cls.default]
     else:
-        checks = [(pm.get_check(spec.name)(spec.params), Gate(min=spec.min, max=spec.max, on_fail=spec.on_fail))
-                  for spec in recipe.checks]
-    options = {"target": recipe.target} if recipe is not None and recipe.target else {}
+        specs = [(pm.get_check(spec.name), dict(spec.params), Gate(min=spec.min, max=spec.max, on_fail=spec.on_fail))
+                 for spec in recipe.checks]
+    target = recipe.target if recipe is not None else None
     results = []
-    for check, gate in checks:
-        if options and hasattr(check, "configure"):
-            check.configure(**options)
-        results.append(check.run(train, holdout, synthetic, schema, gate))
+    for cls, params, gate in specs:
+        if target is not None and "target" in cls.Params.model_fields and params.get("target") is None:
+            params["target"] = target
+        results.append(cls(params).run(train, holdout, synthetic, schema, gate))
     return results
 
 

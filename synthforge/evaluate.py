@@ -29,7 +29,7 @@ def align(table: pl.DataFrame, reference: pl.DataFrame, what: str) -> pl.DataFra
 def evaluate_frames(real: pl.DataFrame, synthetic: pl.DataFrame, *, holdout: pl.DataFrame | None = None,
                     target: str | None = None, schema: Schema | None = None, out: Path | None = None,
                     pm: SynthForgePluginManager | None = None, checks: list[str] | None = None) -> list[CheckResult]:
-    from synthforge.engine import default_checks, package_versions
+    from synthforge.engine import package_versions
     from synthforge.recipe import CheckSpec, Recipe
 
     pm = pm or get_plugin_manager()
@@ -42,7 +42,7 @@ def evaluate_frames(real: pl.DataFrame, synthetic: pl.DataFrame, *, holdout: pl.
 
     recipe = None
     if target is not None or checks is not None:
-        names = checks if checks is not None else [check.name for check, _ in default_checks(pm)]
+        names = checks if checks is not None else [name for name, cls in pm.checks().items() if cls.default]
         recipe = Recipe.model_construct(target=target, checks=[CheckSpec(name=name) for name in names])
     results = run_checks(recipe, pm, real, holdout, synthetic, schema)
     if out is not None:

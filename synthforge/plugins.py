@@ -36,6 +36,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "synthforge.data.io",
     "synthforge.baseline",
     "synthforge.checks.builtin",
+    "synthforge.checks.suite",
 )
 
 

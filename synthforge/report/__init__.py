@@ -127,11 +127,33 @@ def render_html(report: dict[str, Any]) -> str:
     correlations = report.get("correlations", {})
     if correlations.get("real"):
         body += ["<h2>Correlations of numeric columns</h2>", _heatmaps(correlations)]
-    extra = [c for c in report["checks"] if c["details"].get("plot")]
-    for check in extra:
-        body.append(f"<h2>{html.escape(check['name'])}</h2>{check['details']['plot']}")
+    body += _check_sections(report["checks"])
     body += ["<h2>Run</h2>", _run_table(run)]
     return _PAGE.format(title=title, body="\n".join(body))
+
+
+def _check_sections(checks: list[dict[str, Any]]) -> list[str]:
+    """Plots and tables that some checks' details carry: the DCR distributions, ML efficacy."""
+    sections = []
+    for check in checks:
+        details = check["details"]
+        if "dcr_histogram" in details:
+            histogram = details["dcr_histogram"]
+            sections.append(
+                "<h2>Distance to closest training row</h2><p class='legend'>"
+                f"<span style='color:{REAL_COLOUR}'>■ holdout rows</span> "
+                f"<span style='color:{SYNTHETIC_COLOUR}'>■ synthetic rows</span>: a synthetic distribution shifted "
+                "towards 0 means rows copied or nearly copied from training.</p>"
+                + _column_plot({"name": "DCR", "numeric": True, "edges": histogram["edges"],
+                                "real": histogram["holdout"], "synthetic": histogram["synthetic"],
+                                "null_rate": {"real": 0, "synthetic": 0}}, width=600, height=160))
+        if check["name"] == "ml_efficacy" and details.get("synthetic") is not None:
+            sections.append(
+                f"<h2>ML efficacy</h2><table><tr><th>predicting</th><th>metric</th><th>trained on synthetic</th>"
+                f"<th>trained on real</th></tr><tr><td>{html.escape(str(details['target']))}</td>"
+                f"<td>{details['metric']}</td><td>{details['synthetic']:.4f}</td><td>{details['real']:.4f}</td>"
+                "</tr></table><p>Both models are tested on the real holdout.</p>")
+    return sections
 
 
 def _checks_table(checks: list[dict[str, Any]]) -> str:

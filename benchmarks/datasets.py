@@ -1,0 +1,72 @@
+"""Benchmark datasets: shipped files only, nothing downloaded at run time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Dataset:
+    name: str
+    train: pl.DataFrame
+    holdout: pl.DataFrame
+    target: str
+    note: str
+
+
+def adult() -> Dataset:
+    folder = ROOT / "recipes" / "data" / "adult"
+    return Dataset("adult", pl.read_csv(folder / "train.csv"), pl.read_csv(folder / "test.csv"), "income",
+                   "UCI Adult (CC BY 4.0): the shipped 32,561-row train and 16,281-row test files")
+
+
+def diamonds() -> Dataset:
+    """ggplot2's diamonds (53,940 rows), as plotnine ships it inside its wheel; a seeded 70/30 split."""
+    try:
+        from plotnine.data import diamonds as frame
+    except ImportError as error:  # a benchmark-only dependency
+        raise SystemExit("the diamonds dataset needs plotnine: pip install -r benchmarks/requirements.txt") from error
+    table = pl.from_pandas(frame).with_columns(pl.col(c).cast(pl.String) for c in ("cut", "color", "clarity"))
+    table = table.with_columns(
+        pl.when(pl.col("price") > pl.col("price").median()).then(pl.lit("high")).otherwise(pl.lit("low"))
+        .alias("price_band"))
+    order = np.random.default_rng(0).permutation(table.height)
+    cut = int(table.height * 0.3)
+    return Dataset("diamonds", table[np.sort(order[cut:])], table[np.sort(order[:cut])], "price_band",
+                   "ggplot2 diamonds (53,940 rows; plotnine's copy, MIT-licensed package, data from ggplot2, MIT); "
+                   "a seeded 70/30 split, target = price above its median")
+
+
+DATASETS = {"adult": adult, "diamonds": diamonds}
+
+
+def load(name: str, rows: int | None = None, seed: int = 0) -> Dataset:
+    if name not in DATASETS:
+        raise SystemExit(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    dataset = DATASETS[name]()
+    if rows is not None and rows < dataset.train.height:
+        dataset.train = dataset.train.sample(rows, seed=seed)
+        dataset.holdout = dataset.holdout.sample(min(rows, dataset.holdout.height), seed=seed)
+    return dataset
+
+
+def resample_with_jitter(table: pl.DataFrame, rows: int, seed: int = 0) -> pl.DataFrame:
+    """``rows`` rows drawn with replacement, integer columns jittered by ±2%, for scaling runs."""
+    rng = np.random.default_rng(seed)
+    sample = table[rng.integers(0, table.height, rows)]
+    jittered = []
+    for name, dtype in sample.schema.items():
+        if dtype.is_numeric():
+            values = sample.get_column(name).to_numpy().astype(np.float64)
+            noise = 1 + rng.uniform(-0.02, 0.02, rows)
+            column = pl.Series(name, np.rint(values * noise)).cast(dtype)
+            jittered.append(column.clip(sample.get_column(name).min(), sample.get_column(name).max()))
+        else:
+            jittered.append(sample.get_column(name))
+    return pl.DataFrame(jittered)

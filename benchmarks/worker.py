@@ -1,0 +1,114 @@
+"""Fit one generator and sample from it, in its own process, so that peak RSS is its own.
+
+    python -m benchmarks.worker --generator sdv-ctgan --dataset adult --out DIR [--rows N] [--epochs N]
+
+Writes DIR/synthetic.parquet and DIR/timing.json (fit s, sample s, peak RSS MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+
+from benchmarks.datasets import load
+
+
+def fit_and_sample(generator: str, train: pl.DataFrame, rows: int, epochs: int | None, seed: int):
+    """Return (fit seconds, sample seconds, synthetic polars frame, notes)."""
+    if generator.startswith("sdv-"):
+        return _sdv(generator.removeprefix("sdv-"), train, rows, epochs, seed)
+    if generator == "mostlyai-argn":
+        return _mostlyai(train, rows, epochs, seed)
+    import synthforge
+    from synthforge.generator import FitContext
+
+    pm = synthforge.get_plugin_manager()
+    name = "copula" if generator == "baseline" else generator
+    cls = pm.get_generator(name)
+    params = {"epochs": epochs} if epochs is not None and "epochs" in cls.Params.model_fields else {}
+    model = cls(params)
+    started = time.perf_counter()
+    model.fit(train, None, FitContext(seed=seed))
+    fitted = time.perf_counter()
+    synthetic = model.sample(rows, seed=seed + 1)
+    sampled = time.perf_counter()
+    return fitted - started, sampled - fitted, synthetic, {"params": model.params.model_dump(mode="json")}
+
+
+def _sdv(kind: str, train: pl.DataFrame, rows: int, epochs: int | None, seed: int):
+    import numpy as np
+    import torch
+    from sdv.metadata import Metadata
+    from sdv.single_table import CTGANSynthesizer, GaussianCopulaSynthesizer, TVAESynthesizer
+
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    frame = train.to_pandas()
+    metadata = Metadata.detect_from_dataframes({"table": frame})
+    classes = {"gaussiancopula": GaussianCopulaSynthesizer, "ctgan": CTGANSynthesizer, "tvae": TVAESynthesizer}
+    options = {"epochs": epochs} if epochs is not None and kind != "gaussiancopula" else {}
+    synthesizer = classes[kind](metadata, **options)
+    started = time.perf_counter()
+    synthesizer.fit({"table": frame})  # SDV 2.x takes a dict of tables
+    fitted = time.perf_counter()
+    synthetic = synthesizer.sample(rows)
+    if isinstance(synthetic, dict):
+        synthetic = synthetic["table"]
+    sampled = time.perf_counter()
+    return fitted - started, sampled - fitted, pl.from_pandas(synthetic), {"options": options}
+
+
+def _mostlyai(train: pl.DataFrame, rows: int, epochs: int | None, seed: int):
+    import tempfile
+
+    from mostlyai import engine
+
+    workspace = Path(tempfile.mkdtemp(prefix="argn-"))
+    engine.init_logging()
+    started = time.perf_counter()
+    engine.split(workspace_dir=workspace, tgt_data=train.to_pandas(), model_type="TABULAR")
+    engine.analyze(workspace_dir=workspace)
+    engine.encode(workspace_dir=workspace)
+    engine.train(workspace_dir=workspace, **({"max_epochs": epochs} if epochs else {}))
+    fitted = time.perf_counter()
+    engine.generate(workspace_dir=workspace, sample_size=rows)
+    synthetic = pl.read_parquet(workspace / "SyntheticData")
+    sampled = time.perf_counter()
+    return fitted - started, sampled - fitted, synthetic, {"workspace": str(workspace)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--generator", required=True)
+    parser.add_argument("--dataset", default="adult")
+    parser.add_argument("--rows", type=int, default=None, help="train rows (default: all)")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-file", type=Path, default=None, help="a parquet file to train on instead")
+    parser.add_argument("--sample-rows", type=int, default=None)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    if args.train_file is not None:
+        train = pl.read_parquet(args.train_file)
+    else:
+        train = load(args.dataset, args.rows, args.seed).train
+    rows = args.sample_rows or train.height
+    fit_s, sample_s, synthetic, notes = fit_and_sample(args.generator, train, rows, args.epochs, args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    synthetic.write_parquet(args.out / "synthetic.parquet")
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    timing = {"generator": args.generator, "fit_s": fit_s, "sample_s": sample_s, "rows": rows,
+              "sample_rows_per_s": rows / max(sample_s, 1e-9), "peak_rss_mb": peak_kb / 1024,
+              "train_rows": train.height, "epochs": args.epochs, "python": sys.version.split()[0], **notes}
+    (args.out / "timing.json").write_text(json.dumps(timing, indent=1, default=str))
+    print(json.dumps(timing, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""The full built-in suite of quality and privacy checks.
+
+Quality: pair trends, detection (a classifier two-sample test), ML efficacy
+(train on synthetic, test on the real holdout, next to train on real) and
+validity (null rates, ranges, categories). Privacy: distance to closest record
+(DCR) share and 5th-percentile ratio, nearest-neighbour distance ratio, a
+distance-based membership-inference attack, rare-record reproduction and
+identifier leakage. Column shapes and exact copies live in ``builtin``.
+
+Privacy checks compare the synthetic rows with the training rows *and* with the
+holdout: a generator that generalises is as close to the training rows as fresh
+real rows are, so the holdout is the yardstick.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+
+from synthforge.checks import metrics
+from synthforge.checks.base import Check
+from synthforge.checks.builtin import copy_share
+from synthforge.data.encoder import RARE
+from synthforge.data.schema import ColumnKind, Schema
+from synthforge.hookspecs import hookimpl
+
+
+class TargetParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target: str | None = Field(None, description="Column to predict; defaults to the recipe's `target`.")
+
+
+class PairTrendParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    correlation_threshold: float = Field(0.5, ge=0, lt=1, description="A numeric pair counts above this |Pearson|.")
+    association_threshold: float = Field(0.3, ge=0, lt=1, description="Other pairs count above this Cramér's V.")
+
+
+class PairTrends(Check):
+    name = "pair_trends"
+    kind = "quality"
+    description = ("Mean similarity of the column pairs that have a trend in the real data: correlation "
+                   "similarity for two numeric columns, contingency similarity otherwise (SDMetrics' Column "
+                   "Pair Trends, with its thresholds: |Pearson| > 0.5, Cramér's V > 0.3).")
+    Params = PairTrendParams
+    default = True
+    default_min = 0.7
+    default_on_fail = "warn"
+
+    def measure(self, train, holdout, synthetic, schema):
+        pairs = metrics.pair_trend_scores(train, synthetic, schema,
+                                          correlation_threshold=self.params.correlation_threshold,
+                                          association_threshold=self.params.association_threshold)
+        counted = {name: pair["score"] for name, pair in pairs.items() if pair["counts"]}
+        if not counted:
+            return None, "no column pair has a trend in the real data above the thresholds", {"pairs": pairs}
+        worst = sorted(counted, key=counted.__getitem__)[:5]
+        score = float(np.mean(list(counted.values())))
+        every = float(np.mean([pair["score"] for pair in pairs.values()]))
+        summary = (f"mean over the {len(counted)} pairs with a real trend {score:.3f} (all {len(pairs)} pairs: "
+                   f"{every:.3f}); worst {worst[0]!r} {counted[worst[0]]:.3f}")
+        return score, summary, {"pairs": pairs, "worst": worst, "all_pairs_mean": every}
+
+
+class DetectionParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: Literal["logistic", "gradient_boosting"] = Field(
+        "logistic",
+        description="logistic (SDMetrics' LogisticDetection, ~1 s); gradient_boosting also finds interactions.",
+    )
+    rows: int = Field(5000, ge=100, description="Rows of each table used (a seeded sample).")
+
+
+class Detection(Check):
+    name = "detection"
+    kind = "quality"
+    description = ("ROC AUC of a classifier telling real from synthetic rows (3-fold cross-validation on up to "
+                   "5,000 rows of each): 0.5 means indistinguishable.")
+    Params = DetectionParams
+    default = True
+    default_max = 0.95
+    default_on_fail = "warn"
+
+    def measure(self, train, holdout, synthetic, schema):
+        auc = metrics.detection_auc(train, synthetic, schema, model=self.params.model, rows=self.params.rows)
+        return auc, f"a {self.params.model} classifier tells real from synthetic with ROC AUC {auc:.3f} (0.5 ideal)", {}
+
+
+class MLEfficacy(Check):
+    name = "ml_efficacy"
+    kind = "quality"
+    description = ("Train on synthetic, test on the real holdout (ROC AUC for a category, R² for a number), "
+                   "next to the same model trained on real rows. Needs a holdout and a target.")
+    Params = TargetParams
+    default = True
+    needs_holdout = True
+    default_on_fail = "warn"
+
+    def measure(self, train, holdout, synthetic, schema):
+        target = self.params.target
+        if target is None:
+            return None, "skipped: no target (set `target:` in the recipe)", {"skipped": True}
+        result = metrics.ml_efficacy(train, holdout, synthetic, schema, target)
+        if result["synthetic"] is None:
+            return None, "skipped: the holdout has a single class", result
+        summary = (f"{result['metric']} trained on synthetic {result['synthetic']:.3f} vs on real "
+                   f"{result['real']:.3f} (predicting {target!r})")
+        return result["synthetic"], summary, result
+
+    def gate_from_data(self, details):
+        real = details.get("real")
+        return (None if real is None else real - 0.1), None
+
+
+class Validity(Check):
+    name = "validity"
+    kind = "quality"
+    description = ("Share of synthetic cells that are valid (numbers inside the training range, categories "
+                   "seen in training), and null rates close to the training ones.")
+    default = True
+    default_min = 0.99
+    default_on_fail = "warn"
+
+    def measure(self, train, holdout, synthetic, schema):
+        valid = total = 0
+        null_gaps = {}
+        for column in schema.learned:
+            values = synthetic[column.name]
+            present = values.drop_nulls()
+            if column.kind in (ColumnKind.continuous, ColumnKind.integer) and column.minimum is not None:
+                valid += int(((present >= column.minimum) & (present <= column.maximum)).sum())
+            elif column.kind in (ColumnKind.categorical, ColumnKind.boolean):
+                known = set(train[column.name].drop_nulls().to_list()) | {RARE}
+                valid += int(present.is_in(list(known)).sum())
+            else:
+                valid += present.len()
+            total += present.len()
+            null_gaps[column.name] = abs(values.null_count() / max(values.len(), 1) - column.null_rate)
+        share = valid / max(total, 1)
+        worst = max(null_gaps, key=null_gaps.__getitem__) if null_gaps else None
+        score = share * (1 - max(null_gaps.values(), default=0.0))
+        summary = f"{share:.2%} of values valid; largest null-rate gap {null_gaps.get(worst, 0):.2%} ({worst!r})"
+        return score, summary, {"valid_share": share, "null_rate_gaps": null_gaps}
+
+
+class DCRShare(Check):
+    name = "dcr_share"
+    kind = "privacy"
+    description = ("Share of synthetic rows closer to a training row than to a holdout row (the training rows "
+                   "subsampled to the holdout's size): 0.5 means the generator is no closer to the rows it "
+                   "learned from than to fresh ones.")
+    default = True
+    needs_holdout = True
+    default_max = 0.6
+
+    def measure(self, train, holdout, synthetic, schema):
+        context = metrics.distance_context(train, holdout, synthetic, schema)
+        to_train = context.distances("synthetic", "train")[:, 0]
+        to_holdout = context.distances("synthetic", "holdout")[:, 0]
+        share = float(np.mean((to_train < to_holdout) + 0.5 * (to_train == to_holdout)))
+        histogram = _dcr_histogram(to_train, context.distances("holdout", "train")[:, 0])
+        return share, f"{share:.1%} of synthetic rows are closer to training rows than to holdout rows (50% ideal)", {
+            "rows_compared": len(to_train), "reference_rows": len(context.train), "dcr_histogram": histogram}
+
+
+class DCRRatio(Check):
+    name = "dcr_ratio"
+    kind = "privacy"
+    description = ("5th percentile of the synthetic rows' distance to the closest training row, divided by the "
+                   "same for holdout rows: below 1, synthetic rows sit closer to real people than real people "
+                   "sit to each other.")
+    default = True
+    needs_holdout = True
+    default_min = 0.3
+
+    def measure(self, train, holdout, synthetic, schema):
+        context = metrics.distance_context(train, holdout, synthetic, schema)
+        synthetic_p5 = float(np.percentile(context.distances("synthetic", "train")[:, 0], 5))
+        holdout_p5 = float(np.percentile(context.distances("holdout", "train")[:, 0], 5))
+        ratio = synthetic_p5 / holdout_p5 if holdout_p5 > 0 else (1.0 if synthetic_p5 > 0 else 0.0)
+        return ratio, f"5th-percentile DCR {synthetic_p5:.4f} (synthetic) vs {holdout_p5:.4f} (holdout)", {
+            "synthetic_p5": synthetic_p5, "holdout_p5": holdout_p5}
+
+
+class NNDR(Check):
+    name = "nndr"
+    kind = "privacy"
+    description = ("Nearest-neighbour distance ratio (closest / second-closest training row), 5th percentile, "
+                   "synthetic relative to holdout: near 0 means synthetic rows single out one real record.")
+    default = True
+    needs_holdout = True
+    default_min = 0.5
+    default_on_fail = "warn"
+
+    def measure(self, train, holdout, synthetic, schema):
+        context = metrics.distance_context(train, holdout, synthetic, schema)
+
+        def ratio_p5(distances: np.ndarray) -> float:
+            ratios = np.where(distances[:, 1] > 0, distances[:, 0] / np.maximum(distances[:, 1], 1e-12), 1.0)
+            return float(np.percentile(ratios, 5))
+
+        synthetic_p5 = ratio_p5(context.distances("synthetic", "train"))
+        holdout_p5 = ratio_p5(context.distances("holdout", "train"))
+        score = synthetic_p5 / holdout_p5 if holdout_p5 > 0 else 1.0
+        return score, f"5th-percentile NNDR {synthetic_p5:.3f} (synthetic) vs {holdout_p5:.3f} (holdout)", {
+            "synthetic_p5": synthetic_p5, "holdout_p5": holdout_p5}
+
+
+class MembershipInference(Check):
+    name = "membership_inference"
+    kind = "privacy"
+    description = ("A distance attack: score each real row by how close the nearest synthetic row is, and "
+                   "measure how well that separates training rows (members) from holdout rows (ROC AUC, 0.5 "
+                   "ideal).")
+    default = True
+    needs_holdout = True
+    default_max = 0.6
+
+    def measure(self, train, holdout, synthetic, schema):
+        from sklearn.metrics import roc_auc_score
+
+        context = metrics.distance_context(train, holdout, synthetic, schema)
+        members = context.distances("train", "synthetic")[:, 0]
+        non_members = context.distances("holdout", "synthetic")[:, 0]
+        labels = np.r_[np.ones(len(members)), np.zeros(len(non_members))]
+        auc = float(roc_auc_score(labels, -np.r_[members, non_members]))
+        return auc, f"membership attack ROC AUC {auc:.3f} (0.5: no better than guessing)", {
+            "members": len(members), "non_members": len(non_members)}
+
+
+def _quasi_identifiers(schema: Schema, train: pl.DataFrame) -> list[str]:
+    return [c.name for c in schema.learned if not c.kind.numeric or c.n_unique <= 100]
+
+
+class RareCombinations(Check):
+    name = "rare_combinations"
+    kind = "privacy"
+    description = ("Share of synthetic rows that reproduce a training record unique on its categorical and "
+                   "low-cardinality columns; gated by the holdout's own rate of such matches.")
+    default = True
+
+    def measure(self, train, holdout, synthetic, schema):
+        columns = _quasi_identifiers(schema, train)
+        unique = train.select(columns).group_by(columns).len().filter(pl.col("len") == 1).drop("len")
+        share = copy_share(synthetic, unique, columns)
+        details: dict[str, Any] = {"columns": columns, "unique_records": unique.height, "rows": synthetic.height}
+        if holdout is not None:
+            details["holdout_share"] = copy_share(holdout, unique, columns)
+        summary = (f"{share:.3%} of synthetic rows reproduce one of {unique.height:,} unique training records"
+                   + (f" (holdout: {details['holdout_share']:.3%})" if holdout is not None else ""))
+        return share, summary, details
+
+    def gate_from_data(self, details):
+        baseline = details.get("holdout_share")
+        if baseline is None:
+            return None, None
+        return None, baseline + 3 * np.sqrt(max(baseline * (1 - baseline), 1e-6) / max(details["rows"], 1))
+
+
+class IdentifierLeak(Check):
+    name = "identifier_leak"
+    kind = "privacy"
+    description = "Real values of identifier and free-text columns found in the synthetic rows (must be 0)."
+    default = True
+    default_max = 0.0
+
+    def measure(self, train, holdout, synthetic, schema):
+        leaks = {}
+        for column in schema.columns:
+            if column.kind.learned or column.name not in synthetic.columns or column.name not in train.columns:
+                continue
+            real = train[column.name].drop_nulls().unique()
+            found = synthetic[column.name].drop_nulls().cast(real.dtype, strict=False).is_in(real.implode())
+            leaks[column.name] = int(found.sum())
+        total = sum(leaks.values())
+        checked = ", ".join(leaks) or "no identifier columns in the output"
+        return float(total), f"{total} real identifier values in the output ({checked})", {"columns": leaks}
+
+
+def _dcr_histogram(synthetic: np.ndarray, holdout: np.ndarray, bins: int = 30) -> dict[str, Any]:
+    top = float(np.percentile(np.r_[synthetic, holdout], 99)) or 1.0
+    edges = np.linspace(0, top, bins + 1)
+    return {
+        "edges": edges.tolist(),
+        "holdout": (np.histogram(np.clip(holdout, 0, top), edges)[0] / max(len(holdout), 1)).tolist(),
+        "synthetic": (np.histogram(np.clip(synthetic, 0, top), edges)[0] / max(len(synthetic), 1)).tolist(),
+    }
+
+
+@hookimpl
+def synthforge_checks() -> list[type[Check]]:
+    return [PairTrends, Detection, MLEfficacy, Validity, DCRShare, DCRRatio, NNDR, MembershipInference,
+            RareCombinations, IdentifierLeak]
