@@ -185,6 +185,21 @@ def evaluate(
         raise typer.Exit(1)
 
 
+@app.command("new-plugin")
+def new_plugin(
+    name: Annotated[str, typer.Argument(help="The generator's name, e.g. 'mymodel' (lower case, digits, _).")],
+    family: Annotated[str, typer.Option(help="Template: vae, gan or diffusion.")] = "vae",
+    directory: Annotated[Path, typer.Option("--dir", help="Where to create synthforge-NAME/.")] = Path("."),
+) -> None:
+    """Write a ready plugin distribution: pyproject with the entry point, a real torch model, a conformance test."""
+    from synthforge.scaffold import new_plugin as scaffold
+
+    root = scaffold(name, family, directory)
+    console = _console()
+    console.print(f"created {root}")
+    console.print(f"next: pip install -e {root} && synthforge plugins && pytest {root / 'tests'}")
+
+
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of recipes (for editors and CI linting)."""

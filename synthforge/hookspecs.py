@@ -129,3 +129,23 @@ def describe_hooks() -> list[dict[str, Any]]:
             }
         )
     return described
+
+
+def render_hook_reference() -> str:
+    """The hook reference in ``docs/plugins.md``, generated from the docstrings above."""
+    sections = []
+    for hook in describe_hooks():
+        signature = hook['signature'].replace("'", "")
+        sections.append(f"### `{hook['name']}`\n\n```python\n{signature}\n```\n\n{hook['doc']}\n")
+    return "\n".join(sections)
+
+
+if __name__ == "__main__":  # python -m synthforge.hookspecs docs/plugins.md: refresh the hook reference
+    import re
+    import sys
+    from pathlib import Path
+
+    path = Path(sys.argv[1])
+    text = path.read_text()
+    fresh = f"<!-- hooks:start -->\n{render_hook_reference()}<!-- hooks:end -->"
+    path.write_text(re.sub(r"<!-- hooks:start -->.*<!-- hooks:end -->", lambda _: fresh, text, flags=re.S))
