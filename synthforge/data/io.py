@@ -101,7 +101,7 @@ READERS = [
     Reader("csv", (".csv", ".csv.gz", ".tsv"), _read_csv),
     Reader("parquet", (".parquet", ".pq"), lambda path, **o: pl.read_parquet(path, **o)),
     Reader("ndjson", (".ndjson", ".jsonl"), lambda path, **o: pl.read_ndjson(path, **o)),
-    Reader("ipc", (".arrow", ".ipc", ".feather"), lambda path, **o: pl.read_ipc(path, memory_map=False, **o)),
+    Reader("ipc", (".arrow", ".ipc", ".feather"), lambda path, **o: pl.read_ipc(path, **o)),
 ]
 WRITERS = [
     Writer("csv", (".csv",), _CsvSink),
