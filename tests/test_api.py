@@ -10,7 +10,6 @@ from synthforge.errors import DataError, ModelError
 from synthforge.testing import _DATA as CONFORMANCE_CSV
 
 
-
 def test_fit_sample_save_load_with_polars(adult, tmp_path):
     model = synthforge.fit(adult, generator="copula", seed=1)
     rows = model.sample(500, conditions={"sex": "Female"}, seed=2)
