@@ -42,9 +42,9 @@ class CheckResult:
     def gate(self) -> str:
         parts = []
         if self.minimum is not None:
-            parts.append(f"≥ {self.minimum:g}")
+            parts.append(f"≥ {self.minimum:.4g}")
         if self.maximum is not None:
-            parts.append(f"≤ {self.maximum:g}")
+            parts.append(f"≤ {self.maximum:.4g}")
         return " and ".join(parts) or "none"
 
 

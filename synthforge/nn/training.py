@@ -1,0 +1,179 @@
+"""The torch half of ``synthforge.nn``: devices, the training loop, weights as arrays.
+
+- :class:`TrainingParams`: the usual training knobs, with defaults, to subclass;
+- :func:`resolve_device`: ``auto``/``cpu``/``cuda``/``cuda:N``/``mps`` to a device;
+- :func:`torch_generator`: a seeded ``torch.Generator`` on that device;
+- :func:`train`: the loop — seeded shuffling, batching, a validation split,
+  early stopping that restores the best weights, a per-epoch hook, and a rich
+  progress bar with the losses and an ETA;
+- :func:`module_arrays` / :func:`load_module_arrays`: a module's weights as numpy
+  arrays for safetensors (the base class writes them; never pickle).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from synthforge.errors import SynthForgeError
+from synthforge.generator import FitContext
+from synthforge.nn.params import TrainingParams
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """The device a recipe asked for; ``auto`` prefers CUDA, then MPS, then the CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise SynthForgeError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SynthForgeError(f"device {name!r} was asked for, but torch sees no CUDA GPU here; use `device: auto`.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise SynthForgeError("device 'mps' was asked for, but this machine has no MPS backend; use `device: auto`.")
+    return device
+
+
+def torch_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(seed) % 2**63)
+    return generator
+
+
+@dataclass
+class History:
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    stopped_early: bool = False
+    seconds: float = 0.0
+
+
+def train(
+    *,
+    data: torch.Tensor,
+    step: Callable[[torch.Tensor, int], dict[str, float]],
+    modules: Iterable[torch.nn.Module],
+    params: TrainingParams,
+    context: FitContext,
+    validation_loss: Callable[[torch.Tensor], float] | None = None,
+    description: str = "training",
+) -> History:
+    """Run ``step(batch, epoch)`` over shuffled batches for up to ``params.epochs`` epochs.
+
+    ``step`` does the forward pass, the backward pass and the optimiser update(s),
+    and returns the batch's losses by name. With ``validation_loss`` and a
+    validation fraction above 0, the rows are split once (seeded), the validation
+    loss is computed after each epoch, and training stops after ``patience`` epochs
+    without improvement, restoring the weights of the best epoch.
+    """
+    modules = list(modules)
+    rng = torch_generator(context.seed, "cpu")
+    rows = data.shape[0]
+    permutation = torch.randperm(rows, generator=rng)
+    n_validation = int(rows * params.validation_fraction) if validation_loss is not None else 0
+    if n_validation and rows - n_validation < 2:
+        n_validation = 0
+    validation = data[permutation[:n_validation].to(data.device)] if n_validation else None
+    training = data[permutation[n_validation:].to(data.device)]
+    batch_size = min(params.batch_size, training.shape[0])
+    steps_per_epoch = max(training.shape[0] // batch_size, 1)
+
+    history = History()
+    best_loss, best_state, since_best = math.inf, None, 0
+    started = time.perf_counter()
+    with _progress(context.progress, description, params.epochs) as advance:
+        for epoch in range(1, params.epochs + 1):
+            for module in modules:
+                module.train()
+            order = torch.randperm(training.shape[0], generator=rng).to(data.device)
+            sums: dict[str, float] = {}
+            for index in range(steps_per_epoch):
+                batch = training[order[index * batch_size : (index + 1) * batch_size]]
+                for name, value in step(batch, epoch).items():
+                    sums[name] = sums.get(name, 0.0) + float(value)
+            metrics = {name: total / steps_per_epoch for name, total in sums.items()}
+            if validation is not None and validation_loss is not None:
+                for module in modules:
+                    module.eval()
+                with torch.no_grad():
+                    metrics["val_loss"] = float(validation_loss(validation))
+                if metrics["val_loss"] < best_loss - 1e-6:
+                    best_loss, since_best, history.best_epoch = metrics["val_loss"], 0, epoch
+                    best_state = [copy.deepcopy(module.state_dict()) for module in modules]
+                else:
+                    since_best += 1
+            for value in metrics.values():
+                if not math.isfinite(value):
+                    raise SynthForgeError(
+                        f"{description} diverged at epoch {epoch} (a loss became {value}); lower learning_rate "
+                        f"or check the data for extreme values."
+                    )
+            history.epochs.append({"epoch": epoch, **metrics})
+            if context.on_epoch_end is not None:
+                context.on_epoch_end(epoch, metrics)
+            advance(epoch, metrics)
+            if params.patience and since_best >= params.patience:
+                history.stopped_early = True
+                break
+    if best_state is not None:
+        for module, state in zip(modules, best_state, strict=True):
+            module.load_state_dict(state)
+    for module in modules:
+        module.eval()
+    if not history.best_epoch:
+        history.best_epoch = len(history.epochs)
+    history.seconds = time.perf_counter() - started
+    return history
+
+
+class _progress:
+    """A rich progress bar (epochs, losses, ETA) when asked for; otherwise nothing."""
+
+    def __init__(self, enabled: bool, description: str, total: int) -> None:
+        self.enabled, self.description, self.total = enabled, description, total
+
+    def __enter__(self) -> Callable[[int, dict[str, float]], None]:
+        if not self.enabled:
+            return lambda epoch, metrics: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[losses]}"), TimeRemainingColumn(), transient=True)
+        self.bar.__enter__()
+        task = self.bar.add_task(self.description, total=self.total, losses="")
+
+        def advance(epoch: int, metrics: dict[str, float]) -> None:
+            losses = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+            self.bar.update(task, completed=epoch, losses=losses)
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.bar.__exit__(None, None, None)
+
+
+def module_arrays(module: torch.nn.Module, prefix: str = "") -> dict[str, np.ndarray]:
+    """A module's parameters and buffers as numpy arrays, keyed for safetensors."""
+    return {f"{prefix}{name}": tensor.detach().cpu().contiguous().numpy()
+            for name, tensor in module.state_dict().items()}
+
+
+def load_module_arrays(module: torch.nn.Module, arrays: dict[str, np.ndarray], prefix: str = "") -> None:
+    state = {name[len(prefix):]: torch.from_numpy(np.array(value))
+             for name, value in arrays.items() if name.startswith(prefix)}
+    module.load_state_dict(state)
+
+
+__all__ = ["History", "load_module_arrays", "module_arrays", "resolve_device", "torch_generator", "train"]
