@@ -1,0 +1,217 @@
+"""A tabular conditional VAE in the spirit of TVAE (Xu et al., 2019).
+
+Rows arrive encoded by SynthForge's shared encoder: numbers mode-specific
+normalised (a value relative to one mode of a Gaussian mixture, plus the mode as a
+one-hot) or quantile normalised, categories and null indicators one-hot.
+
+- **Encoder** ``q(z | x, c)`` and **decoder** ``p(x | z, c)`` are MLPs.
+- **Heads**: every numeric span is Gaussian with a learned per-column standard
+  deviation; every one-hot span is a softmax. The reconstruction loss is the sum of
+  their negative log-likelihoods (weighted by ``loss_factor``, as TVAE does).
+- **KL annealing**: the KL term's weight rises linearly from 0 to 1 over
+  ``kl_anneal_epochs``, so the decoder learns to reconstruct before the posterior
+  is pulled to the prior.
+- **Conditions**: ``c`` holds, for every categorical column, its one-hot and a bit
+  saying whether it is given. Training hides a random subset of columns in every
+  row (all of them in ``unconditional_rate`` of rows), so one model samples
+  unconditionally and conditioned on any subset of categorical values, from the
+  learned conditional rather than by rejection.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from synthforge import EncoderConfig, FitContext, Generator
+from synthforge.data.encoder import Span
+from synthforge.data.schema import ColumnKind
+from synthforge.errors import ConditionError
+from synthforge.nn import TrainingParams
+
+
+class VAEParams(TrainingParams):
+    epochs: int = Field(100, ge=1, le=100_000, description="Most passes over the training rows.")
+    batch_size: int = Field(500, ge=2, le=1_000_000, description="Rows per optimisation step.")
+    learning_rate: float = Field(1e-3, gt=0, lt=1, description="Adam's step size.")
+    weight_decay: float = Field(1e-5, ge=0, lt=1, description="L2 penalty on the weights.")
+    latent_dim: int = Field(128, ge=1, le=2048, description="Size of the latent code.")
+    hidden_dim: int = Field(256, ge=8, le=8192, description="Width of each hidden layer.")
+    layers: int = Field(2, ge=1, le=8, description="Hidden layers in the encoder and in the decoder.")
+    loss_factor: float = Field(2.0, gt=0, description="Weight of the reconstruction term against the KL term.")
+    kl_anneal_epochs: int = Field(10, ge=0, description="Epochs over which the KL weight rises from 0 to 1.")
+    numeric_encoding: Literal["mode_specific", "quantile"] = Field(
+        "mode_specific", description="How numbers are normalised before training.")
+    unconditional_rate: float = Field(0.5, ge=0, le=1, description="Share of training rows with no condition.")
+    condition_keep_rate: float = Field(0.5, ge=0, le=1,
+                                       description="In conditioned rows, chance that each category is given.")
+
+
+class ConditionalVAE(Generator):
+    name = "vae"
+    description = "A TVAE-style conditional VAE: Gaussian and softmax heads, KL annealing, native conditions."
+    Params = VAEParams
+    supports_conditions = True
+    supports_gpu = True
+    params: VAEParams
+
+    def encoder_config(self) -> EncoderConfig:
+        return EncoderConfig(numeric=self.params.numeric_encoding, categorical="onehot")
+
+    # --- the layout of the data and of the condition vector ------------------------------
+
+    def _layout(self) -> None:
+        spans = self.encoder_.spans_
+        self.numeric_spans_ = [s for s in spans if s.kind == "numeric"]
+        self.onehot_spans_ = [s for s in spans if s.kind == "onehot"]
+        kinds = {c.name: c.kind for c in self.schema_.learned}
+        self.condition_spans_ = [s for s in spans if s.role == "value" and s.kind == "onehot"
+                                 and kinds[s.column] in (ColumnKind.categorical, ColumnKind.boolean)]
+        self.condition_width_ = sum(s.width + 1 for s in self.condition_spans_)
+
+    def _condition_vector(self, data: Any, given: Any) -> Any:
+        """For each conditionable span: its one-hot where given (else zeros) and the given bit."""
+        import torch
+
+        parts = []
+        for index, span in enumerate(self.condition_spans_):
+            bit = given[:, index : index + 1]
+            parts += [data[:, span.start : span.stop] * bit, bit]
+        return torch.cat(parts, dim=1) if parts else data[:, :0]
+
+    # --- the networks --------------------------------------------------------------------
+
+    def _build(self, width: int) -> None:
+        import torch
+        from torch import nn
+
+        def mlp(inputs: int, outputs: int) -> nn.Sequential:
+            layers: list[nn.Module] = []
+            for _ in range(self.params.layers):
+                layers += [nn.Linear(inputs, self.params.hidden_dim), nn.ReLU()]
+                inputs = self.params.hidden_dim
+            return nn.Sequential(*layers, nn.Linear(inputs, outputs))
+
+        latent, conditions = self.params.latent_dim, self.condition_width_
+        self.encoder_net_ = mlp(width + conditions, 2 * latent)
+        self.decoder_net_ = mlp(latent + conditions, width)
+        self.log_sigma_ = nn.Module()
+        self.log_sigma_.value = nn.Parameter(torch.full((len(self.numeric_spans_),), np.log(0.1), dtype=torch.float32))
+
+    def _sigma(self) -> Any:
+        return self.log_sigma_.value.exp().clamp(0.01, 1.0)
+
+    def _negative_log_likelihood(self, output: Any, batch: Any) -> Any:
+        """Per-row reconstruction loss: Gaussian heads for numbers, softmax heads for one-hots."""
+        import torch
+        from torch.nn import functional
+
+        loss = torch.zeros(len(batch), device=batch.device)
+        sigma = self._sigma()
+        for index, span in enumerate(self.numeric_spans_):
+            error = (batch[:, span.start] - output[:, span.start]) / sigma[index]
+            loss = loss + 0.5 * error**2 + sigma[index].log()
+        for span in self.onehot_spans_:
+            target = batch[:, span.start : span.stop].argmax(dim=1)
+            loss = loss + functional.cross_entropy(output[:, span.start : span.stop], target, reduction="none")
+        return loss
+
+    def _loss(self, batch: Any, kl_weight: float, generator: Any) -> Any:
+        import torch
+
+        rows = len(batch)
+        conditioned = torch.rand(rows, 1, generator=generator, device=batch.device) >= self.params.unconditional_rate
+        kept = torch.rand(rows, len(self.condition_spans_), generator=generator, device=batch.device)
+        given = ((kept < self.params.condition_keep_rate) & conditioned).float()
+        condition = self._condition_vector(batch, given)
+        mean, log_variance = self.encoder_net_(torch.cat([batch, condition], dim=1)).chunk(2, dim=1)
+        noise = torch.randn(mean.shape, generator=generator, device=batch.device)
+        code = mean + noise * (0.5 * log_variance).exp()
+        output = self.decoder_net_(torch.cat([code, condition], dim=1))
+        kl = -0.5 * (1 + log_variance - mean.pow(2) - log_variance.exp()).sum(dim=1)
+        return (self.params.loss_factor * self._negative_log_likelihood(output, batch) + kl_weight * kl).mean()
+
+    # --- the Generator contract ----------------------------------------------------------------
+
+    def _fit(self, data: np.ndarray, context: FitContext) -> None:
+        import torch
+
+        from synthforge.nn import resolve_device, torch_generator, train
+
+        device = resolve_device(context.device)
+        self._layout()
+        self._build(data.shape[1])
+        modules = [self.encoder_net_.to(device), self.decoder_net_.to(device), self.log_sigma_.to(device)]
+        parameters = [p for module in modules for p in module.parameters()]
+        optimiser = torch.optim.Adam(parameters, lr=self.params.learning_rate, weight_decay=self.params.weight_decay)
+        generator = torch_generator(context.seed + 1, device)
+
+        def step(batch: Any, epoch: int) -> dict[str, float]:
+            anneal = self.params.kl_anneal_epochs
+            kl_weight = min(1.0, (epoch - 1) / anneal) if anneal else 1.0
+            optimiser.zero_grad()
+            loss = self._loss(batch, kl_weight, generator)
+            loss.backward()
+            optimiser.step()
+            return {"loss": loss.item()}
+
+        validation_generator = torch_generator(context.seed + 2, device)
+        self.history_ = train(
+            data=torch.as_tensor(data, device=device), step=step, modules=modules, params=self.params,
+            context=context, description="vae",
+            validation_loss=lambda rows: self._loss(rows, 1.0, validation_generator).item(),
+        )
+        for module in modules:
+            module.cpu()
+
+    def _sample(self, n: int, conditions: dict[Span, np.ndarray] | None, rng: np.random.Generator) -> np.ndarray:
+        import torch
+
+        conditions = conditions or {}
+        unsupported = sorted({span.column for span in conditions if span not in self.condition_spans_})
+        if unsupported:
+            raise ConditionError(
+                f"the vae generator conditions natively on categorical columns only, not on "
+                f"{', '.join(map(repr, unsupported))}; use the copula generator for numeric conditions.")
+        given = np.zeros((n, len(self.condition_spans_)), dtype=np.float32)
+        fixed = np.zeros((n, self.encoder_.width), dtype=np.float32)
+        for index, span in enumerate(self.condition_spans_):
+            if span in conditions:
+                given[:, index] = 1.0
+                fixed[:, span.start : span.stop] = conditions[span]
+        with torch.no_grad():
+            condition = self._condition_vector(torch.from_numpy(fixed), torch.from_numpy(given))
+            code = torch.from_numpy(rng.standard_normal((n, self.params.latent_dim)).astype(np.float32))
+            output = self.decoder_net_(torch.cat([code, condition], dim=1)).numpy().astype(np.float64)
+            sigma = self._sigma().numpy()
+        for index, span in enumerate(self.numeric_spans_):
+            output[:, span.start] += sigma[index] * rng.standard_normal(n)
+        for span in self.onehot_spans_:
+            logits = output[:, span.start : span.stop]
+            choice = np.argmax(logits - np.log(-np.log(rng.random(logits.shape))), axis=1)  # Gumbel-max sampling
+            output[:, span.start : span.stop] = np.eye(span.width)[choice]
+        for span, value in conditions.items():
+            output[:, span.start : span.stop] = value
+        return output
+
+    def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        from synthforge.nn import module_arrays
+
+        arrays = {**module_arrays(self.decoder_net_, "decoder."), **module_arrays(self.encoder_net_, "encoder."),
+                  "log_sigma": self.log_sigma_.value.detach().numpy()}
+        return arrays, {"epochs_trained": len(self.history_.epochs), "best_epoch": self.history_.best_epoch}
+
+    def _set_state(self, arrays: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
+        import torch
+
+        from synthforge.nn import load_module_arrays
+        from synthforge.nn.training import History
+
+        self._layout()
+        self._build(self.encoder_.width)
+        load_module_arrays(self.decoder_net_, arrays, "decoder.")
+        load_module_arrays(self.encoder_net_, arrays, "encoder.")
+        self.log_sigma_.value.data = torch.from_numpy(np.array(arrays["log_sigma"]))
+        self.history_ = History(epochs=[{}] * extra["epochs_trained"], best_epoch=extra["best_epoch"])
