@@ -99,9 +99,13 @@ class ExactCopies(Check):
         return share, summary, details
 
     def gate_from_data(self, details):
-        baseline = details.get("holdout_share", 0.0)
-        rows = max(details["rows"], 1)
-        return None, baseline + 2 * np.sqrt(baseline * (1 - baseline) / rows)
+        return None, rate_ceiling(details.get("holdout_share", 0.0), details["rows"], standard_errors=2)
+
+
+def rate_ceiling(baseline: float, rows: int, *, standard_errors: float, variance_floor: float = 0.0) -> float:
+    """The most a rate measured on ``rows`` synthetic rows may exceed the holdout's ``baseline`` by chance."""
+    variance = max(baseline * (1 - baseline), variance_floor)
+    return baseline + standard_errors * float(np.sqrt(variance / max(rows, 1)))
 
 
 @hookimpl

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from synthforge.checks import metrics
 from synthforge.checks.base import Check
-from synthforge.checks.builtin import copy_share
+from synthforge.checks.builtin import copy_share, rate_ceiling
 from synthforge.data.encoder import RARE
 from synthforge.data.schema import ColumnKind, Schema
 from synthforge.hookspecs import hookimpl
@@ -260,7 +260,7 @@ class RareCombinations(Check):
         baseline = details.get("holdout_share")
         if baseline is None:
             return None, None
-        return None, baseline + 3 * np.sqrt(max(baseline * (1 - baseline), 1e-6) / max(details["rows"], 1))
+        return None, rate_ceiling(baseline, details["rows"], standard_errors=3, variance_floor=1e-6)
 
 
 class IdentifierLeak(Check):

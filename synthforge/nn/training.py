@@ -1,14 +1,4 @@
-"""The torch half of ``synthforge.nn``: devices, the training loop, weights as arrays.
-
-- :class:`TrainingParams`: the usual training knobs, with defaults, to subclass;
-- :func:`resolve_device`: ``auto``/``cpu``/``cuda``/``cuda:N``/``mps`` to a device;
-- :func:`torch_generator`: a seeded ``torch.Generator`` on that device;
-- :func:`train`: the loop — seeded shuffling, batching, a validation split,
-  early stopping that restores the best weights, a per-epoch hook, and a rich
-  progress bar with the losses and an ETA;
-- :func:`module_arrays` / :func:`load_module_arrays`: a module's weights as numpy
-  arrays for safetensors (the base class writes them; never pickle).
-"""
+"""The torch half of ``synthforge.nn`` (see its docstring): devices, the training loop, weights as arrays."""
 
 from __future__ import annotations
 
