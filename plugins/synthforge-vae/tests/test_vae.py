@@ -60,7 +60,7 @@ def test_quantile_encoding_also_trains():
 def test_every_recipe_mode_runs_by_name(tmp_path: Path, output):
     conformance_table().drop("person_id", "interview_date").write_csv(tmp_path / "adult.csv")
     recipe = {"seed": 0, "source": {"path": "adult.csv"}, "holdout": 0.2,
-              "generator": {"name": "vae", "params": {**FAST, "epochs": 10}},
+              "generator": {"name": "vae", "params": {**FAST, "epochs": 3}},
               "output": {**output, "path": "out"}}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     result = run(tmp_path / "recipe.yaml", pm=get_plugin_manager())
