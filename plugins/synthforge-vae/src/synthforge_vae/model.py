@@ -42,6 +42,9 @@ class VAEParams(TrainingParams):
     layers: int = Field(2, ge=1, le=8, description="Hidden layers in the encoder and in the decoder.")
     loss_factor: float = Field(2.0, gt=0, description="Weight of the reconstruction term against the KL term.")
     kl_anneal_epochs: int = Field(10, ge=0, description="Epochs over which the KL weight rises from 0 to 1.")
+    # Measured on Adult (100 epochs, 2 cores): mode_specific 0.903 SDMetrics overall in 103 s, quantile
+    # 0.914 in 73 s; but with quantile, conditionals of rare categories came out weaker on small tables
+    # (wives 35% female vs 66%), so mode_specific stays the default until that is understood.
     numeric_encoding: Literal["mode_specific", "quantile"] = Field(
         "mode_specific", description="How numbers are normalised before training.")
     unconditional_rate: float = Field(0.5, ge=0, le=1, description="Share of training rows with no condition.")
