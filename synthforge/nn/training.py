@@ -95,7 +95,7 @@ def train(
             metrics = {name: total / steps_per_epoch for name, total in sums.items()}
             if validation is not None and validation_loss is not None:
                 for module in modules:
-                    module.eval()
+                    module.train(False)  # evaluation mode
                 with torch.no_grad():
                     metrics["val_loss"] = float(validation_loss(validation))
                 if metrics["val_loss"] < best_loss - 1e-6:
@@ -120,7 +120,7 @@ def train(
         for module, state in zip(modules, best_state, strict=True):
             module.load_state_dict(state)
     for module in modules:
-        module.eval()
+        module.train(False)
     if not history.best_epoch:
         history.best_epoch = len(history.epochs)
     history.seconds = time.perf_counter() - started
