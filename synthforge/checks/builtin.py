@@ -8,14 +8,14 @@ import numpy as np
 import polars as pl
 
 from synthforge.checks.base import Check
-from synthforge.data.schema import ColumnKind, Schema
+from synthforge.data.schema import ColumnKind, Schema, present_values
 from synthforge.hookspecs import hookimpl
 
 
 def ks_complement(real: pl.Series, synthetic: pl.Series) -> float:
     """1 − the two-sample Kolmogorov–Smirnov statistic, nulls left out (SDMetrics' KSComplement)."""
-    a = np.sort(_as_float(real))
-    b = np.sort(_as_float(synthetic))
+    a = np.sort(present_values(real))
+    b = np.sort(present_values(synthetic))
     if len(a) == 0 or len(b) == 0:
         return float(len(a) == len(b))
     points = np.concatenate([a, b])
@@ -37,13 +37,6 @@ def _frequencies(series: pl.Series) -> dict[Any, float]:
     total = series.len() or 1
     return dict(zip(counts.get_column(series.name).to_list(), (counts.get_column("count") / total).to_list(),
                     strict=True))
-
-
-def _as_float(series: pl.Series) -> np.ndarray:
-    series = series.drop_nulls()
-    if series.dtype.is_temporal():
-        series = series.cast(pl.Int32) if series.dtype == pl.Date else series.dt.epoch("us")
-    return series.cast(pl.Float64).to_numpy()
 
 
 def column_shape_scores(real: pl.DataFrame, synthetic: pl.DataFrame, schema: Schema) -> dict[str, float]:

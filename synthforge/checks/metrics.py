@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from synthforge.data.schema import ColumnKind, Schema
+from synthforge.data.schema import ColumnKind, Schema, as_number
 
 MAX_DISTANCE_ROWS = 10_000
 _BLOCK = 2048
@@ -30,15 +30,9 @@ _BLOCK = 2048
 # --- column pair trends -------------------------------------------------------------------
 
 
-def _numeric(series: pl.Series) -> pl.Series:
-    if series.dtype.is_temporal():
-        return series.cast(pl.Int32) if series.dtype == pl.Date else series.dt.epoch("us")
-    return series
-
-
 def _binned(series: pl.Series, bins: int = 10) -> np.ndarray:
     """SDMetrics' per-table discretisation: 10 equal-width bins of the table's own range; null its own bin."""
-    values = _numeric(series).cast(pl.Float64).to_numpy()
+    values = as_number(series).cast(pl.Float64).to_numpy()
     present = values[~np.isnan(values)]
     if len(present) == 0:
         return np.full(len(values), -1)
@@ -47,8 +41,8 @@ def _binned(series: pl.Series, bins: int = 10) -> np.ndarray:
 
 
 def _pearson(frame: pl.DataFrame, a: str, b: str) -> float | None:
-    pair = frame.select(_numeric(frame[a]).cast(pl.Float64).alias("a"),
-                        _numeric(frame[b]).cast(pl.Float64).alias("b")).drop_nulls()
+    pair = frame.select(as_number(frame[a]).cast(pl.Float64).alias("a"),
+                        as_number(frame[b]).cast(pl.Float64).alias("b")).drop_nulls()
     if pair.height < 2 or not pair["a"].std() or not pair["b"].std():
         return None
     return float(np.corrcoef(pair["a"].to_numpy(), pair["b"].to_numpy())[0, 1])
@@ -122,7 +116,7 @@ class DistanceEncoder:
         self.categories: dict[str, list[Any]] = {}
         for column in schema.learned:
             if column.kind.numeric:
-                values = _numeric(train[column.name]).cast(pl.Float64)
+                values = as_number(train[column.name]).cast(pl.Float64)
                 low, high = values.min(), values.max()
                 self.numeric[column.name] = (float(low or 0.0), float((high or 0.0) - (low or 0.0)) or 1.0)
             else:
@@ -131,7 +125,7 @@ class DistanceEncoder:
     def encode(self, table: pl.DataFrame) -> np.ndarray:
         blocks = []
         for name, (low, span) in self.numeric.items():
-            values = (_numeric(table[name]).cast(pl.Float64).to_numpy() - low) / span
+            values = (as_number(table[name]).cast(pl.Float64).to_numpy() - low) / span
             nulls = np.isnan(values)
             blocks += [np.where(nulls, 0.0, values)[:, None], nulls[:, None].astype(np.float64)]
         scale = 1 / np.sqrt(2)
@@ -219,7 +213,7 @@ def _features(frame: pl.DataFrame, schema: Schema, target: str, categories: dict
             continue
         series = frame[column.name]
         if column.kind.numeric:
-            blocks.append(_numeric(series).cast(pl.Float64).to_numpy())
+            blocks.append(as_number(series).cast(pl.Float64).to_numpy())
         else:
             lookup = {value: index for index, value in enumerate(categories[column.name])}
             blocks.append(np.array([lookup.get(v, np.nan) for v in series.to_list()], dtype=np.float64))
@@ -243,7 +237,7 @@ def ml_efficacy(train: pl.DataFrame, holdout: pl.DataFrame, synthetic: pl.DataFr
             model = HistGradientBoostingRegressor(categorical_features=mask, random_state=seed).fit(x, y)
             return float(r2_score(y_holdout, model.predict(x_holdout)))
 
-        y_train, y_synthetic, y_holdout = (_numeric(t[target]).cast(pl.Float64).to_numpy()
+        y_train, y_synthetic, y_holdout = (as_number(t[target]).cast(pl.Float64).to_numpy()
                                            for t in (train, synthetic, holdout))
         keep = ~np.isnan(y_holdout)
         x_holdout, y_holdout = x_holdout[keep], y_holdout[keep]

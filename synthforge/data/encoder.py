@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 from scipy.special import ndtr, ndtri
 
-from synthforge.data.schema import ColumnKind, ColumnSpec, Schema
+from synthforge.data.schema import ColumnKind, ColumnSpec, Schema, as_number
 
 RARE = "_RARE_"
 NumericMethod = Literal["quantile", "mode_specific", "minmax"]
@@ -292,9 +292,7 @@ class _NumericTransformer(_ColumnTransformer):
         return self.config.numeric
 
     def _to_float(self, series: pl.Series) -> np.ndarray:
-        if self.spec.kind == ColumnKind.datetime:
-            series = series.cast(pl.Int32) if series.dtype == pl.Date else series.dt.epoch("us")
-        return series.cast(pl.Float64).to_numpy()
+        return as_number(series).cast(pl.Float64).to_numpy()
 
     def _from_float(self, values: np.ndarray, nulls: np.ndarray) -> pl.Series:
         name = self.spec.name

@@ -12,6 +12,7 @@ import re
 from enum import Enum
 from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
@@ -238,9 +239,7 @@ def _describe_column(
         "handling": handling,
     }
     if kind.numeric:
-        values = series.drop_nulls()
-        if kind == ColumnKind.datetime:
-            values = values.dt.epoch("us") if series.dtype != pl.Date else values.cast(pl.Int32)
+        values = as_number(series.drop_nulls())
         spec["minimum"] = float(values.min())  # type: ignore[arg-type]
         spec["maximum"] = float(values.max())  # type: ignore[arg-type]
         if kind == ColumnKind.continuous:
@@ -255,6 +254,24 @@ def _decimals(values: pl.Series, most: int = 6) -> int | None:
         if (sample.round(decimals) - sample).abs().max() < 1e-9:  # type: ignore[operator]
             return decimals
     return None
+
+
+def as_number(series: pl.Series) -> pl.Series:
+    """Dates as days and datetimes as microseconds since 1970; other series unchanged.
+
+    The one place a temporal column becomes a number: the encoder, the checks and the
+    report all compare dates on this scale.
+    """
+    if series.dtype == pl.Date:
+        return series.cast(pl.Int32)
+    if series.dtype.is_temporal():
+        return series.dt.epoch("us")
+    return series
+
+
+def present_values(series: pl.Series) -> np.ndarray:
+    """The non-null values of a numeric or temporal column as float64 (temporal via :func:`as_number`)."""
+    return as_number(series.drop_nulls()).cast(pl.Float64).to_numpy()
 
 
 def prepare_source(

@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from synthforge.checks.base import CheckResult
-from synthforge.data.schema import Schema
+from synthforge.data.schema import Schema, present_values
 
 REPORT_SCHEMA_VERSION = 1
 _MAX_PLOT_ROWS = 50_000
@@ -63,7 +63,7 @@ def _column_summary(real: pl.DataFrame, fake: pl.DataFrame, name: str, numeric: 
                       "synthetic": fake.get_column(name).null_count() / max(fake.height, 1)},
     }
     if numeric:
-        a, b = _floats(real.get_column(name)), _floats(fake.get_column(name))
+        a, b = present_values(real.get_column(name)), present_values(fake.get_column(name))
         both = np.concatenate([a, b])
         edges = np.histogram_bin_edges(both, bins=_BINS) if len(both) else np.array([0.0, 1.0])
         summary["edges"] = edges.tolist()
@@ -80,18 +80,11 @@ def _column_summary(real: pl.DataFrame, fake: pl.DataFrame, name: str, numeric: 
     return summary
 
 
-def _floats(series: pl.Series) -> np.ndarray:
-    series = series.drop_nulls()
-    if series.dtype.is_temporal():
-        series = series.cast(pl.Int32) if series.dtype == pl.Date else series.dt.epoch("us")
-    return series.cast(pl.Float64).to_numpy()
-
-
 def _correlation(frame: pl.DataFrame, columns: list[str]) -> list[list[float]]:
     if len(columns) < 2:
         return []
     matrix = np.column_stack([
-        _floats(frame.get_column(c).fill_null(strategy="mean") if not frame.get_column(c).dtype.is_temporal()
+        present_values(frame.get_column(c).fill_null(strategy="mean") if not frame.get_column(c).dtype.is_temporal()
                 else frame.get_column(c).fill_null(strategy="forward").fill_null(strategy="backward"))
         for c in columns
     ])
