@@ -132,7 +132,8 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
         from synthforge.report import write_reports
 
         with timer("report"):
-            write_reports(temporary, info=_describe_run(info, recipe, source_path, generator, result),
+            versions = package_versions(generator)
+            write_reports(temporary, info=_describe_run(info, recipe, source_path, generator, result, versions),
                           train=train, holdout=holdout, synthetic=synthetic_for_checks, schema=schema,
                           checks=result.checks)
         failures = [c for c in result.failed_checks if c.on_fail == "error"]
@@ -142,7 +143,7 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
         if output.save_model:
             with timer("save"):
                 generator.save(temporary / "model")
-        manifest = _manifest(info, recipe, source_path, generator, result)
+        manifest = _manifest(info, recipe, source_path, generator, result, versions)
         (temporary / "manifest.json").write_text(json.dumps(manifest, indent=2))
         _replace_atomically(temporary, info.output_path)
         result.output_path = info.output_path
@@ -381,7 +382,7 @@ def package_versions(generator: Generator | None = None) -> dict[str, str]:
 
 
 def _describe_run(info: RunInfo, recipe: Recipe, source: Path, generator: Generator,
-                  result: RunResult) -> dict[str, Any]:
+                  result: RunResult, versions: dict[str, str]) -> dict[str, Any]:
     return {
         "run_id": info.id,
         "recipe": recipe.name or Path(recipe.file).stem,
@@ -394,12 +395,13 @@ def _describe_run(info: RunInfo, recipe: Recipe, source: Path, generator: Genera
         "rows": result.rows,
         "timings": result.timings,
         "started_at": info.started_at,
-        "versions": package_versions(generator),
+        "versions": versions,
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
     }
 
 
-def _manifest(info: RunInfo, recipe: Recipe, source: Path, generator: Generator, result: RunResult) -> dict[str, Any]:
+def _manifest(info: RunInfo, recipe: Recipe, source: Path, generator: Generator, result: RunResult,
+              versions: dict[str, str]) -> dict[str, Any]:
     return {
         "run_id": info.id,
         "recipe_file": recipe.file,
@@ -412,7 +414,7 @@ def _manifest(info: RunInfo, recipe: Recipe, source: Path, generator: Generator,
         "rows": result.rows,
         "timings_seconds": {k: round(v, 4) for k, v in result.timings.items()},
         "checks": [{"name": c.name, "score": c.score, "passed": c.passed} for c in result.checks],
-        "versions": package_versions(generator),
+        "versions": versions,
         "started_at": info.started_at,
         "finished_at": _now(),
     }
