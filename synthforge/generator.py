@@ -8,6 +8,9 @@ A generator plugin subclasses :class:`Generator`, gives it a ``name`` and a pyda
 - ``_sample(self, n, conditions, rng)``: return an encoded ``(n, width)`` matrix;
   ``conditions`` maps spans to the encoded values they must hold (only when the
   class sets ``supports_conditions = True``);
+- ``_impute(self, data, missing, rng)`` (only with ``supports_imputation = True``):
+  ``data`` is an encoded matrix and ``missing`` a boolean ``(rows, learned
+  columns)`` mask; return ``data`` with the missing columns' spans filled;
 - ``_get_state()`` / ``_set_state(arrays, extra)``: the fitted state as numpy arrays
   (saved as safetensors) plus JSON-able extras. Never pickle.
 
@@ -60,11 +63,11 @@ class FitContext:
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None
 
 
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy's legacy global state and, if already imported, torch."""
+def seed_everything(seed: int, torch: bool = False) -> None:
+    """Seed python, numpy's legacy global state and torch (imported first when ``torch`` is true)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    if "torch" in sys.modules:
+    if torch or "torch" in sys.modules:
         import torch
 
         torch.manual_seed(seed)
@@ -91,6 +94,10 @@ class Generator:
     Params: ClassVar[type[BaseModel]] = NoParams
     encoding: ClassVar[EncoderConfig] = EncoderConfig()
     supports_conditions: ClassVar[bool] = False
+    supports_imputation: ClassVar[bool] = False
+    # A torch model must say so: its weights are initialised from torch's global generator, which must be
+    # seeded before _fit builds them, and start-up must not import torch for the other generators.
+    uses_torch: ClassVar[bool] = False
     supports_gpu: ClassVar[bool] = False
 
     def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **kwargs: Any) -> None:
@@ -115,7 +122,7 @@ class Generator:
         check_columns(frame, self.schema_)
         self.seed_ = context.seed
         self.sample_calls_ = 0
-        seed_everything(context.seed)
+        seed_everything(context.seed, torch=self.uses_torch)
         self.identifiers_ = {
             column.name: plan_identifier(frame.get_column(column.name), column)
             for column in self.schema_.columns
@@ -146,6 +153,35 @@ class Generator:
             frame = self.encoder_.decode(self._sample(int(n), encoded or None, rng))
         frame = self._finish(frame, conditions, rng)
         return frame.to_pandas() if getattr(self, "frame_kind_", "polars") == "pandas" else frame
+
+    def impute(self, table: Any, seed: int | None = None) -> Any:
+        """``table`` with the nulls of its learned columns filled from the learned conditional of each row.
+
+        Given cells are kept exactly; only nulls change. Identifier and free-text
+        columns pass through untouched: this fills a user's own table, it does not
+        anonymise it.
+        """
+        self._check_fitted()
+        if not self.supports_imputation:
+            raise SynthForgeError(f"the {self.name!r} generator cannot impute; use one that sets "
+                                  f"supports_imputation (e.g. 'autoregressive').")
+        frame, kind = _to_polars(table)
+        columns = self.encoder_.columns
+        absent = [c for c in columns if c not in frame.columns]
+        if absent:
+            raise DataError(f"the table to impute lacks the learned column(s) {', '.join(map(repr, absent))}.")
+        missing = np.column_stack([frame.get_column(c).is_null().to_numpy() for c in columns]) if columns else \
+            np.zeros((frame.height, 0), dtype=bool)
+        rng = np.random.default_rng(seed if seed is not None else self.seed_)
+        learned = frame.select(
+            pl.col(c).cast(self.encoder_.transformer(c).source_dtype, strict=False) for c in columns)
+        filled = self.encoder_.decode(self._impute(self.encoder_.encode(learned), missing, rng))
+        filled = enforce(filled, self.schema_)
+        frame = frame.with_columns(
+            pl.coalesce(frame.get_column(c), filled.get_column(c).cast(
+                filled.schema[c] if frame.schema[c] == pl.Null else frame.schema[c], strict=False)).alias(c)
+            for c in columns)
+        return frame.to_pandas() if kind == "pandas" else frame
 
     def save(self, directory: str | Path) -> Path:
         """Write ``config.json`` and ``weights.safetensors`` into ``directory``."""
@@ -197,6 +233,9 @@ class Generator:
 
     def _sample(self, n: int, conditions: dict[Span, np.ndarray] | None, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement _sample")
+
+    def _impute(self, data: np.ndarray, missing: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement _impute")
 
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         raise NotImplementedError(f"{type(self).__name__} must implement _get_state")

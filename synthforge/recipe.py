@@ -30,7 +30,7 @@ from synthforge.errors import RecipeError, SynthForgeError
 if TYPE_CHECKING:
     from synthforge.plugins import SynthForgePluginManager
 
-Mode = Literal["synthesize", "augment", "rebalance", "conditions"]
+Mode = Literal["synthesize", "augment", "rebalance", "conditions", "impute"]
 
 
 class _Strict(BaseModel):
@@ -72,7 +72,7 @@ class GeneratorSpec(_Strict):
 
 
 class OutputSpec(_Strict):
-    mode: Mode = Field("synthesize", description="synthesize | augment | rebalance | conditions.")
+    mode: Mode = Field("synthesize", description="synthesize | augment | rebalance | conditions | impute.")
     path: Path = Field(description="Output folder; written atomically.")
     rows: int | None = Field(None, ge=0, description="Synthetic rows (default: as many as the training rows).")
     format: str = Field("csv", description="Format of the dataset file: csv, parquet, ndjson or ipc.")
@@ -81,6 +81,8 @@ class OutputSpec(_Strict):
         "uniform", description="rebalance: the share of each value in the output."
     )
     conditions: dict[str, Any] = Field(default_factory=dict, description="conditions: fixed column values.")
+    impute_path: Path | None = Field(
+        None, description="impute: the table whose nulls are filled (default: the source); relative to the recipe.")
     label_column: str | None = Field(None, description="Add a boolean column marking synthetic rows.")
     include_real: bool | None = Field(
         None, description="Put the real training rows in the output (default: yes for augment and rebalance)."
@@ -95,6 +97,8 @@ class OutputSpec(_Strict):
             raise ValueError("mode 'rebalance' needs `column:`, the categorical column to rebalance")
         if self.mode == "conditions" and not self.conditions:
             raise ValueError("mode 'conditions' needs `conditions:`, e.g. {sex: Female}")
+        if self.impute_path is not None and self.mode != "impute":
+            raise ValueError("`impute_path` only applies to mode 'impute'")
         if isinstance(self.shares, dict):
             if any(v < 0 for v in self.shares.values()):
                 raise ValueError("rebalance shares must be ≥ 0")
@@ -199,6 +203,10 @@ def validate_plugins(recipe: Recipe, pm: SynthForgePluginManager) -> None:
         validate_params(generator.Params, recipe.generator.params, f"generator {generator.name!r}")
     except SynthForgeError as error:
         raise RecipeError(f"{where(('generator', 'params'))}generator.params: {error}") from None
+    if recipe.output.mode == "impute" and not generator.supports_imputation:
+        able = ", ".join(name for name, cls in pm.generators().items() if cls.supports_imputation)
+        raise RecipeError(f"{where(('output', 'mode'))}output.mode: generator {generator.name!r} cannot impute; "
+                          f"generators that can: {able or 'none installed (pip install synthforge-autoregressive)'}.")
     for index, spec in enumerate(recipe.checks or []):
         try:
             check = pm.get_check(spec.name)

@@ -114,6 +114,7 @@ class {cls}(Generator):
     Params = {cls}Params
     encoding = EncoderConfig(numeric="quantile", categorical="onehot")
     supports_gpu = True
+    uses_torch = True
     params: {cls}Params
 
     def _build(self, width: int) -> None:
@@ -207,6 +208,7 @@ class {cls}(Generator):
     Params = {cls}Params
     encoding = EncoderConfig(numeric="quantile", categorical="onehot")
     supports_gpu = True
+    uses_torch = True
     params: {cls}Params
 
     def _activate(self, raw: Any) -> Any:
@@ -285,6 +287,7 @@ class {cls}(Generator):
     Params = {cls}Params
     encoding = EncoderConfig(numeric="quantile", categorical="onehot")
     supports_gpu = True
+    uses_torch = True
     params: {cls}Params
 
     def _schedule(self) -> Any:

@@ -200,11 +200,35 @@ def check_pandas_in_pandas_out(cls: type[Generator], params: Mapping[str, Any] |
     assert type(sample).__module__.startswith("pandas"), "fitted on pandas, sample must return pandas"
 
 
+def check_imputation(cls: type[Generator], params: Mapping[str, Any] | None = None) -> None:
+    """An imputing generator fills exactly the nulls; any other refuses with a clear error."""
+    generator = fitted(cls, params)
+    table = conformance_table().head(200).with_columns(
+        pl.when(pl.int_range(pl.len()) % 3 == 0).then(None).otherwise(pl.col(c)).alias(c)
+        for c in ("workclass", "age", "sex"))
+    if not cls.supports_imputation:
+        try:
+            generator.impute(table)
+        except SynthForgeError as error:
+            assert "impute" in str(error), f"the refusal must say it cannot impute: {error}"
+            return
+        raise AssertionError("a generator without supports_imputation must refuse impute() with SynthForgeError")
+    filled = generator.impute(table, seed=5)
+    assert filled.columns == table.columns and filled.height == table.height, "impute keeps the table's shape"
+    for column in ("workclass", "age", "sex"):
+        assert filled.get_column(column).null_count() == 0, f"{column!r} still has nulls after impute"
+    given = table.get_column("sex").is_not_null()
+    assert filled.get_column("sex").filter(given).equals(table.get_column("sex").filter(given)), \
+        "impute must keep every given cell unchanged"
+    assert filled.get_column("person_id").equals(table.get_column("person_id")), "impute leaves identifiers alone"
+    assert generator.impute(table, seed=5).equals(filled), "the same seed must impute the same values"
+
+
 def conformance_checks() -> list[Check]:
     return [check_declares_itself, check_rejects_bad_params, check_fit_returns_self, check_sample_shape_and_types,
             check_sample_zero_rows, check_values_stay_in_domain, check_nulls_reproduced, check_seeds_reproduce,
             check_save_load_round_trip, check_conditions_honoured, check_identifiers_never_copied,
-            check_marginals_learned, check_pandas_in_pandas_out]
+            check_marginals_learned, check_pandas_in_pandas_out, check_imputation]
 
 
 def check_generator(cls: type[Generator], params: Mapping[str, Any] | None = None) -> None:

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from synthforge.errors import RecipeError
+from synthforge.plugins import get_plugin_manager
 from synthforge.recipe import load_recipe, recipe_json_schema
 
 from .conftest import basic_recipe
@@ -65,6 +66,10 @@ def test_mode_requirements_and_shares_are_checked(write_recipe):
         load_recipe(write_recipe(basic_recipe(mode="rebalance")))
     with pytest.raises(RecipeError, match="add up to 1"):
         load_recipe(write_recipe(basic_recipe(mode="rebalance", column="income", shares={"a": 0.7, "b": 0.7})))
+    with pytest.raises(RecipeError, match="`impute_path` only applies to mode 'impute'"):
+        load_recipe(write_recipe(basic_recipe(impute_path="other.csv")))
+    with pytest.raises(RecipeError, match=r"'copula' cannot impute; generators that can:"):
+        load_recipe(write_recipe(basic_recipe(mode="impute")), pm=get_plugin_manager(entry_points=False))
     with pytest.raises(RecipeError, match="output.path: this key is required"):
         load_recipe({"source": {"path": "x.csv"}, "output": {"mode": "synthesize"}})
 

@@ -58,6 +58,7 @@ class ConditionalVAE(Generator):
     Params = VAEParams
     supports_conditions = True
     supports_gpu = True
+    uses_torch = True
     params: VAEParams
 
     def encoder_config(self) -> EncoderConfig:

@@ -1,0 +1,417 @@
+"""An any-order autoregressive tabular generator, in the spirit of TabularARGN (MOSTLY AI, 2025).
+
+The table is factorised column by column, ``p(x) = Π p(x_j | x_visible)``:
+
+- **Tokens**: every column becomes one discrete token. Categories are their own
+  tokens; numbers are quantile binned in the rank space of SynthForge's quantile
+  encoder (a common value, such as the zero of a zero-inflated column, is a bin of
+  its own), and a sampled bin is turned back into a number by drawing uniformly
+  inside it, so numbers come out smooth rather than as copies of real values. A
+  numeric column with nulls has a null token.
+- **Network**: each column's token (or a per-column ``MASK`` token while it is
+  unknown) is embedded; the concatenated embeddings go through an MLP trunk with
+  one softmax head per column. Because the first layer is linear in each column's
+  embedding, sampling keeps its pre-activation as a running sum and updates it
+  with one table lookup per sampled column.
+- **Any order**: sampling visits the hidden columns in a canonical order, each
+  given every column before it and any later columns that are conditioned on.
+  Training shows the network exactly those visible sets — a random target
+  column, everything before it, and in a share of rows a random subset of the
+  columns after it — so ``conditions:`` on any columns (numbers included) and
+  :meth:`impute` sample the other columns from the learned conditional, with no
+  rejection.
+- Sampling costs one small trunk pass per column; ``temperature`` below 1
+  sharpens every conditional.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+from scipy.special import ndtr, ndtri
+
+from synthforge import EncoderConfig, FitContext, Generator
+from synthforge.data.encoder import RARE, Span
+from synthforge.generator import ParamsError
+from synthforge.nn import TrainingParams
+
+_SAMPLE_CHUNK = 4096  # rows per pass: the activations stay in cache
+
+
+class AutoregressiveParams(TrainingParams):
+    epochs: int = Field(60, ge=1, le=100_000, description="Most passes over the training rows.")
+    batch_size: int = Field(512, ge=2, le=1_000_000, description="Rows per optimisation step.")
+    learning_rate: float = Field(2e-3, gt=0, lt=1, description="AdamW's peak step size (cosine decay).")
+    weight_decay: float = Field(1e-5, ge=0, lt=1, description="Decoupled weight decay.")
+    # The learning rate anneals to zero at `epochs`, and annealed weights sample better than an early stop's:
+    # on Adult, 60 annealed epochs scored 0.988 SDMetrics overall, a stop at epoch 73 of 100 scored 0.977.
+    patience: int = Field(0, ge=0, description="Epochs without validation improvement before stopping (0: never).")
+    bins: int = Field(100, ge=2, le=10_000, description="Quantile bins per numeric column.")
+    embedding_dim: int = Field(32, ge=1, le=1024, description="Size of each column's token embedding.")
+    hidden_dim: int = Field(128, ge=8, le=8192, description="Width of the trunk's hidden layers.")
+    layers: int = Field(2, ge=1, le=8, description="Hidden layers in the trunk.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout after each hidden layer, in training only.")
+    condition_rate: float = Field(
+        0.5, ge=0, le=1, description="Share of training rows that also show some later columns, for conditions.")
+    column_order: list[str] | None = Field(
+        None, description="Canonical column order for sampling (default: the table's order).")
+    sample_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="Arithmetic of sampling's trunk passes; auto: bfloat16 where the CPU has it natively.")
+    temperature: float = Field(1.0, gt=0, le=10, description="Sampling temperature; below 1 sharpens, above flattens.")
+
+
+class AutoregressiveGenerator(Generator):
+    name = "autoregressive"
+    description = "Any-order autoregressive model over binned columns: exact conditions on any columns, imputation."
+    Params = AutoregressiveParams
+    encoding = EncoderConfig(numeric="quantile", categorical="index")
+    supports_conditions = True
+    supports_imputation = True
+    supports_gpu = True
+    uses_torch = True
+    params: AutoregressiveParams
+
+    # --- tokens: one per column -------------------------------------------------------------
+
+    def _columns(self) -> list[tuple[str, Span, Span | None]]:
+        """(column, value span, null span or None) for each learned column, in encoder order."""
+        columns = []
+        for name in self.encoder_.columns:
+            spans = {span.role: span for span in self.encoder_.spans_of(name)}
+            columns.append((name, spans["value"], spans.get("null")))
+        return columns
+
+    def _fit_bins(self, data: np.ndarray) -> None:
+        """Bin edges in rank space for numeric columns; vocabulary sizes for all."""
+        self.bin_low_: dict[str, np.ndarray] = {}
+        self.bin_high_: dict[str, np.ndarray] = {}
+        vocab = []
+        for name, value, null in self._columns():
+            if value.kind == "numeric":
+                present = data[:, value.start] if null is None else data[data[:, null.start] == 0, value.start]
+                self.bin_low_[name], self.bin_high_[name] = _rank_bins(ndtr(present.astype(np.float64)),
+                                                                       self.params.bins)
+                vocab.append(len(self.bin_low_[name]) + (null is not None))
+            else:
+                vocab.append(value.n_categories)
+        self.vocab_sizes_ = vocab
+
+    def _tokenize(self, data: np.ndarray) -> np.ndarray:
+        tokens = np.empty((len(data), len(self.vocab_sizes_)), dtype=np.int64)
+        for index, (name, value, null) in enumerate(self._columns()):
+            if value.kind == "numeric":
+                high = self.bin_high_[name]
+                bins = np.minimum(np.searchsorted(high, ndtr(data[:, value.start].astype(np.float64))), len(high) - 1)
+                if null is not None:
+                    bins = np.where(data[:, null.start] == 1, 0, bins + 1)
+                tokens[:, index] = bins
+            else:
+                tokens[:, index] = np.rint(data[:, value.start]).astype(np.int64)
+        return tokens
+
+    def _detokenize(self, tokens: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        encoded = np.zeros((len(tokens), self.encoder_.width))
+        for index, (name, value, null) in enumerate(self._columns()):
+            column = tokens[:, index]
+            if value.kind != "numeric":
+                encoded[:, value.start] = column
+                continue
+            if null is not None:
+                encoded[:, null.start] = column == 0
+                column = np.maximum(column - 1, 0)
+            low, high = self.bin_low_[name][column], self.bin_high_[name][column]
+            encoded[:, value.start] = ndtri(low + (high - low) * rng.random(len(column)))
+        return encoded
+
+    # --- the network -----------------------------------------------------------------------
+
+    def _build(self) -> None:
+        import torch
+        from torch import nn
+
+        params = self.params
+        self.embeddings_ = nn.ModuleList(nn.Embedding(size + 1, params.embedding_dim) for size in self.vocab_sizes_)
+        layers: list[nn.Module] = []
+        width = len(self.vocab_sizes_) * params.embedding_dim
+        for _ in range(params.layers):
+            layers += [nn.Linear(width, params.hidden_dim), nn.SiLU(), nn.Dropout(params.dropout)]
+            width = params.hidden_dim
+        self.trunk_ = nn.Sequential(*layers)
+        self.heads_ = nn.Linear(width, sum(self.vocab_sizes_))
+        self.network_ = nn.ModuleDict({"embeddings": self.embeddings_, "trunk": self.trunk_, "heads": self.heads_})
+        self.sampling_network_ = None
+        offsets = np.concatenate([[0], np.cumsum(self.vocab_sizes_)]).astype(int).tolist()
+        self.head_slices_ = [slice(a, b) for a, b in itertools.pairwise(offsets)]
+        names = [name for name, _, _ in self._columns()]
+        order = params.column_order or names
+        unknown = [c for c in order if c not in names]
+        if unknown or sorted(order) != sorted(names):
+            raise ParamsError(f"generator 'autoregressive': column_order must list each learned column once "
+                              f"({', '.join(names)}); got {order}.")
+        self.order_ = [names.index(c) for c in order]
+        self.order_rank_ = torch.as_tensor(np.argsort(self.order_), dtype=torch.long)
+        self.order_tensor_ = torch.as_tensor(self.order_, dtype=torch.long)
+
+    def _logits(self, tokens: Any, visible: Any) -> Any:
+        import torch
+
+        masked = torch.where(visible, tokens, torch.as_tensor(self.vocab_sizes_, device=tokens.device))
+        embedded = torch.cat([embedding(masked[:, j]) for j, embedding in enumerate(self.embeddings_)], dim=1)
+        return self.heads_(self.trunk_(embedded))
+
+    def _loss(self, tokens: Any, generator: Any) -> Any:
+        """Cross-entropy of the one conditional sampling will ask for, for a random target column per row.
+
+        Sampling always draws the first hidden column in the canonical order, given
+        every column before it and whatever later columns are conditioned on. So
+        each row picks a target column, shows every column before it, and — in a
+        ``condition_rate`` share of rows — a random subset of the columns after
+        it: the network learns exactly the conditionals that sampling, conditions
+        and imputation use, and no others.
+        """
+        import torch
+        from torch.nn import functional
+
+        rows, columns = tokens.shape
+        device = tokens.device
+        position = self.order_rank_.to(device)[None, :]
+        target = torch.randint(0, columns, (rows, 1), generator=generator, device=device)
+        conditioned = torch.rand(rows, 1, generator=generator, device=device) < self.params.condition_rate
+        keep = torch.rand(rows, 1, generator=generator, device=device) * conditioned
+        shown_after = (position > target) & (torch.rand(rows, columns, generator=generator, device=device) < keep)
+        visible = (position < target) | shown_after
+        logits = self._logits(tokens, visible)
+        target_column = self.order_tensor_.to(device)[target[:, 0]]
+        loss = torch.zeros((), device=device)
+        for j, part in enumerate(self.head_slices_):
+            chosen = target_column == j
+            loss = loss + functional.cross_entropy(logits[chosen, part], tokens[chosen, j], reduction="sum")
+        return loss / rows
+
+    def _negative_log_likelihood(self, tokens: Any) -> Any:
+        """Exact NLL per row in the canonical order (nats), for early stopping."""
+        import torch
+        from torch.nn import functional
+
+        visible = torch.zeros_like(tokens, dtype=torch.bool)
+        total = torch.zeros(len(tokens), device=tokens.device)
+        for j in self.order_:
+            logits = self._logits(tokens, visible)[:, self.head_slices_[j]]
+            total = total + functional.cross_entropy(logits, tokens[:, j], reduction="none")
+            visible[:, j] = True
+        return total.mean()
+
+    # --- the Generator contract ---------------------------------------------------------------
+
+    def _fit(self, data: np.ndarray, context: FitContext) -> None:
+        import torch
+
+        from synthforge.nn import resolve_device, torch_generator, train
+
+        device = resolve_device(context.device)
+        self._fit_bins(data)
+        self._build()
+        self.network_.to(device)
+        optimiser = torch.optim.AdamW(self.network_.parameters(), lr=self.params.learning_rate,
+                                      weight_decay=self.params.weight_decay)
+        steps_per_epoch = max(int(len(data) * (1 - self.params.validation_fraction)) // self.params.batch_size, 1)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimiser, max_lr=self.params.learning_rate, total_steps=self.params.epochs * steps_per_epoch + 1,
+            pct_start=0.05, anneal_strategy="cos")
+        generator = torch_generator(context.seed + 1, device)
+
+        def step(batch: Any, epoch: int) -> dict[str, float]:
+            optimiser.zero_grad()
+            loss = self._loss(batch, generator)
+            loss.backward()
+            optimiser.step()
+            if schedule.last_epoch < schedule.total_steps - 1:
+                schedule.step()
+            return {"loss": loss.item()}
+
+        tokens = torch.as_tensor(self._tokenize(data), device=device)
+        self.history_ = train(data=tokens, step=step, modules=[self.network_], params=self.params, context=context,
+                              description="autoregressive",
+                              validation_loss=lambda rows: self._negative_log_likelihood(rows).item())
+        self.network_.cpu()
+
+    def _sample(self, n: int, conditions: dict[Span, np.ndarray] | None, rng: np.random.Generator) -> np.ndarray:
+        known = np.zeros((n, len(self.vocab_sizes_)), dtype=np.int64)
+        visible = np.zeros_like(known, dtype=bool)
+        if conditions:
+            given = np.zeros((1, self.encoder_.width))
+            for span, value in conditions.items():
+                given[0, span.start : span.stop] = value
+            tokens = self._tokenize(given)[0]
+            for index, (name, _, _) in enumerate(self._columns()):
+                if any(span.column == name for span in conditions):
+                    known[:, index], visible[:, index] = tokens[index], True
+        return self._detokenize(self._complete(known, visible, rng, allow_missing=True), rng)
+
+    def _impute(self, data: np.ndarray, missing: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        tokens = self._complete(self._tokenize(data), ~missing, rng, allow_missing=False)
+        filled = self._detokenize(tokens, rng)
+        # Keep the given cells exactly as encoded; only the missing ones come from the model.
+        for index, (_, value, null) in enumerate(self._columns()):
+            rows = ~missing[:, index]
+            for span in (value, null):
+                if span is not None:
+                    filled[rows, span.start : span.stop] = data[rows, span.start : span.stop]
+        return filled
+
+    def _complete(self, tokens: np.ndarray, visible: np.ndarray, rng: np.random.Generator,
+                  allow_missing: bool) -> np.ndarray:
+        """Sample every invisible cell, column by column in the canonical order, from p(x_j | visible)."""
+        tokens = tokens.copy()
+        for start in range(0, len(tokens), _SAMPLE_CHUNK):
+            rows = slice(start, start + _SAMPLE_CHUNK)
+            tokens[rows] = self._complete_chunk(tokens[rows], visible[rows].copy(), rng, allow_missing)
+        return tokens
+
+    def _complete_chunk(self, tokens: np.ndarray, visible: np.ndarray, rng: np.random.Generator,
+                        allow_missing: bool) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            tables, bias, rest, head_weight, head_bias = self._sampling_network()
+            mask_tokens = np.asarray(self.vocab_sizes_)
+            current = torch.from_numpy(np.where(visible, tokens, mask_tokens[None, :]))
+            pre = bias + sum(table[current[:, j]] for j, table in enumerate(tables))
+            excluded = self._excluded_tokens(allow_missing)
+            for j in self.order_:
+                todo = np.flatnonzero(~visible[:, j])
+                if not len(todo):
+                    continue
+                everyone = len(todo) == len(tokens)
+                index = torch.from_numpy(todo)
+                part = self.head_slices_[j]
+                hidden = rest((pre if everyone else pre[index]).to(head_weight.dtype))
+                logits = torch.nn.functional.linear(hidden, head_weight[part], head_bias[part]).float()
+                if self.params.temperature != 1.0:
+                    logits /= self.params.temperature
+                if excluded[j]:
+                    logits[:, excluded[j]] = -torch.inf
+                # Inverse-CDF sampling with one uniform per row, from the one numpy generator (reproducible).
+                cdf = logits.softmax(dim=1).cumsum_(dim=1)
+                uniform = torch.from_numpy(rng.random((len(todo), 1), dtype=np.float32)) * cdf[:, -1:]
+                choice = torch.searchsorted(cdf, uniform).clamp_(max=cdf.shape[1] - 1)[:, 0]
+                tokens[todo, j] = choice.numpy()
+                update = tables[j][choice] - tables[j][int(mask_tokens[j])]
+                if everyone:
+                    pre += update
+                else:
+                    pre[index] += update
+                visible[todo, j] = True
+        return tokens
+
+    def _sampling_network(self) -> tuple[list[Any], Any, Any, Any, Any]:
+        """The network as sampling uses it, built once per fitted model.
+
+        Each column's tokens' contribution to the first layer is a table, so that
+        sampling a cell updates the running pre-activation by one lookup. The rest
+        of the trunk and the heads run in bfloat16 where the CPU multiplies it
+        natively (``sample_precision: auto``): about 2.4× the float32 throughput on
+        an AVX512-BF16 core, and the same rows for the same seed on one machine.
+        """
+        if getattr(self, "sampling_network_", None) is None:
+            import copy
+
+            import torch
+
+            first, dim = self.trunk_[0], self.params.embedding_dim
+            tables = [embedding.weight @ first.weight[:, j * dim : (j + 1) * dim].T
+                      for j, embedding in enumerate(self.embeddings_)]
+            dtype = torch.bfloat16 if self._use_bfloat16() else torch.float32
+            rest = copy.deepcopy(self.trunk_[1:]).to(dtype)
+            self.sampling_network_ = (tables, first.bias, rest, self.heads_.weight.to(dtype),
+                                      self.heads_.bias.to(dtype))
+        return self.sampling_network_
+
+    def _use_bfloat16(self) -> bool:
+        precision = self.params.sample_precision
+        if precision != "auto":
+            return precision == "bfloat16"
+        import torch
+
+        native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+        return bool(native()) or bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+    def _excluded_tokens(self, allow_missing: bool) -> list[list[int]]:
+        """Per column, the tokens imputation must not produce: null, and the pooled rare category."""
+        excluded: list[list[int]] = [[] for _ in self.vocab_sizes_]
+        if allow_missing:
+            return excluded
+        for index, (name, value, null) in enumerate(self._columns()):
+            if value.kind == "numeric":
+                excluded[index] = [0] if null is not None else []
+            else:
+                categories = self.encoder_.transformer(name).categories_
+                excluded[index] = [k for k, c in enumerate(categories) if c is None or c == RARE]
+        return excluded
+
+    def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        from synthforge.nn import module_arrays
+
+        arrays = module_arrays(self.network_, "network.")
+        for name in self.bin_low_:
+            arrays[f"bins.{name}.low"], arrays[f"bins.{name}.high"] = self.bin_low_[name], self.bin_high_[name]
+        history = {"epochs_trained": len(self.history_.epochs), "best_epoch": self.history_.best_epoch}
+        return arrays, {"vocab_sizes": self.vocab_sizes_, **history}
+
+    def _set_state(self, arrays: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
+        from synthforge.nn import load_module_arrays
+        from synthforge.nn.training import History
+
+        self.vocab_sizes_ = list(extra["vocab_sizes"])
+        self.bin_low_, self.bin_high_ = {}, {}
+        for name, value, _ in self._columns():
+            if value.kind == "numeric":
+                self.bin_low_[name] = np.asarray(arrays[f"bins.{name}.low"], dtype=np.float64)
+                self.bin_high_[name] = np.asarray(arrays[f"bins.{name}.high"], dtype=np.float64)
+        self._build()
+        load_module_arrays(self.network_, arrays, "network.")
+        self.network_.train(False)
+        self.history_ = History(epochs=[{}] * extra["epochs_trained"], best_epoch=extra["best_epoch"])
+
+
+def _rank_bins(ranks: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bins of about equal mass over the distinct rank values; each bin's (lowest, highest) rank to sample from.
+
+    A common value (at least half a bin's mass) is a bin of its own, sampled
+    exactly. The other bins tile the rank space between their neighbours, so
+    sampling interpolates between real values instead of copying them, and no bin
+    holds less than half the target mass, except a lone tail.
+    """
+    values, counts = np.unique(ranks, return_counts=True)
+    total = max(len(ranks), 1)
+    target = max(total / n_bins, 1.0)
+    bins: list[tuple[float, float, bool, float]] = []  # (first rank, last rank, common, upper edge)
+    start, size, previous = 0.0, 0, 0.0
+    for value, count in zip(values.tolist(), counts.tolist(), strict=True):
+        if count >= target / 2:
+            if size:
+                bins.append((start, previous, False, previous))
+                size = 0
+            # The encoder maps a common value to the middle of its mass; its mass ends half of it higher.
+            bins.append((value, value, True, value + count / (2 * total)))
+            continue
+        if not size:
+            start = value
+        size += count
+        previous = value
+        if size >= target:
+            bins.append((start, previous, False, previous))
+            size = 0
+    if size:
+        if bins and size < target / 2 and not bins[-1][2]:
+            bins[-1] = (bins[-1][0], previous, False, previous)
+        else:
+            bins.append((start, previous, False, previous))
+    if not bins:  # no values at all: one bin at the median
+        bins.append((0.5, 0.5, True, 0.5))
+    low = [first if common or k == 0 else bins[k - 1][3] for k, (first, _, common, _) in enumerate(bins)]
+    high = [last for _, last, _, _ in bins]
+    return np.asarray(low), np.asarray(high)

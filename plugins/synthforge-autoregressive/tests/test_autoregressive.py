@@ -1,0 +1,162 @@
+"""The autoregressive plugin: SynthForge's conformance suite plus what an any-order model must do."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+from synthforge_autoregressive import AutoregressiveGenerator
+from synthforge_autoregressive.model import _rank_bins
+
+from synthforge.engine import run
+from synthforge.errors import RecipeError, SynthForgeError
+from synthforge.plugins import get_plugin_manager
+from synthforge.testing import conformance_checks, conformance_table, fitted
+
+FAST = {"epochs": 15, "batch_size": 128, "hidden_dim": 64, "embedding_dim": 8, "layers": 2}
+BETTER = {**FAST, "epochs": 80, "hidden_dim": 128, "embedding_dim": 16}
+
+
+@pytest.mark.parametrize("check", conformance_checks(), ids=lambda check: check.__name__)
+def test_conformance(check):
+    check(AutoregressiveGenerator, params=FAST)
+
+
+def test_training_reduces_the_loss():
+    history = fitted(AutoregressiveGenerator, FAST).history_
+    assert history.epochs[-1]["loss"] < history.epochs[0]["loss"]
+    assert history.epochs[-1]["val_loss"] < history.epochs[0]["val_loss"]
+
+
+def test_conditions_on_categories_come_from_the_learned_conditional():
+    model = fitted(AutoregressiveGenerator, BETTER)
+    husbands = model.sample(1000, conditions={"relationship": "Husband"}, seed=1)
+    wives = model.sample(1000, conditions={"relationship": "Wife"}, seed=1)
+    everyone = model.sample(1000, seed=1)
+    assert (husbands["relationship"] == "Husband").all() and (wives["relationship"] == "Wife").all()
+    # In the 2,000 training rows every husband is a man and every wife a woman; a third of all rows are women.
+    assert (husbands["sex"] == "Male").mean() > 0.9
+    assert (wives["sex"] == "Female").mean() > 0.8 > 0.5 > (everyone["sex"] == "Female").mean()
+
+
+def test_conditions_on_numbers_too():
+    model = fitted(AutoregressiveGenerator, BETTER)
+    young = model.sample(1000, conditions={"age": 19}, seed=2)
+    everyone = model.sample(1000, seed=2)
+    assert (young["age"] == 19).all()
+    # 19-year-olds are nearly all never married; a third of everyone is.
+    never = "Never-married"
+    assert (young["marital-status"] == never).mean() > 0.7 > 0.5 > (everyone["marital-status"] == never).mean()
+
+
+def test_impute_recovers_a_column_from_the_others():
+    model = fitted(AutoregressiveGenerator, BETTER)
+    real = conformance_table().filter(pl.col("relationship").is_in(["Husband", "Wife"])).head(400)
+    blanked = real.with_columns(pl.lit(None, dtype=pl.String).alias("sex"))
+    filled = model.impute(blanked, seed=3)
+    accuracy = (filled["sex"] == real["sex"]).mean()
+    majority = (real["sex"] == real["sex"].mode().item(0)).mean()
+    assert accuracy > 0.9 and accuracy > majority + 0.03, (accuracy, majority)
+    # The table has real nulls too (workclass, occupation, hours-per-week, ...): impute fills every one of
+    # them and keeps every given cell.
+    assert filled.null_count().sum_horizontal().item() == 0
+    for column in blanked.columns:
+        given = blanked[column].is_not_null()
+        assert filled[column].filter(given).equals(real[column].filter(given)), column
+
+
+def test_impute_never_fills_with_null_or_the_rare_pool():
+    model = fitted(AutoregressiveGenerator, FAST)
+    table = conformance_table().head(300).with_columns(
+        pl.lit(None, dtype=pl.Int64).alias("hours-per-week"), pl.lit(None, dtype=pl.String).alias("native-country"))
+    filled = model.impute(table, seed=4)
+    assert filled["hours-per-week"].null_count() == 0
+    assert "_RARE_" not in filled["native-country"].to_list()
+
+
+def test_temperature_below_one_sharpens_the_conditionals():
+    model = fitted(AutoregressiveGenerator, FAST)
+    default = model.sample(2000, seed=5)
+    cold = AutoregressiveGenerator.load(_saved(model, {"temperature": 0.3})).sample(2000, seed=5)
+    top = "Husband"
+    assert (cold["relationship"] == top).mean() > (default["relationship"] == top).mean() + 0.05
+    assert cold["occupation"].n_unique() < default["occupation"].n_unique()
+
+
+def _saved(model: AutoregressiveGenerator, params: dict) -> Path:
+    import json
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp()) / "model"
+    model.save(directory)
+    config = json.loads((directory / "config.json").read_text())
+    config["params"].update(params)
+    (directory / "config.json").write_text(json.dumps(config))
+    return directory
+
+
+def test_column_order_must_name_every_learned_column_once():
+    with pytest.raises(SynthForgeError, match="column_order must list each learned column once"):
+        AutoregressiveGenerator({**FAST, "epochs": 1, "column_order": ["age", "sex"]}).fit(conformance_table())
+
+
+def test_a_chosen_column_order_is_used_and_saved():
+    order = ["income", "sex", *[c for c in fitted(AutoregressiveGenerator, FAST).encoder_.columns
+                                if c not in ("income", "sex")]]
+    model = AutoregressiveGenerator({**FAST, "epochs": 2, "column_order": order}).fit(conformance_table())
+    assert [model.encoder_.columns[j] for j in model.order_] == order
+    assert model.sample(50, seed=1).height == 50
+
+
+def test_bins_give_common_values_their_own_bin_and_pin_no_rare_value():
+    # Ranks as the quantile encoder gives them: each distinct value at the middle of its probability mass.
+    rng = np.random.default_rng(0)
+    values = np.concatenate([np.zeros(9000), rng.choice(np.arange(1, 100_000), 1000, replace=False)])
+    _, counts = np.unique(values, return_counts=True)
+    middle = (np.cumsum(counts) - counts / 2) / len(values)
+    ranks = np.repeat(middle, counts)
+    low, high = _rank_bins(ranks, 100)
+    exact = low == high
+    assert exact.sum() == 1 and high[exact][0] == middle[0], "zero, 90% of rows, is the one exact bin"
+    assert low[1] == middle[0] + 0.45, "the next bin starts where zero's mass ends, so it never decodes to zero"
+    assert np.all(low[2:] == high[1:-1]), "the other bins tile the rank space between their neighbours"
+    sizes = [((ranks >= low[k]) & (ranks <= high[k])).sum() for k in range(1, len(low))]
+    assert min(sizes) >= 50, "no bin holds fewer than half a bin's mass of rows (100 here)"
+
+
+@pytest.mark.parametrize("output", [
+    {"mode": "synthesize", "rows": 300},
+    {"mode": "augment", "rows": 200, "label_column": "is_synthetic"},
+    {"mode": "rebalance", "column": "income", "shares": {"<=50K": 0.5, ">50K": 0.5}},
+    {"mode": "conditions", "conditions": {"sex": "Female", "age": 30}, "rows": 200},
+    {"mode": "impute"},
+])
+def test_every_recipe_mode_runs_by_name(tmp_path: Path, output):
+    table = conformance_table().drop("person_id", "interview_date").head(1500)
+    table.write_csv(tmp_path / "adult.csv")
+    recipe = {"seed": 0, "source": {"path": "adult.csv"}, "holdout": 0.2,
+              "generator": {"name": "autoregressive", "params": {**FAST, "epochs": 3}},
+              "output": {**output, "path": "out"}}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    result = run(tmp_path / "recipe.yaml", pm=get_plugin_manager())
+    data = pl.read_csv(result.dataset_path)
+    if output["mode"] == "rebalance":
+        assert abs((data["income"] == ">50K").mean() - 0.5) < 0.02
+    if output["mode"] == "conditions":
+        assert (data["sex"] == "Female").all() and (data["age"] == 30).all()
+    if output["mode"] == "impute":
+        assert data.height == table.height and data.null_count().sum_horizontal().item() == 0
+        assert result.rows["imputed_cells"] == table.null_count().sum_horizontal().item() > 0
+        assert {c.kind for c in result.checks} == {"quality"}
+
+
+def test_impute_mode_needs_a_generator_that_imputes(tmp_path: Path):
+    conformance_table().head(300).write_csv(tmp_path / "adult.csv")
+    recipe = {"source": {"path": "adult.csv"}, "generator": {"name": "copula"},
+              "output": {"mode": "impute", "path": "out"}}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    with pytest.raises(RecipeError, match=r"recipe.yaml:\d+.*'copula' cannot impute.*autoregressive"):
+        run(tmp_path / "recipe.yaml", pm=get_plugin_manager())
