@@ -2,6 +2,7 @@
 
     python -m benchmarks.run --dataset adult --generators baseline,sdv-gaussiancopula,sdv-tvae,sdv-ctgan
     python -m benchmarks.run --quick          # 5k rows, small epochs: a smoke run (CI)
+    python -m benchmarks.run --generators autoregressive,mostlyai-argn --python mostlyai-argn=.venv-mostly/bin/python
 
 Each generator fits and samples in its own subprocess (``benchmarks.worker``) so that
 its peak RSS is its own; then every synthetic table is scored here, against the same
@@ -36,8 +37,8 @@ DEFAULT_GENERATORS = "baseline,sdv-gaussiancopula,sdv-tvae,sdv-ctgan"
 
 
 def run_worker(generator: str, dataset: str, out: Path, *, rows: int | None, epochs: int | None,
-               seed: int, timeout: float) -> dict[str, Any]:
-    command = [sys.executable, "-m", "benchmarks.worker", "--generator", generator, "--dataset", dataset,
+               seed: int, timeout: float, python: str | None = None) -> dict[str, Any]:
+    command = [python or sys.executable, "-m", "benchmarks.worker", "--generator", generator, "--dataset", dataset,
                "--out", str(out), "--seed", str(seed)]
     if rows is not None:
         command += ["--rows", str(rows)]
@@ -152,7 +153,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=4 * 3600, help="seconds per generator")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--label", default="", help="appended to the results' file name")
+    parser.add_argument("--python", action="append", default=[], metavar="GENERATOR=PATH",
+                        help="run one generator's worker with another interpreter (a peer in its own venv), "
+                             "e.g. mostlyai-argn=.venv-mostly/bin/python")
     args = parser.parse_args(argv)
+    interpreters = dict(item.split("=", 1) for item in args.python)
     rows = 5000 if args.quick and args.rows is None else args.rows
     epochs = 2 if args.quick and args.epochs is None else args.epochs
 
@@ -163,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         out = WORK / f"{args.dataset}{'-quick' if args.quick else ''}" / generator
         print(f"[{generator}] fitting on {dataset.train.height:,} rows …", flush=True)
         row = run_worker(generator, args.dataset, out, rows=rows, epochs=epochs, seed=args.seed,
-                         timeout=args.timeout)
+                         timeout=args.timeout, python=interpreters.get(generator))
         if "error" not in row:
             synthetic = pl.read_parquet(out / "synthetic.parquet")
             row |= score(args.dataset, dataset.train, dataset.holdout, dataset.target, synthetic)
@@ -171,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         print(markdown_table([row]).splitlines()[-1], flush=True)
 
     stamp = date.today().isoformat()
-    name = f"{args.dataset}-{stamp}{'-quick' if args.quick else ''}"
+    name = f"{args.dataset}-{stamp}{'-quick' if args.quick else ''}{'-' + args.label if args.label else ''}"
     args.out.mkdir(parents=True, exist_ok=True)
     record = {"dataset": args.dataset, "note": dataset.note, "date": stamp, "machine": machine(),
               "versions": versions(), "train_rows": dataset.train.height, "holdout_rows": dataset.holdout.height,
