@@ -27,6 +27,15 @@ app = typer.Typer(
 PluginsDir = Annotated[
     Path | None, typer.Option("--plugins-dir", help="Load every .py file in this folder as a plugin.")
 ]
+Params = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", help="Override a recipe key: key.path=value (YAML value), repeatable."),
+]
+Store = Annotated[
+    str, typer.Option("--store", envvar="SYNTHFORGE_JOBS_STORE",
+                      help="Job store URL: sqlite:///path.db or postgresql+psycopg://user@host/db.")
+]
+DEFAULT_STORE = "sqlite:///synthforge-jobs.db"
 
 
 def _plugin_manager(plugins_dir: Path | None = None) -> Any:
@@ -45,16 +54,19 @@ def _console(stderr: bool = False) -> Any:
 def run(
     recipe: Annotated[Path, typer.Argument(help="The recipe YAML file.")],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result.")] = False,
+    param: Params = None,
     plugins_dir: PluginsDir = None,
 ) -> None:
     """Run a recipe: load, fit, sample, check, and write the dataset, model and reports atomically."""
     from synthforge.engine import run as run_recipe
+    from synthforge.recipe import load_recipe, parse_overrides
 
     console = _console()
     pm = _plugin_manager(plugins_dir)
     log = (lambda message: None) if quiet else (lambda message: console.print(f"[dim]•[/dim] {message}"))
+    loaded = load_recipe(recipe, pm=pm, overrides=parse_overrides(param or []))
     try:
-        result = run_recipe(recipe, pm=pm, log=log, progress=not quiet and sys.stderr.isatty())
+        result = run_recipe(loaded, pm=pm, log=log, progress=not quiet and sys.stderr.isatty())
     except SynthForgeError as error:
         failures = getattr(error, "failures", None)
         if failures:
@@ -115,9 +127,13 @@ def sample(
     ] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Rows per batch written.")] = 100_000,
+    partitions: Annotated[int, typer.Option(
+        min=1, help="Above 1: sample in parallel partitions into a folder of parquet parts (--out is a folder).")] = 1,
+    executor: Annotated[str, typer.Option(help="For partitions: ray or local (processes).")] = "ray",
+    ray_address: Annotated[str | None, typer.Option(help="A Ray cluster to join (default: start one here).")] = None,
     plugins_dir: PluginsDir = None,
 ) -> None:
-    """Sample from a saved model, streamed to a file that appears only when complete."""
+    """Sample from a saved model, streamed to a file (or parquet parts) that appears only when complete."""
     import os
     import tempfile
 
@@ -134,6 +150,17 @@ def sample(
         key, value = item.split("=", 1)
         raw[key.strip()] = value.strip()
     conditions = coerce_conditions(model.schema_, raw)
+    if partitions > 1:
+        from synthforge.jobs.partitioned import sample_partitioned
+
+        if executor not in ("ray", "local"):
+            raise typer.BadParameter(f"{executor!r}: use ray or local", param_hint="--executor")
+        manifest = sample_partitioned(model_dir, rows, out, partitions=partitions, batch_size=batch_size, seed=seed,
+                                      conditions=conditions, executor=executor, ray_address=ray_address,  # type: ignore[arg-type]
+                                      plugins_dir=plugins_dir)
+        _console().print(f"wrote {manifest['rows']:,} rows in {len(manifest['parts'])} parts to {out}/ "
+                         f"in {manifest['seconds']:.1f} s ({executor})")
+        return
     out.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
     os.close(handle)
@@ -206,6 +233,170 @@ def schema() -> None:
     from synthforge.recipe import recipe_json_schema
 
     typer.echo(json.dumps(recipe_json_schema(), indent=2))
+
+
+jobs_app = typer.Typer(help="Queue, schedule and inspect synthesis jobs (run them with `synthforge worker`).",
+                       no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+
+
+def _store(url: str) -> Any:
+    from synthforge.jobs.store import JobStore
+
+    return JobStore(url)
+
+
+@jobs_app.command("submit")
+def jobs_submit(
+    recipe: Annotated[Path, typer.Argument(help="The recipe YAML file.")],
+    schedule: Annotated[str | None, typer.Option(help="Cron expression, e.g. '0 2 * * *' (02:00 daily).")] = None,
+    timezone: Annotated[str, typer.Option(help="IANA time zone the schedule is read in.")] = "UTC",
+    param: Params = None,
+    max_attempts: Annotated[int, typer.Option(min=1, help="Runs before a crashing job is failed.")] = 3,
+    store: Store = DEFAULT_STORE,
+    plugins_dir: PluginsDir = None,
+) -> None:
+    """Queue a recipe (validated now, not when it runs), or schedule it with --schedule."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from synthforge.recipe import load_recipe, parse_overrides
+
+    overrides = parse_overrides(param or [])
+    load_recipe(recipe, pm=_plugin_manager(plugins_dir), overrides=overrides)
+    jobs = _store(store)
+    console = _console()
+    if schedule:
+        schedule_id = jobs.add_schedule(recipe.resolve(), schedule, timezone=timezone, params=overrides,
+                                        max_attempts=max_attempts)
+        first = next(s for s in jobs.list_schedules() if s.id == schedule_id).next_run_at
+        console.print(f"schedule {schedule_id}: {recipe} at '{schedule}' ({timezone}); first run "
+                      f"{datetime.fromtimestamp(first, ZoneInfo(timezone)).isoformat(timespec='seconds')}")
+        return
+    job_id = jobs.submit(recipe.resolve(), overrides, max_attempts=max_attempts)
+    console.print(f"job {job_id}: queued {recipe}")
+    typer.echo(job_id)
+
+
+@jobs_app.command("list")
+def jobs_list(
+    status: Annotated[str | None, typer.Option(help="Only jobs in this status.")] = None,
+    limit: Annotated[int, typer.Option(help="Most recent jobs shown.")] = 50,
+    store: Store = DEFAULT_STORE,
+) -> None:
+    """Jobs, newest first, and the schedules."""
+    from rich.table import Table
+
+    jobs = _store(store)
+    table = Table("id", "status", "recipe", "attempts", "created", "took", "error", title="jobs")
+    for job in jobs.list_jobs(status=status, limit=limit):
+        took = f"{job.finished_at - job.started_at:.1f} s" if job.finished_at and job.started_at else ""
+        table.add_row(str(job.id), job.status, Path(job.recipe).name, f"{job.attempts}/{job.max_attempts}",
+                      _when(job.created_at), took, (job.error or "").splitlines()[0][:60] if job.error else "")
+    console = _console()
+    console.print(table)
+    schedules = jobs.list_schedules()
+    if schedules:
+        rows = Table("schedule", "cron", "time zone", "recipe", "next run", "enabled", title="schedules")
+        for item in schedules:
+            rows.add_row(str(item.id), item.cron, item.timezone, Path(item.recipe).name, _when(item.next_run_at),
+                         "yes" if item.enabled else "no")
+        console.print(rows)
+
+
+@jobs_app.command("show")
+def jobs_show(
+    job_id: Annotated[int, typer.Argument(help="The job's id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    store: Store = DEFAULT_STORE,
+) -> None:
+    """A job's status, timings, check results and output paths."""
+    from dataclasses import asdict
+
+    job = _store(store).get(job_id)
+    if as_json:
+        typer.echo(json.dumps(asdict(job), indent=2, default=str))
+        return
+    console = _console()
+    console.print(f"job {job.id}: [bold]{job.status}[/bold] — {job.recipe}")
+    console.print(f"params: {job.params or '{}'}; attempts {job.attempts}/{job.max_attempts}"
+                  + (f"; from schedule {job.schedule_id}" if job.schedule_id else ""))
+    console.print(f"created {_when(job.created_at)}, started {_when(job.started_at)}, "
+                  f"finished {_when(job.finished_at)}")
+    if job.error:
+        console.print(f"[red]error:[/red] {job.error}")
+    if job.result:
+        console.print(f"dataset: {job.result.get('dataset_path')}")
+        console.print(f"rows: {job.result.get('rows')}; timings: {job.result.get('timings')}")
+        from rich.table import Table
+
+        table = Table("check", "kind", "score", "gate", "passed", title="checks")
+        for check in job.result.get("checks", []):
+            score = "n/a" if check["score"] is None else f"{check['score']:.4f}"
+            table.add_row(check["name"], check["kind"], score, check["gate"], "yes" if check["passed"] else "NO")
+        console.print(table)
+
+
+@jobs_app.command("logs")
+def jobs_logs(job_id: Annotated[int, typer.Argument(help="The job's id.")], store: Store = DEFAULT_STORE) -> None:
+    """Every log line of every attempt of a job."""
+    for attempt, at, line in _store(store).logs(job_id):
+        typer.echo(f"{_when(at)} [{attempt}] {line}")
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(
+    job_id: Annotated[int, typer.Argument(help="The job's id (or the schedule's, with --schedule).")],
+    schedule: Annotated[bool, typer.Option("--schedule", help="Disable schedule ID instead.")] = False,
+    store: Store = DEFAULT_STORE,
+) -> None:
+    """Cancel a queued job, stop a running one, or disable a schedule."""
+    jobs = _store(store)
+    if schedule:
+        jobs.disable_schedule(job_id)
+        _console().print(f"schedule {job_id}: disabled")
+        return
+    _console().print(f"job {job_id}: {jobs.cancel(job_id)}")
+
+
+@jobs_app.command("retry")
+def jobs_retry(job_id: Annotated[int, typer.Argument(help="The job's id.")], store: Store = DEFAULT_STORE) -> None:
+    """Queue a failed or cancelled job again."""
+    _store(store).retry(job_id)
+    _console().print(f"job {job_id}: queued again")
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, help="Jobs run at once.")] = 1,
+    executor: Annotated[str, typer.Option(help="local (child processes) or ray (Ray tasks).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address (default: start one here).")] = None,
+    lease: Annotated[float, typer.Option(help="Seconds a claim lasts without a heartbeat.")] = 30.0,
+    poll: Annotated[float, typer.Option(help="Seconds between looks at the queue.")] = 1.0,
+    retry_delay: Annotated[float, typer.Option(help="First retry back-off in seconds (doubles each time).")] = 30.0,
+    drain: Annotated[bool, typer.Option(help="Exit when nothing is queued or running.")] = False,
+    max_jobs: Annotated[int | None, typer.Option(help="Exit after finishing this many jobs.")] = None,
+    store: Store = DEFAULT_STORE,
+    plugins_dir: PluginsDir = None,
+) -> None:
+    """Run queued and due scheduled jobs until stopped (SIGTERM/SIGINT release running jobs)."""
+    import time
+
+    from synthforge.jobs.worker import Worker
+
+    console = _console()
+    runner = Worker(_store(store), concurrency=concurrency, executor=executor, lease_seconds=lease,  # type: ignore[arg-type]
+                    poll_seconds=poll, retry_delay=retry_delay, plugins_dir=plugins_dir, ray_address=ray_address,
+                    log=lambda line: console.print(f"[dim]{_when(time.time())}[/dim] {line}"))
+    finished = runner.run(drain=drain, max_jobs=max_jobs)
+    console.print(f"worker stopped after {finished} job(s)")
+
+
+def _when(timestamp: float | None) -> str:
+    """UTC, to the second; a dash for a time that has not come."""
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if timestamp else "—"
 
 
 def _print_checks(console: Any, results: list[Any]) -> None:

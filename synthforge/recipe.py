@@ -165,8 +165,13 @@ def recipe_json_schema() -> dict[str, Any]:
 # --- loading, with line numbers --------------------------------------------------------
 
 
-def load_recipe(source: str | Path | dict[str, Any], *, pm: SynthForgePluginManager | None = None) -> Recipe:
-    """Read and validate a recipe file (or dict); with ``pm``, also check generator and check names and params."""
+def load_recipe(source: str | Path | dict[str, Any], *, pm: SynthForgePluginManager | None = None,
+                overrides: dict[str, Any] | None = None) -> Recipe:
+    """Read and validate a recipe file (or dict); with ``pm``, also check generator and check names and params.
+
+    ``overrides`` maps dotted keys to values (``{"generator.params.epochs": 5}``),
+    applied before validation, as ``--param key=value`` does on the command line.
+    """
     if isinstance(source, dict):
         data, lines, file, base_dir = source, {}, "<recipe>", Path.cwd()
     else:
@@ -178,6 +183,8 @@ def load_recipe(source: str | Path | dict[str, Any], *, pm: SynthForgePluginMana
     if not isinstance(data, dict):
         raise RecipeError(f"{file}: a recipe is a mapping of keys (source, generator, output, …), "
                           f"not {type(data).__name__}.")
+    if overrides:
+        data = apply_overrides(data, overrides, file)
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as error:
@@ -187,6 +194,38 @@ def load_recipe(source: str | Path | dict[str, Any], *, pm: SynthForgePluginMana
     if pm is not None:
         validate_plugins(recipe, pm)
     return recipe
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``key.path=value`` strings to a dict; values are read as YAML scalars (``5``, ``true``, ``[a, b]``)."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, separator, text = item.partition("=")
+        if not separator or not key.strip():
+            raise RecipeError(f"--param {item!r} is not key=value (e.g. generator.params.epochs=5).")
+        try:
+            overrides[key.strip()] = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError:
+            overrides[key.strip()] = text
+    return overrides
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any], file: str = "<recipe>") -> dict[str, Any]:
+    """A copy of ``data`` with each dotted key set; a key into a non-mapping is an error that names it."""
+    import copy
+
+    data = copy.deepcopy(data)
+    for dotted, value in overrides.items():
+        node = data
+        parts = dotted.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise RecipeError(f"{file}: --param {dotted}: {'.'.join(parts[: depth + 1])} is "
+                                  f"{type(child).__name__}, not a mapping of keys.")
+            node = child
+        node[parts[-1]] = value
+    return data
 
 
 def validate_plugins(recipe: Recipe, pm: SynthForgePluginManager) -> None:

@@ -1,0 +1,112 @@
+"""Large sampling split into partitions, sampled in parallel from the saved model, committed atomically.
+
+Rows are cut into batches of ``batch_size``; batch ``k`` is sampled with the seed
+``derive_seed(seed, k * batch_size)`` — the same seeds ``synthforge sample`` uses
+one batch after another — so the parts together hold exactly the rows a
+sequential run would, whatever the number of partitions. Each partition (a Ray
+task, or a local process) loads the model itself (JSON + safetensors: nothing
+large crosses the wire) and writes ``part-NNNNN.parquet`` into a hidden folder
+beside the output; the folder is renamed into place, with a ``manifest.json``,
+only when every partition has succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Literal
+
+from synthforge.errors import SynthForgeError
+
+
+def plan_partitions(rows: int, partitions: int, batch_size: int) -> list[list[tuple[int, int]]]:
+    """(offset, rows) batches for each partition: whole batches, spread as evenly as they go."""
+    batches = [(offset, min(batch_size, rows - offset)) for offset in range(0, rows, batch_size)]
+    partitions = max(1, min(partitions, len(batches)))
+    size, extra = divmod(len(batches), partitions)
+    plan, start = [], 0
+    for index in range(partitions):
+        stop = start + size + (index < extra)
+        plan.append(batches[start:stop])
+        start = stop
+    return plan
+
+
+def sample_partition(model_dir: str, batches: list[tuple[int, int]], seed: int, conditions: dict[str, Any],
+                     path: str, plugins_dir: str | None = None) -> int:
+    """Load the model, sample the partition's batches and write them as one parquet file; return its rows."""
+    import polars as pl
+
+    from synthforge.api import load
+    from synthforge.engine import derive_seed
+    from synthforge.plugins import get_plugin_manager
+
+    model = load(model_dir, pm=get_plugin_manager(plugins_dir=Path(plugins_dir) if plugins_dir else None))
+    frames = [model.sample(count, conditions or None, seed=derive_seed(seed, offset)) for offset, count in batches]
+    frame = pl.concat(frames) if frames else model.sample(0)
+    frame.write_parquet(path)
+    return frame.height
+
+
+def sample_partitioned(model_dir: str | Path, rows: int, out: str | Path, *, partitions: int = 2,
+                       batch_size: int = 100_000, seed: int = 0, conditions: dict[str, Any] | None = None,
+                       executor: Literal["ray", "local"] = "ray", ray_address: str | None = None,
+                       plugins_dir: str | Path | None = None) -> dict[str, Any]:
+    """Write ``rows`` rows as parquet parts in the folder ``out``; return the manifest."""
+    if rows < 1:
+        raise SynthForgeError("partitioned sampling needs at least one row.")
+    model_dir, out = Path(model_dir).resolve(), Path(out).resolve()
+    if not (model_dir / "config.json").exists():
+        raise SynthForgeError(f"{model_dir} is not a saved SynthForge model (no config.json).")
+    plan = plan_partitions(rows, partitions, batch_size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    started = time.perf_counter()
+    arguments = [(str(model_dir), batches, seed, dict(conditions or {}), str(staging / f"part-{index:05d}.parquet"),
+                  str(plugins_dir) if plugins_dir else None) for index, batches in enumerate(plan)]
+    try:
+        counts = _run_ray(arguments, ray_address) if executor == "ray" else _run_local(arguments)
+        manifest = {"rows": sum(counts), "parts": [{"file": Path(a[4]).name, "rows": c}
+                                                   for a, c in zip(arguments, counts, strict=True)],
+                    "model": str(model_dir), "seed": seed, "batch_size": batch_size, "conditions": conditions or {},
+                    "executor": executor, "partitions": len(plan),
+                    "seconds": round(time.perf_counter() - started, 3)}
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
+        if out.exists():
+            retired = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(out, retired)
+            os.replace(staging, out)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, out)
+        return manifest
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _run_ray(arguments: list[tuple], address: str | None) -> list[int]:
+    try:
+        import ray
+    except ImportError:
+        raise SynthForgeError("--executor ray needs Ray: pip install 'synthforge[ray]'.") from None
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, logging_level="WARNING")
+    task = ray.remote(max_retries=2)(sample_partition)
+    return list(ray.get([task.remote(*args) for args in arguments]))
+
+
+def _run_local(arguments: list[tuple]) -> list[int]:
+    if len(arguments) == 1:
+        return [sample_partition(*arguments[0])]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: the parent may hold torch threads or a Ray client, which do not survive a fork.
+    with ProcessPoolExecutor(len(arguments), mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(sample_partition, *zip(*arguments, strict=True)))

@@ -1,0 +1,75 @@
+"""Run one job's recipe: in a child process of a local worker, or inside a Ray task.
+
+    python -m synthforge.jobs.runner --recipe R [--params JSON] --result FILE [--plugins-dir D]
+
+Engine log lines go to stdout (the worker stores them as the job's log); the
+result (output paths, rows, checks, timings) is written to ``--result``. Exit
+status 0: succeeded; 2: a :class:`SynthForgeError` (bad input or a failed gate:
+retrying cannot help); anything else: a crash, which the worker retries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from synthforge.errors import SynthForgeError
+
+
+def execute(recipe: str, params: dict[str, Any], *, plugins_dir: str | None = None,
+            log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the recipe with its overrides through the engine (run hooks included); return what a job records."""
+    from synthforge.engine import run
+    from synthforge.plugins import get_plugin_manager
+    from synthforge.recipe import load_recipe
+
+    pm = get_plugin_manager(plugins_dir=Path(plugins_dir) if plugins_dir else None)
+    loaded = load_recipe(recipe, pm=pm, overrides=params)
+    result = run(loaded, pm=pm, log=log)
+    return {
+        "output_path": str(result.output_path),
+        "dataset_path": str(result.dataset_path),
+        "rows": result.rows,
+        "timings": {name: round(seconds, 3) for name, seconds in result.timings.items()},
+        "checks": [{"name": c.name, "kind": c.kind, "score": c.score, "passed": c.passed, "gate": str(c.gate),
+                    "summary": c.summary} for c in result.checks],
+    }
+
+
+def execute_captured(recipe: str, params: dict[str, Any], plugins_dir: str | None = None) -> dict[str, Any]:
+    """:func:`execute` that never raises: the outcome, whether a retry could help, and the log lines (for Ray)."""
+    lines: list[str] = []
+    try:
+        return {"status": "succeeded", "result": execute(recipe, params, plugins_dir=plugins_dir, log=lines.append),
+                "logs": lines}
+    except SynthForgeError as error:
+        return {"status": "failed", "error": str(error), "retryable": False, "logs": lines}
+    except Exception as error:  # a crash: the worker retries it with back-off
+        lines += traceback.format_exc().splitlines()
+        return {"status": "failed", "error": f"{type(error).__name__}: {error}", "retryable": True, "logs": lines}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m synthforge.jobs.runner")
+    parser.add_argument("--recipe", required=True)
+    parser.add_argument("--params", default="{}")
+    parser.add_argument("--result", required=True)
+    parser.add_argument("--plugins-dir", default=None)
+    args = parser.parse_args(argv)
+    try:
+        result = execute(args.recipe, json.loads(args.params), plugins_dir=args.plugins_dir,
+                         log=lambda line: print(line, flush=True))
+    except SynthForgeError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        Path(args.result).write_text(json.dumps({"error": str(error)}))
+        raise SystemExit(2) from None
+    Path(args.result).write_text(json.dumps(result, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,414 @@
+"""The durable job store: SQLite by default, PostgreSQL for teams that share one; same code over SQLAlchemy Core.
+
+A **job** is one run of a recipe (with ``--param`` overrides). A **schedule**
+enqueues a job each time its cron expression comes due, in its own time zone.
+Workers **claim** a queued job with a lease they renew by heartbeat; a worker that
+dies stops renewing, its lease expires, and the job is queued again (or failed
+once its attempts are used up). Every state change is one conditional ``UPDATE``,
+so two workers can never both own a job: on PostgreSQL the claim locks the row
+with ``FOR UPDATE SKIP LOCKED``; SQLite runs one writer at a time (WAL mode keeps
+readers unblocked).
+
+Times are UTC seconds since the epoch (floats), the same in both databases.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from synthforge.errors import SynthForgeError
+
+DEFAULT_STORE = "sqlite:///synthforge-jobs.db"
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+metadata = sa.MetaData()
+jobs = sa.Table(
+    "jobs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("recipe", sa.Text, nullable=False),
+    sa.Column("params", sa.Text, nullable=False, default="{}"),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("schedule_id", sa.Integer, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("max_attempts", sa.Integer, nullable=False, default=3),
+    sa.Column("run_after", sa.Float, nullable=False),
+    sa.Column("lease_owner", sa.String(128), nullable=True),
+    sa.Column("lease_expires_at", sa.Float, nullable=True),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("started_at", sa.Float, nullable=True),
+    sa.Column("finished_at", sa.Float, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("result", sa.Text, nullable=True),
+)
+schedules = sa.Table(
+    "schedules", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("recipe", sa.Text, nullable=False),
+    sa.Column("params", sa.Text, nullable=False, default="{}"),
+    sa.Column("cron", sa.String(128), nullable=False),
+    sa.Column("timezone", sa.String(64), nullable=False),
+    sa.Column("max_attempts", sa.Integer, nullable=False, default=3),
+    sa.Column("next_run_at", sa.Float, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+job_logs = sa.Table(
+    "job_logs", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("job_id", sa.Integer, nullable=False, index=True),
+    sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Column("line", sa.Text, nullable=False),
+)
+schema_migrations = sa.Table(
+    "schema_migrations", metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("applied_at", sa.Float, nullable=False),
+)
+
+
+def _migration_1(connection: sa.Connection) -> None:
+    for table in (jobs, schedules, job_logs):
+        table.create(connection, checkfirst=True)
+
+
+# Each migration runs once, in order, inside a transaction; append, never edit.
+MIGRATIONS = [_migration_1]
+
+
+@dataclass
+class Job:
+    id: int
+    recipe: str
+    params: dict[str, Any]
+    status: str
+    attempts: int
+    max_attempts: int
+    run_after: float
+    created_at: float
+    schedule_id: int | None = None
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    cancel_requested: bool = False
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    result: dict[str, Any] | None = None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Job:
+        values = dict(row._mapping)
+        values["params"] = json.loads(values["params"] or "{}")
+        values["result"] = json.loads(values["result"]) if values["result"] else None
+        values["cancel_requested"] = bool(values["cancel_requested"])
+        return cls(**values)
+
+
+@dataclass
+class Schedule:
+    id: int
+    recipe: str
+    params: dict[str, Any]
+    cron: str
+    timezone: str
+    max_attempts: int
+    next_run_at: float
+    enabled: bool
+    created_at: float
+
+    @classmethod
+    def from_row(cls, row: Any) -> Schedule:
+        values = dict(row._mapping)
+        values["params"] = json.loads(values["params"] or "{}")
+        values["enabled"] = bool(values["enabled"])
+        return cls(**values)
+
+
+def next_cron_time(cron: str, timezone: str, after: float) -> float:
+    """The first time strictly after ``after`` that ``cron`` names, read in ``timezone``.
+
+    Five fields are minute-resolution cron; a sixth field gives seconds.
+    """
+    from datetime import datetime
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from croniter import CroniterBadCronError, croniter
+
+    try:
+        zone = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SynthForgeError(f"unknown time zone {timezone!r}: use an IANA name, e.g. UTC or Europe/Paris.") from None
+    try:
+        iterator = croniter(cron, datetime.fromtimestamp(after, zone))
+    except (CroniterBadCronError, ValueError, KeyError) as error:
+        raise SynthForgeError(f"bad cron expression {cron!r} ({error}); e.g. '0 2 * * *' is 02:00 every day.") from None
+    return float(iterator.get_next(float))
+
+
+class JobStore:
+    """Jobs, schedules and logs in one database; every method is one short transaction."""
+
+    def __init__(self, url: str = DEFAULT_STORE) -> None:
+        self.url = url
+        try:
+            self.engine = sa.create_engine(url, future=True, pool_pre_ping=True, **_engine_options(url))
+        except (sa.exc.ArgumentError, ModuleNotFoundError) as error:
+            raise SynthForgeError(f"cannot open job store {url!r}: {error}. Use sqlite:///path.db or "
+                                  f"postgresql+psycopg://user@host/db (pip install 'synthforge[postgres]').") from None
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
+        self.migrate()
+
+    # --- schema -------------------------------------------------------------------------
+
+    def migrate(self) -> int:
+        """Apply pending migrations; return the schema version."""
+        try:
+            with self.engine.begin() as connection:
+                schema_migrations.create(connection, checkfirst=True)
+                applied = set(connection.scalars(sa.select(schema_migrations.c.version)))
+                for version, migration in enumerate(MIGRATIONS, start=1):
+                    if version not in applied:
+                        migration(connection)
+                        connection.execute(schema_migrations.insert().values(version=version, applied_at=time.time()))
+                newest = connection.scalar(sa.select(sa.func.max(schema_migrations.c.version)))
+        except sa.exc.OperationalError as error:
+            raise SynthForgeError(f"cannot open job store {self.url!r}: {error.orig}") from None
+        if newest > len(MIGRATIONS):
+            raise SynthForgeError(f"job store {self.url} has schema version {newest}, newer than this SynthForge "
+                                  f"knows ({len(MIGRATIONS)}); upgrade SynthForge.")
+        return int(newest)
+
+    # --- submitting ----------------------------------------------------------------------
+
+    def submit(self, recipe: str | Path, params: dict[str, Any] | None = None, *, max_attempts: int = 3,
+               run_after: float | None = None, schedule_id: int | None = None) -> int:
+        now = time.time()
+        with self.engine.begin() as connection:
+            return self._insert_job(connection, str(recipe), params or {}, max_attempts, run_after or now,
+                                    schedule_id, now)
+
+    def _insert_job(self, connection: sa.Connection, recipe: str, params: dict[str, Any], max_attempts: int,
+                    run_after: float, schedule_id: int | None, now: float) -> int:
+        inserted = connection.execute(jobs.insert().values(
+            recipe=recipe, params=json.dumps(params), status="queued", attempts=0, max_attempts=max_attempts,
+            run_after=run_after, cancel_requested=False, created_at=now, schedule_id=schedule_id))
+        return int(inserted.inserted_primary_key[0])
+
+    def add_schedule(self, recipe: str | Path, cron: str, *, timezone: str = "UTC",
+                     params: dict[str, Any] | None = None, max_attempts: int = 3) -> int:
+        now = time.time()
+        first = next_cron_time(cron, timezone, now)
+        with self.engine.begin() as connection:
+            inserted = connection.execute(schedules.insert().values(
+                recipe=str(recipe), params=json.dumps(params or {}), cron=cron, timezone=timezone,
+                max_attempts=max_attempts, next_run_at=first, enabled=True, created_at=now))
+            return int(inserted.inserted_primary_key[0])
+
+    def enqueue_due(self, now: float | None = None) -> list[int]:
+        """Turn every due schedule into a queued job, exactly once per due time, whoever calls it."""
+        now = time.time() if now is None else now
+        created = []
+        with self.engine.begin() as connection:
+            due = connection.execute(sa.select(schedules).where(
+                schedules.c.enabled.is_(True), schedules.c.next_run_at <= now)).fetchall()
+            for row in due:
+                schedule = Schedule.from_row(row)
+                following = next_cron_time(schedule.cron, schedule.timezone, max(now, schedule.next_run_at))
+                advanced = connection.execute(schedules.update().where(
+                    schedules.c.id == schedule.id, schedules.c.next_run_at == schedule.next_run_at,
+                ).values(next_run_at=following))
+                if advanced.rowcount == 1:  # another worker may have taken this due time first
+                    created.append(self._insert_job(connection, schedule.recipe, schedule.params,
+                                                    schedule.max_attempts, schedule.next_run_at, schedule.id, now))
+        return created
+
+    # --- the worker's side ---------------------------------------------------------------------
+
+    def claim(self, owner: str, lease_seconds: float) -> Job | None:
+        """Take the oldest due queued job for ``owner`` with a lease; None when there is none."""
+        now = time.time()
+        with self.engine.begin() as connection:
+            candidate = (sa.select(jobs.c.id)
+                         .where(jobs.c.status == "queued", jobs.c.run_after <= now)
+                         .order_by(jobs.c.run_after, jobs.c.id).limit(1)
+                         .with_for_update(skip_locked=True))
+            job_id = connection.scalar(candidate)
+            if job_id is None:
+                return None
+            claimed = connection.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.status == "queued").values(
+                status="running", lease_owner=owner, lease_expires_at=now + lease_seconds,
+                attempts=jobs.c.attempts + 1, started_at=now, finished_at=None))
+            if claimed.rowcount != 1:
+                return None
+            row = connection.execute(sa.select(jobs).where(jobs.c.id == job_id)).one()
+            job = Job.from_row(row)
+            self._log(connection, job.id, job.attempts, f"claimed by {owner} (attempt {job.attempts} of "
+                                                         f"{job.max_attempts})")
+            return job
+
+    def heartbeat(self, job_id: int, owner: str, lease_seconds: float) -> bool:
+        """Extend the lease; False when ``owner`` no longer holds it (it expired and was taken back)."""
+        with self.engine.begin() as connection:
+            renewed = connection.execute(jobs.update().where(
+                jobs.c.id == job_id, jobs.c.lease_owner == owner, jobs.c.status == "running",
+            ).values(lease_expires_at=time.time() + lease_seconds))
+            return renewed.rowcount == 1
+
+    def recover_expired(self) -> list[int]:
+        """Queue again at once (or fail, when out of attempts) every running job whose lease has run out.
+
+        No back-off: the job did not fail, its worker vanished (killed, machine lost).
+        """
+        now = time.time()
+        recovered = []
+        with self.engine.begin() as connection:
+            expired = connection.execute(sa.select(jobs).where(
+                jobs.c.status == "running", jobs.c.lease_expires_at < now)).fetchall()
+            for row in expired:
+                job = Job.from_row(row)
+                message = f"lease of {job.lease_owner} expired: the worker stopped heartbeating (killed or hung)"
+                if self._finish(connection, job, None, "failed" if job.attempts >= job.max_attempts else "retry",
+                                error=message, retry_delay=0.0, now=now):
+                    recovered.append(job.id)
+        return recovered
+
+    def complete(self, job: Job, owner: str, result: dict[str, Any]) -> bool:
+        with self.engine.begin() as connection:
+            return self._finish(connection, job, owner, "succeeded", result=result)
+
+    def fail(self, job: Job, owner: str, error: str, *, retry: bool, retry_delay: float = 30.0) -> bool:
+        """Record a failure; with ``retry`` and attempts left, queue it again after an exponential back-off."""
+        outcome = "retry" if retry and job.attempts < job.max_attempts else "failed"
+        with self.engine.begin() as connection:
+            return self._finish(connection, job, owner, outcome, error=error, retry_delay=retry_delay)
+
+    def mark_cancelled(self, job: Job, owner: str) -> bool:
+        with self.engine.begin() as connection:
+            return self._finish(connection, job, owner, "cancelled", error="cancelled while running")
+
+    def release(self, job: Job, owner: str) -> bool:
+        """Give a claimed job back untouched (a worker shutting down), without spending an attempt."""
+        with self.engine.begin() as connection:
+            released = connection.execute(jobs.update().where(
+                jobs.c.id == job.id, jobs.c.lease_owner == owner, jobs.c.status == "running",
+            ).values(status="queued", lease_owner=None, lease_expires_at=None, attempts=jobs.c.attempts - 1))
+            if released.rowcount:
+                self._log(connection, job.id, job.attempts, f"released by {owner} (worker shut down)")
+            return released.rowcount == 1
+
+    def _finish(self, connection: sa.Connection, job: Job, owner: str | None, outcome: str, *,
+                error: str | None = None, result: dict[str, Any] | None = None, retry_delay: float = 30.0,
+                now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        condition = [jobs.c.id == job.id, jobs.c.status == "running"]
+        condition.append(jobs.c.lease_owner == owner if owner is not None else jobs.c.lease_owner == job.lease_owner)
+        values: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None, "error": error}
+        if outcome == "retry":
+            delay = retry_delay * 2 ** (job.attempts - 1)
+            values |= {"status": "queued", "run_after": now + delay}
+            note = f"attempt {job.attempts} failed: {error}; " + (f"retrying in {delay:g} s" if delay else "queued again")
+        else:
+            values |= {"status": outcome, "finished_at": now}
+            if result is not None:
+                values["result"] = json.dumps(result, default=str)
+            note = f"{outcome}" + (f": {error}" if error and outcome != "succeeded" else "")
+        updated = connection.execute(jobs.update().where(*condition).values(**values))
+        if updated.rowcount == 1:
+            self._log(connection, job.id, job.attempts, note)
+        return updated.rowcount == 1
+
+    # --- users' side ---------------------------------------------------------------------------
+
+    def cancel(self, job_id: int) -> str:
+        """Cancel a queued job at once; ask the worker of a running one to stop it."""
+        with self.engine.begin() as connection:
+            job = self._get(connection, job_id)
+            if job.status == "queued":
+                connection.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.status == "queued").values(
+                    status="cancelled", finished_at=time.time(), error="cancelled before it ran"))
+                self._log(connection, job_id, job.attempts, "cancelled before it ran")
+                return "cancelled"
+            if job.status == "running":
+                connection.execute(jobs.update().where(jobs.c.id == job_id).values(cancel_requested=True))
+                self._log(connection, job_id, job.attempts, "cancel requested; the worker stops it")
+                return "cancelling"
+            raise SynthForgeError(f"job {job_id} is {job.status}; only queued or running jobs can be cancelled.")
+
+    def retry(self, job_id: int) -> None:
+        """Queue a failed or cancelled job again, with a fresh allowance of attempts."""
+        with self.engine.begin() as connection:
+            job = self._get(connection, job_id)
+            if job.status not in ("failed", "cancelled"):
+                raise SynthForgeError(f"job {job_id} is {job.status}; only failed or cancelled jobs can be retried.")
+            connection.execute(jobs.update().where(jobs.c.id == job_id).values(
+                status="queued", attempts=0, run_after=time.time(), cancel_requested=False, finished_at=None))
+            self._log(connection, job_id, job.attempts, "queued again by retry")
+
+    def disable_schedule(self, schedule_id: int) -> None:
+        with self.engine.begin() as connection:
+            done = connection.execute(schedules.update().where(schedules.c.id == schedule_id).values(enabled=False))
+            if not done.rowcount:
+                raise SynthForgeError(f"there is no schedule {schedule_id}.")
+
+    def cancel_requested(self, job_id: int) -> bool:
+        with self.engine.connect() as connection:
+            return bool(connection.scalar(sa.select(jobs.c.cancel_requested).where(jobs.c.id == job_id)))
+
+    def get(self, job_id: int) -> Job:
+        with self.engine.connect() as connection:
+            return self._get(connection, job_id)
+
+    def _get(self, connection: sa.Connection, job_id: int) -> Job:
+        row = connection.execute(sa.select(jobs).where(jobs.c.id == job_id)).one_or_none()
+        if row is None:
+            raise SynthForgeError(f"there is no job {job_id} in {self.url}.")
+        return Job.from_row(row)
+
+    def list_jobs(self, status: str | None = None, limit: int = 50) -> list[Job]:
+        query = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit)
+        if status:
+            query = query.where(jobs.c.status == status)
+        with self.engine.connect() as connection:
+            return [Job.from_row(row) for row in connection.execute(query)]
+
+    def list_schedules(self) -> list[Schedule]:
+        with self.engine.connect() as connection:
+            return [Schedule.from_row(row) for row in connection.execute(sa.select(schedules).order_by(schedules.c.id))]
+
+    def log(self, job_id: int, attempt: int, line: str) -> None:
+        with self.engine.begin() as connection:
+            self._log(connection, job_id, attempt, line)
+
+    def _log(self, connection: sa.Connection, job_id: int, attempt: int, line: str) -> None:
+        connection.execute(job_logs.insert().values(job_id=job_id, attempt=attempt, at=time.time(), line=line))
+
+    def logs(self, job_id: int) -> list[tuple[int, float, str]]:
+        with self.engine.connect() as connection:
+            self._get(connection, job_id)
+            rows = connection.execute(sa.select(job_logs.c.attempt, job_logs.c.at, job_logs.c.line)
+                                      .where(job_logs.c.job_id == job_id).order_by(job_logs.c.id))
+            return [(row.attempt, row.at, row.line) for row in rows]
+
+
+def _engine_options(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        # One connection per use: SQLite locks the file, not a pool; the timeout waits out a writer.
+        return {"poolclass": sa.pool.NullPool, "connect_args": {"timeout": 30, "isolation_level": None}}
+    return {}
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()

@@ -1,0 +1,263 @@
+"""The worker: claims due jobs, runs them, heartbeats their leases, records the outcome.
+
+One loop, every ``poll_seconds``:
+
+1. queue again the jobs whose lease ran out (their worker died), or fail them when
+   their attempts are spent;
+2. turn due schedules into jobs;
+3. claim jobs up to ``concurrency`` and start each one — a child process
+   (``executor="local"``, killed with the worker: Linux's parent-death signal) or
+   a Ray task (``executor="ray"``);
+4. renew the lease of every running job; stop one whose lease was lost or whose
+   cancel was asked for; record the outcome of each that ended, retrying crashes
+   with exponential back-off.
+
+The engine writes outputs atomically, so a job killed at any point leaves no
+dataset that looks complete, and its rerun writes the whole output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from synthforge.errors import SynthForgeError
+from synthforge.jobs.store import Job, JobStore
+
+Executor = Literal["local", "ray"]
+
+
+class Worker:
+    def __init__(self, store: JobStore, *, concurrency: int = 1, executor: Executor = "local",
+                 lease_seconds: float = 30.0, poll_seconds: float = 1.0, retry_delay: float = 30.0,
+                 plugins_dir: str | Path | None = None, ray_address: str | None = None,
+                 log: Callable[[str], None] = print) -> None:
+        if concurrency < 1:
+            raise SynthForgeError("--concurrency must be at least 1.")
+        if executor not in ("local", "ray"):
+            raise SynthForgeError(f"unknown executor {executor!r}: use local or ray.")
+        self.store, self.concurrency, self.executor = store, concurrency, executor
+        self.lease_seconds, self.poll_seconds, self.retry_delay = lease_seconds, poll_seconds, retry_delay
+        self.plugins_dir = str(plugins_dir) if plugins_dir else None
+        self.ray_address = ray_address
+        self.log = log
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.running: dict[int, tuple[Job, _Execution]] = {}
+        self.stopping = False
+        self.finished = 0
+
+    def run(self, *, drain: bool = False, max_jobs: int | None = None) -> int:
+        """Work until stopped (SIGTERM/SIGINT), or with ``drain`` until nothing is due or running anywhere.
+
+        Returns the number of jobs this worker finished.
+        """
+        self._handle_signals()
+        if self.executor == "ray":
+            _init_ray(self.ray_address)
+        self.log(f"worker {self.owner}: {self.executor} executor, concurrency {self.concurrency}, "
+                 f"store {self.store.url}")
+        last_beat = 0.0
+        try:
+            while not self.stopping:
+                self.store.recover_expired()
+                self.store.enqueue_due()
+                claimed = self._claim(max_jobs)
+                if time.monotonic() - last_beat >= self.lease_seconds / 3:
+                    self._heartbeat()
+                    last_beat = time.monotonic()
+                self._collect()
+                if max_jobs is not None and self.finished >= max_jobs and not self.running:
+                    break
+                if drain and not claimed and not self.running and not self._pending():
+                    break
+                time.sleep(self.poll_seconds)
+        finally:
+            for job, execution in list(self.running.values()):
+                execution.stop()
+                self.store.release(job, self.owner)
+            self.running.clear()
+        return self.finished
+
+    def _claim(self, max_jobs: int | None) -> bool:
+        claimed = False
+        while len(self.running) < self.concurrency and not self.stopping:
+            if max_jobs is not None and self.finished + len(self.running) >= max_jobs:
+                break
+            job = self.store.claim(self.owner, self.lease_seconds)
+            if job is None:
+                break
+            claimed = True
+            self.log(f"job {job.id}: started (attempt {job.attempts}) {job.recipe}")
+            self.running[job.id] = (job, self._start(job))
+        return claimed
+
+    def _start(self, job: Job) -> _Execution:
+        if self.executor == "ray":
+            return _RayExecution(job, self.plugins_dir)
+        return _LocalExecution(job, self.store, self.plugins_dir)
+
+    def _heartbeat(self) -> None:
+        for job_id, (job, execution) in list(self.running.items()):
+            if not self.store.heartbeat(job_id, self.owner, self.lease_seconds):
+                self.log(f"job {job_id}: lease lost (another worker took it back); stopping it here")
+                execution.stop()
+                del self.running[job_id]
+            elif self.store.cancel_requested(job_id):
+                execution.stop()
+                self.store.mark_cancelled(job, self.owner)
+                self.log(f"job {job_id}: cancelled")
+                del self.running[job_id]
+                self.finished += 1
+
+    def _collect(self) -> None:
+        for job_id, (job, execution) in list(self.running.items()):
+            outcome = execution.outcome()
+            if outcome is None:
+                continue
+            del self.running[job_id]
+            self.finished += 1
+            for line in outcome.get("logs", []):
+                self.store.log(job.id, job.attempts, line)
+            if outcome["status"] == "succeeded":
+                self.store.complete(job, self.owner, outcome["result"])
+                self.log(f"job {job_id}: succeeded → {outcome['result'].get('output_path')}")
+            else:
+                self.store.fail(job, self.owner, outcome["error"], retry=outcome["retryable"],
+                                retry_delay=self.retry_delay)
+                self.log(f"job {job_id}: failed: {outcome['error'].splitlines()[0] if outcome['error'] else ''}")
+
+    def _pending(self) -> bool:
+        """Work a draining worker waits for: queued jobs due now, and jobs running anywhere (a dead
+        worker's job comes back when its lease expires). Future retries and schedules do not count."""
+        if self.store.list_jobs(status="running", limit=1):
+            return True
+        return any(job.run_after <= time.time() for job in self.store.list_jobs(status="queued", limit=1000))
+
+    def _handle_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def stop(signum: int, _frame: Any) -> None:
+            self.log(f"worker {self.owner}: {signal.Signals(signum).name}, releasing running jobs")
+            self.stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+
+class _Execution:
+    def outcome(self) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+
+class _LocalExecution(_Execution):
+    """The job in a child process that dies with the worker; its output lines become the job's log."""
+
+    def __init__(self, job: Job, store: JobStore, plugins_dir: str | None) -> None:
+        self.job, self.store = job, store
+        handle, self.result_path = tempfile.mkstemp(prefix=f"synthforge-job-{job.id}-", suffix=".json")
+        os.close(handle)
+        command = [sys.executable, "-m", "synthforge.jobs.runner", "--recipe", job.recipe,
+                   "--params", json.dumps(job.params), "--result", self.result_path]
+        if plugins_dir:
+            command += ["--plugins-dir", plugins_dir]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        self.tail: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            line = line.rstrip("\n")
+            self.tail = [*self.tail[-19:], line]
+            with contextlib.suppress(Exception):  # a log line must never take the job down with it
+                self.store.log(self.job.id, self.job.attempts, line)
+
+    def outcome(self) -> dict[str, Any] | None:
+        code = self.process.poll()
+        if code is None:
+            return None
+        self.reader.join(timeout=10)
+        try:
+            if code == 0:
+                return {"status": "succeeded", "result": json.loads(Path(self.result_path).read_text())}
+            written = Path(self.result_path).read_text()
+            if code == 2 and written:
+                return {"status": "failed", "error": json.loads(written)["error"], "retryable": False}
+            reason = f"exit status {code}" if code > 0 else f"killed by {signal.Signals(-code).name}"
+            return {"status": "failed", "retryable": True,
+                    "error": f"the run crashed ({reason}): " + " | ".join(self.tail[-3:])}
+        finally:
+            Path(self.result_path).unlink(missing_ok=True)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        Path(self.result_path).unlink(missing_ok=True)
+
+
+class _RayExecution(_Execution):
+    """The job as a Ray task on the cluster ``ray.init`` joined; its log arrives when it ends."""
+
+    def __init__(self, job: Job, plugins_dir: str | None) -> None:
+        import ray
+
+        from synthforge.jobs.runner import execute_captured
+
+        task = ray.remote(max_retries=0)(execute_captured)
+        self.ref = task.remote(job.recipe, job.params, plugins_dir)
+
+    def outcome(self) -> dict[str, Any] | None:
+        import ray
+
+        ready, _ = ray.wait([self.ref], timeout=0)
+        if not ready:
+            return None
+        try:
+            return ray.get(self.ref)
+        except Exception as error:  # the task's process died (OOM, node lost): retry
+            return {"status": "failed", "error": f"the Ray task was lost: {error}", "retryable": True}
+
+    def stop(self) -> None:
+        import ray
+
+        ray.cancel(self.ref, force=True)
+
+
+def _init_ray(address: str | None) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise SynthForgeError("--executor ray needs Ray: pip install 'synthforge[ray]'.") from None
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, logging_level="WARNING")
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGKILL it when the worker dies, so no orphan keeps running."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
