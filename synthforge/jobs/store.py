@@ -315,7 +315,8 @@ class JobStore:
         if outcome == "retry":
             delay = retry_delay * 2 ** (job.attempts - 1)
             values |= {"status": "queued", "run_after": now + delay}
-            note = f"attempt {job.attempts} failed: {error}; " + (f"retrying in {delay:g} s" if delay else "queued again")
+            then = f"retrying in {delay:g} s" if delay else "queued again"
+            note = f"attempt {job.attempts} failed: {error}; {then}"
         else:
             values |= {"status": outcome, "finished_at": now}
             if result is not None:
