@@ -16,7 +16,7 @@ from synthforge.errors import RecipeError, SynthForgeError
 from synthforge.plugins import get_plugin_manager
 from synthforge.testing import conformance_checks, conformance_table, fitted
 
-FAST = {"epochs": 15, "batch_size": 128, "hidden_dim": 64, "embedding_dim": 8, "layers": 2}
+FAST = {"epochs": 15, "batch_size": 128, "hidden_dim": 64, "embedding_dim": 8, "layers": 2, "validation_fraction": 0.1}
 BETTER = {**FAST, "epochs": 80, "hidden_dim": 128, "embedding_dim": 16}
 
 
