@@ -1,0 +1,311 @@
+"""A tabular denoising diffusion model in the spirit of TabDDPM (Kotelnikov et al., 2023), on diffusers schedulers.
+
+- **Data space**: numbers quantile-normalised to a standard normal by SynthForge's
+  encoder; every category (and every null indicator) as a one-hot scaled to ±1.
+- **Denoiser**: an MLP with residual blocks and a sinusoidal timestep embedding
+  predicts the clean row (``prediction_type="sample"``): the numbers directly
+  (squared error), each categorical span as logits (cross-entropy). The clean-row
+  estimate it hands the scheduler is ``2·softmax(logits) − 1`` for categories — the
+  expected one-hot under the predicted distribution (score interpolation, as in
+  CDCD), never an argmax of noisy one-hots — and the last step samples each
+  category from its predicted distribution.
+- **Schedulers** come from diffusers and are chosen by name at sampling time:
+  training uses a DDPM noise schedule, and DDPM, DDIM, DPM-Solver++, UniPC or
+  Euler sample from the same weights with as many steps as asked, so fewer steps
+  trade quality for speed without retraining.
+- **Conditions**: the denoiser also sees, for every categorical column, its one-hot
+  and a bit saying whether it is given; training hides a random subset (all of
+  them in ``unconditional_rate`` of rows), so one model samples unconditionally
+  and conditioned on any categorical values — ``rebalance`` and ``conditions:`` —
+  and ``guidance_scale`` above 1 applies classifier-free guidance.
+
+diffusers is imported inside the methods that need it: it costs seconds at import.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from synthforge import EncoderConfig, FitContext, Generator
+from synthforge.data.encoder import Span
+from synthforge.data.schema import ColumnKind
+from synthforge.errors import ConditionError
+from synthforge.nn import TrainingParams
+
+SchedulerName = Literal["ddpm", "ddim", "dpm_solver", "unipc", "euler"]
+_SAMPLE_CHUNK = 16_384
+
+
+class DiffusionParams(TrainingParams):
+    # Measured on Adult, 2 CPU cores: 300 epochs of a 256-wide denoiser fit in 508 s and scored 0.988 SDMetrics
+    # overall; 100 epochs, 155 s, 0.982. A 512-wide one costs 6 s an epoch, past the 10-minute budget.
+    epochs: int = Field(300, ge=1, le=100_000, description="Passes over the training rows.")
+    batch_size: int = Field(1024, ge=2, le=1_000_000, description="Rows per optimisation step.")
+    learning_rate: float = Field(2e-3, gt=0, lt=1, description="AdamW's peak step size (cosine decay).")
+    weight_decay: float = Field(1e-5, ge=0, lt=1, description="Decoupled weight decay.")
+    patience: int = Field(0, ge=0, description="Epochs without validation improvement before stopping (0: never).")
+    validation_fraction: float = Field(0.0, ge=0, lt=0.5, description="Rows held back to report a validation loss.")
+    hidden_dim: int = Field(256, ge=8, le=8192, description="Width of the denoiser's residual blocks.")
+    blocks: int = Field(3, ge=1, le=16, description="Residual blocks in the denoiser.")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout inside the residual blocks, in training only.")
+    train_timesteps: int = Field(1000, ge=10, le=10_000, description="Steps of the training noise schedule.")
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = Field(
+        "squaredcos_cap_v2", description="The DDPM noise schedule the model is trained on.")
+    scheduler: SchedulerName = Field("dpm_solver", description="diffusers scheduler used to sample.")
+    sampling_steps: int = Field(50, ge=1, le=10_000, description="Denoising steps when sampling.")
+    guidance_scale: float = Field(1.0, ge=0, le=20, description="Classifier-free guidance for conditions (1: none).")
+    categorical_weight: float = Field(1.0, gt=0, description="Weight of the categories' cross-entropy in the loss.")
+    unconditional_rate: float = Field(0.5, ge=0, le=1, description="Share of training rows with no condition.")
+    condition_keep_rate: float = Field(0.5, ge=0, le=1,
+                                       description="In conditioned rows, chance that each category is given.")
+
+
+class TabularDiffusion(Generator):
+    name = "diffusion"
+    description = "TabDDPM-style diffusion: residual MLP denoiser, diffusers schedulers, native categorical conditions."
+    Params = DiffusionParams
+    encoding = EncoderConfig(numeric="quantile", categorical="onehot")
+    supports_conditions = True
+    supports_gpu = True
+    uses_torch = True
+    params: DiffusionParams
+
+    # --- layout -----------------------------------------------------------------------------
+
+    def _layout(self) -> None:
+        spans = self.encoder_.spans_
+        self.numeric_spans_ = [s for s in spans if s.kind == "numeric"]
+        self.onehot_spans_ = [s for s in spans if s.kind == "onehot"]
+        kinds = {c.name: c.kind for c in self.schema_.learned}
+        self.condition_spans_ = [s for s in spans if s.role == "value" and s.kind == "onehot"
+                                 and kinds[s.column] in (ColumnKind.categorical, ColumnKind.boolean)]
+        self.condition_width_ = sum(s.width + 1 for s in self.condition_spans_)
+        self.numeric_index_ = [s.start for s in self.numeric_spans_]
+
+    def _condition_vector(self, data: Any, given: Any) -> Any:
+        import torch
+
+        parts = []
+        for index, span in enumerate(self.condition_spans_):
+            bit = given[:, index : index + 1]
+            parts += [data[:, span.start : span.stop] * bit, bit]
+        return torch.cat(parts, dim=1) if parts else data[:, :0]
+
+    def _to_diffusion_space(self, data: Any) -> Any:
+        """One-hots to ±1; numbers stay as normal scores."""
+        scaled = data.clone()
+        for span in self.onehot_spans_:
+            scaled[:, span.start : span.stop] = 2 * data[:, span.start : span.stop] - 1
+        return scaled
+
+    def _clean_estimate(self, output: Any) -> Any:
+        """The denoiser's output as a clean row for the scheduler: numbers as they are, 2·softmax − 1 for one-hots."""
+        estimate = output.clone()
+        for span in self.onehot_spans_:
+            estimate[:, span.start : span.stop] = 2 * output[:, span.start : span.stop].softmax(dim=1) - 1
+        return estimate
+
+    # --- the denoiser --------------------------------------------------------------------------
+
+    def _build(self, width: int) -> None:
+        from torch import nn
+
+        params = self.params
+        self.time_dim_ = min(128, params.hidden_dim)
+        self.denoiser_ = _make_denoiser(width, self.condition_width_, params.hidden_dim, params.blocks, params.dropout,
+                                   self.time_dim_, nn)
+
+    def _training_scheduler(self) -> Any:
+        from diffusers import DDPMScheduler
+
+        return DDPMScheduler(num_train_timesteps=self.params.train_timesteps, beta_schedule=self.params.beta_schedule,
+                             prediction_type="sample", clip_sample=False)
+
+    def _sampling_scheduler(self, name: str | None = None) -> Any:
+        import diffusers
+
+        classes = {"ddpm": diffusers.DDPMScheduler, "ddim": diffusers.DDIMScheduler,
+                   "dpm_solver": diffusers.DPMSolverMultistepScheduler, "unipc": diffusers.UniPCMultistepScheduler,
+                   "euler": diffusers.EulerDiscreteScheduler}
+        config = dict(self._training_scheduler().config)
+        scheduler = classes[name or self.params.scheduler].from_config(config)
+        scheduler.set_timesteps(min(self.params.sampling_steps, self.params.train_timesteps))
+        return scheduler
+
+    def _loss(self, batch: Any, scheduler: Any, generator: Any) -> Any:
+        import torch
+        from torch.nn import functional
+
+        rows, device = len(batch), batch.device
+        conditioned = torch.rand(rows, 1, generator=generator, device=device) >= self.params.unconditional_rate
+        kept = torch.rand(rows, len(self.condition_spans_), generator=generator, device=device)
+        condition = self._condition_vector(batch, ((kept < self.params.condition_keep_rate) & conditioned).float())
+        clean = self._to_diffusion_space(batch)
+        noise = torch.randn(clean.shape, generator=generator, device=device)
+        timesteps = torch.randint(0, self.params.train_timesteps, (rows,), generator=generator, device=device)
+        noisy = scheduler.add_noise(clean, noise, timesteps)
+        output = self.denoiser_(noisy, timesteps, condition)
+        loss = torch.zeros(rows, device=device)
+        if self.numeric_index_:
+            columns = torch.as_tensor(self.numeric_index_, device=device)
+            loss = loss + ((output[:, columns] - clean[:, columns]) ** 2).sum(dim=1)
+        for span in self.onehot_spans_:
+            target = batch[:, span.start : span.stop].argmax(dim=1)
+            loss = loss + self.params.categorical_weight * functional.cross_entropy(
+                output[:, span.start : span.stop], target, reduction="none")
+        return loss.mean()
+
+    # --- the Generator contract ---------------------------------------------------------------
+
+    def _fit(self, data: np.ndarray, context: FitContext) -> None:
+        import torch
+
+        from synthforge.nn import resolve_device, torch_generator, train
+
+        device = resolve_device(context.device)
+        self._layout()
+        self._build(data.shape[1])
+        self.denoiser_.to(device)
+        scheduler = self._training_scheduler()
+        scheduler.alphas_cumprod = scheduler.alphas_cumprod.to(device)
+        optimiser = torch.optim.AdamW(self.denoiser_.parameters(), lr=self.params.learning_rate,
+                                      weight_decay=self.params.weight_decay)
+        steps_per_epoch = max(int(len(data) * (1 - self.params.validation_fraction)) // self.params.batch_size, 1)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimiser, max_lr=self.params.learning_rate, total_steps=self.params.epochs * steps_per_epoch + 1,
+            pct_start=0.05, anneal_strategy="cos")
+        generator = torch_generator(context.seed + 1, device)
+
+        def step(batch: Any, epoch: int) -> dict[str, float]:
+            optimiser.zero_grad()
+            loss = self._loss(batch, scheduler, generator)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.denoiser_.parameters(), 1.0)
+            optimiser.step()
+            if schedule.last_epoch < schedule.total_steps - 1:
+                schedule.step()
+            return {"loss": loss.item()}
+
+        validation_generator = torch_generator(context.seed + 2, device)
+        self.history_ = train(
+            data=torch.as_tensor(data, device=device), step=step, modules=[self.denoiser_], params=self.params,
+            context=context, description="diffusion",
+            validation_loss=lambda rows: self._loss(rows, scheduler, validation_generator).item())
+        self.denoiser_.cpu()
+
+    def _sample(self, n: int, conditions: dict[Span, np.ndarray] | None, rng: np.random.Generator) -> np.ndarray:
+        import torch
+
+        from synthforge.nn import torch_generator
+
+        conditions = conditions or {}
+        unsupported = sorted({span.column for span in conditions if span not in self.condition_spans_})
+        if unsupported:
+            raise ConditionError(
+                f"the diffusion generator conditions natively on categorical columns only, not on "
+                f"{', '.join(map(repr, unsupported))}; use 'autoregressive' (any column) or 'copula'.")
+        generator = torch_generator(int(rng.integers(2**62)))
+        outputs = []
+        for start in range(0, n, _SAMPLE_CHUNK):
+            rows = min(_SAMPLE_CHUNK, n - start)
+            given = torch.zeros(rows, len(self.condition_spans_))
+            fixed = torch.zeros(rows, self.encoder_.width)
+            for index, span in enumerate(self.condition_spans_):
+                if span in conditions:
+                    given[:, index] = 1.0
+                    fixed[:, span.start : span.stop] = torch.as_tensor(conditions[span], dtype=torch.float32)
+            with torch.no_grad():
+                condition = self._condition_vector(fixed, given)
+                outputs.append(self._denoise(rows, condition, generator, rng))
+        output = np.concatenate(outputs) if outputs else np.zeros((0, self.encoder_.width))
+        for span, value in conditions.items():
+            output[:, span.start : span.stop] = value
+        return output
+
+    def _denoise(self, rows: int, condition: Any, generator: Any, rng: np.random.Generator) -> np.ndarray:
+        """Run the scheduler from pure noise to a clean row; sample each category from its last prediction."""
+        import torch
+
+        scheduler = self._sampling_scheduler()
+        guided = self.params.guidance_scale != 1.0 and condition.shape[1] > 0
+        x = torch.randn(rows, self.encoder_.width, generator=generator) * scheduler.init_noise_sigma
+        output = None
+        for t in scheduler.timesteps:
+            timesteps = torch.full((rows,), int(t), dtype=torch.long)
+            output = self.denoiser_(scheduler.scale_model_input(x, t), timesteps, condition)
+            if guided:
+                free = self.denoiser_(scheduler.scale_model_input(x, t), timesteps, torch.zeros_like(condition))
+                output = free + self.params.guidance_scale * (output - free)
+            step = scheduler.step(self._clean_estimate(output), t, x, **_generator_argument(scheduler, generator))
+            x = step.prev_sample
+        result = x.numpy().astype(np.float64)
+        assert output is not None
+        logits = output.numpy().astype(np.float64)
+        for span in self.onehot_spans_:
+            part = logits[:, span.start : span.stop]
+            choice = np.argmax(part - np.log(-np.log(rng.random(part.shape))), axis=1)  # Gumbel-max sampling
+            result[:, span.start : span.stop] = np.eye(span.width)[choice]
+        return result
+
+    def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        from synthforge.nn import module_arrays
+
+        history = {"epochs_trained": len(self.history_.epochs), "best_epoch": self.history_.best_epoch}
+        return module_arrays(self.denoiser_, "denoiser."), history
+
+    def _set_state(self, arrays: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
+        from synthforge.nn import load_module_arrays
+        from synthforge.nn.training import History
+
+        self._layout()
+        self._build(self.encoder_.width)
+        load_module_arrays(self.denoiser_, arrays, "denoiser.")
+        self.denoiser_.train(False)
+        self.history_ = History(epochs=[{}] * extra["epochs_trained"], best_epoch=extra["best_epoch"])
+
+
+def _generator_argument(scheduler: Any, generator: Any) -> dict[str, Any]:
+    """Pass our seeded generator to the schedulers whose step draws noise."""
+    import inspect
+
+    return {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
+
+
+def _make_denoiser(width: int, condition_width: int, hidden: int, blocks: int, dropout: float, time_dim: int,
+              nn: Any) -> Any:
+    """The residual MLP denoiser (a function returning a module, so torch is imported only when needed)."""
+    import torch
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm = nn.LayerNorm(hidden)
+            self.inner = nn.Sequential(nn.Linear(hidden, 2 * hidden), nn.SiLU(), nn.Dropout(dropout),
+                                       nn.Linear(2 * hidden, hidden))
+
+        def forward(self, h: torch.Tensor) -> torch.Tensor:
+            return h + self.inner(self.norm(h))
+
+    class Denoiser(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.time = nn.Sequential(nn.Linear(time_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+            self.input = nn.Linear(width + condition_width, hidden)
+            self.blocks = nn.ModuleList(Block() for _ in range(blocks))
+            self.output = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, width))
+            half = time_dim // 2
+            self.register_buffer("frequencies", torch.exp(-math.log(10_000) * torch.arange(half) / half),
+                                 persistent=False)
+
+        def forward(self, x: torch.Tensor, timesteps: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+            angles = timesteps.float()[:, None] * self.frequencies[None, :]
+            h = self.input(torch.cat([x, condition], dim=1)) + self.time(torch.cat([angles.sin(), angles.cos()], 1))
+            for block in self.blocks:
+                h = block(h)
+            return self.output(h)
+
+    return Denoiser()

@@ -1,0 +1,84 @@
+"""The diffusion plugin: SynthForge's conformance suite plus schedulers, conditions and lazy diffusers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+from synthforge_diffusion import TabularDiffusion
+
+from synthforge.engine import run
+from synthforge.errors import ConditionError
+from synthforge.plugins import get_plugin_manager
+from synthforge.testing import conformance_checks, conformance_table, fitted
+
+FAST = {"epochs": 30, "batch_size": 128, "hidden_dim": 64, "blocks": 2, "sampling_steps": 10,
+        "validation_fraction": 0.1}
+
+
+@pytest.mark.parametrize("check", conformance_checks(), ids=lambda check: check.__name__)
+def test_conformance(check):
+    check(TabularDiffusion, params=FAST)
+
+
+def test_training_reduces_the_loss():
+    history = fitted(TabularDiffusion, FAST).history_
+    assert history.epochs[-1]["loss"] < history.epochs[0]["loss"]
+
+
+@pytest.mark.parametrize("scheduler", ["ddpm", "ddim", "dpm_solver", "unipc", "euler"])
+def test_every_scheduler_samples_from_the_same_weights(scheduler: str, tmp_path: Path):
+    model = fitted(TabularDiffusion, FAST)
+    directory = model.save(tmp_path / "model")
+    loaded = TabularDiffusion.load(directory)
+    loaded.params = loaded.params.model_copy(update={"scheduler": scheduler, "sampling_steps": 8})
+    sample = loaded.sample(300, seed=2)
+    assert sample.height == 300 and sample["age"].null_count() == 0
+    # A sane marginal from every scheduler: husbands are the largest relationship group in the data.
+    assert 0.2 < (sample["relationship"] == "Husband").mean() < 0.65
+
+
+def test_conditions_come_from_the_learned_conditional_not_rejection():
+    model = fitted(TabularDiffusion, {**FAST, "epochs": 120, "hidden_dim": 128, "batch_size": 64})
+    husbands = model.sample(1000, conditions={"relationship": "Husband"}, seed=1)
+    wives = model.sample(1000, conditions={"relationship": "Wife"}, seed=1)
+    everyone = model.sample(1000, seed=1)
+    assert (husbands["relationship"] == "Husband").all() and (wives["relationship"] == "Wife").all()
+    assert (husbands["sex"] == "Male").mean() > 0.85
+    assert (wives["sex"] == "Female").mean() > 0.5 > (everyone["sex"] == "Female").mean()
+
+
+def test_numeric_conditions_are_refused_with_a_pointer():
+    with pytest.raises(ConditionError, match="categorical columns only.*'age'.*autoregressive"):
+        fitted(TabularDiffusion, FAST).sample(10, conditions={"age": 40}, seed=1)
+
+
+def test_diffusers_is_not_imported_until_a_model_needs_it():
+    code = ("import sys, synthforge_diffusion, synthforge; synthforge.get_plugin_manager().generators(); "
+            "print('diffusers' in sys.modules, 'torch' in sys.modules)")
+    printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert printed.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize("output", [
+    {"mode": "synthesize", "rows": 300},
+    {"mode": "augment", "rows": 200, "label_column": "is_synthetic"},
+    {"mode": "rebalance", "column": "income", "shares": {"<=50K": 0.5, ">50K": 0.5}},
+    {"mode": "conditions", "conditions": {"sex": "Female"}, "rows": 200},
+])
+def test_every_recipe_mode_runs_by_name(tmp_path: Path, output):
+    conformance_table().drop("person_id", "interview_date").write_csv(tmp_path / "adult.csv")
+    recipe = {"seed": 0, "source": {"path": "adult.csv"}, "holdout": 0.2,
+              "generator": {"name": "diffusion", "params": {**FAST, "epochs": 3}},
+              "output": {**output, "path": "out"}}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    result = run(tmp_path / "recipe.yaml", pm=get_plugin_manager())
+    data = pl.read_csv(result.dataset_path)
+    if output["mode"] == "rebalance":
+        assert abs((data["income"] == ">50K").mean() - 0.5) < 0.02
+    if output["mode"] == "conditions":
+        assert (data["sex"] == "Female").all()
