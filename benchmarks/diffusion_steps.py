@@ -30,8 +30,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
 
-    from synthforge.generator import FitContext
     from synthforge_diffusion import TabularDiffusion
+
+    from synthforge.generator import FitContext
 
     data = load("adult", None, args.seed)
     params: dict[str, Any] = json.loads(args.params)
