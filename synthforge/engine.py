@@ -145,7 +145,7 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
                 generator.save(temporary / "model")
         manifest = _manifest(info, recipe, source_path, generator, result, versions)
         (temporary / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        _replace_atomically(temporary, info.output_path)
+        replace_atomically(temporary, info.output_path)
         result.output_path = info.output_path
         result.dataset_path = info.output_path / dataset.name
         log(f"wrote {result.dataset_path}")
@@ -371,10 +371,10 @@ def _keep_failed_reports(temporary: Path, output_path: Path) -> None:
     for name in ("report.json", "report.html"):
         if (temporary / name).exists():
             shutil.copy2(temporary / name, staging / name)
-    _replace_atomically(staging, failed)
+    replace_atomically(staging, failed)
 
 
-def _replace_atomically(source: Path, destination: Path) -> None:
+def replace_atomically(source: Path, destination: Path) -> None:
     """Put ``source`` at ``destination``; an existing destination is swapped out, then removed."""
     if destination.exists():
         retired = destination.parent / f".{destination.name}.old-{uuid.uuid4().hex[:8]}"

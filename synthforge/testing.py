@@ -224,6 +224,51 @@ def check_imputation(cls: type[Generator], params: Mapping[str, Any] | None = No
     assert generator.impute(table, seed=5).equals(filled), "the same seed must impute the same values"
 
 
+def recipe_modes(cls: type[Generator]) -> list[dict[str, Any]]:
+    """The ``output:`` of one recipe per mode the generator supports, for :func:`check_recipe_mode`."""
+    modes: list[dict[str, Any]] = [
+        {"mode": "synthesize", "rows": 300},
+        {"mode": "augment", "rows": 200, "label_column": "is_synthetic"},
+        {"mode": "rebalance", "column": "income", "shares": {"<=50K": 0.5, ">50K": 0.5}},
+        {"mode": "conditions", "conditions": {"sex": "Female"}, "rows": 200},
+    ]
+    return [*modes, {"mode": "impute"}] if cls.supports_imputation else modes
+
+
+def check_recipe_mode(generator: str, params: Mapping[str, Any], output: dict[str, Any], directory: Path) -> None:
+    """Run a recipe naming the installed ``generator`` in one output mode, and check what that mode promises."""
+    import yaml
+
+    from synthforge.engine import run
+    from synthforge.plugins import get_plugin_manager
+
+    table = conformance_table().drop("person_id", "interview_date").head(1500)
+    table.write_csv(directory / "adult.csv")
+    recipe = {"seed": 0, "source": {"path": "adult.csv"}, "holdout": 0.2,
+              "generator": {"name": generator, "params": dict(params)}, "output": {**output, "path": "out"}}
+    (directory / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    result = run(directory / "recipe.yaml", pm=get_plugin_manager())
+    data = pl.read_csv(result.dataset_path)
+    mode = output["mode"]
+    if mode == "synthesize":
+        assert data.height == output["rows"], f"synthesize must write {output['rows']} rows, wrote {data.height}"
+    if mode == "augment":
+        labels = data.get_column(output["label_column"])
+        assert int(labels.sum()) == output["rows"] and data.height == result.rows["real"] + output["rows"], \
+            "augment writes the real rows and the asked synthetic rows, labelled"
+    if mode == "rebalance":
+        share = float((data.get_column("income") == ">50K").mean())
+        assert abs(share - 0.5) < 0.02, f"rebalance asked for 50% '>50K', got {share:.1%}"
+    if mode == "conditions":
+        assert (data.get_column("sex") == "Female").all(), "every conditioned row must hold the condition"
+    if mode == "impute":
+        nulls = table.null_count().sum_horizontal().item()
+        assert data.height == table.height and data.null_count().sum_horizontal().item() == 0, \
+            "impute writes every row of the table, with no nulls left"
+        assert result.rows["imputed_cells"] == nulls > 0
+        assert {c.kind for c in result.checks} == {"quality"}, "an imputed table is real rows: quality checks only"
+
+
 def conformance_checks() -> list[Check]:
     return [check_declares_itself, check_rejects_bad_params, check_fit_returns_self, check_sample_shape_and_types,
             check_sample_zero_rows, check_values_stay_in_domain, check_nulls_reproduced, check_seeds_reproduce,
@@ -240,4 +285,5 @@ def check_generator(cls: type[Generator], params: Mapping[str, Any] | None = Non
             raise AssertionError(f"{check.__name__}: {error}") from error
 
 
-__all__ = ["check_generator", "conformance_checks", "conformance_schema", "conformance_table", "fitted"]
+__all__ = ["check_generator", "check_recipe_mode", "conformance_checks", "conformance_schema", "conformance_table",
+           "fitted", "recipe_modes"]

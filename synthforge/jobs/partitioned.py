@@ -13,7 +13,6 @@ only when every partition has succeeded.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 import uuid
@@ -57,6 +56,8 @@ def sample_partitioned(model_dir: str | Path, rows: int, out: str | Path, *, par
                        executor: Literal["ray", "local"] = "ray", ray_address: str | None = None,
                        plugins_dir: str | Path | None = None) -> dict[str, Any]:
     """Write ``rows`` rows as parquet parts in the folder ``out``; return the manifest."""
+    from synthforge.engine import replace_atomically
+
     if rows < 1:
         raise SynthForgeError("partitioned sampling needs at least one row.")
     model_dir, out = Path(model_dir).resolve(), Path(out).resolve()
@@ -77,13 +78,7 @@ def sample_partitioned(model_dir: str | Path, rows: int, out: str | Path, *, par
                     "executor": executor, "partitions": len(plan),
                     "seconds": round(time.perf_counter() - started, 3)}
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
-        if out.exists():
-            retired = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(out, retired)
-            os.replace(staging, out)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, out)
+        replace_atomically(staging, out)
         return manifest
     finally:
         if staging.exists():

@@ -8,10 +8,12 @@
   early stopping that restores the best weights, a per-epoch hook, and a rich
   progress bar with the losses and an ETA;
 - :func:`module_arrays` / :func:`load_module_arrays`: a module's weights as numpy
-  arrays for safetensors (the base class writes them; never pickle).
+  arrays for safetensors (the base class writes them; never pickle);
+- :class:`CategoricalConditions`: the condition input of generators that learn to
+  condition on categorical values.
 
-Everything but :class:`TrainingParams` lives in ``synthforge.nn.training`` and is
-imported, with torch, on first use.
+Everything but :class:`TrainingParams` lives in ``synthforge.nn.training`` or
+``synthforge.nn.conditions`` and is imported, with torch, on first use.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from synthforge.nn.params import TrainingParams
 
 if TYPE_CHECKING:
+    from synthforge.nn.conditions import CategoricalConditions
     from synthforge.nn.training import (
         History,
         load_module_arrays,
@@ -31,11 +34,15 @@ if TYPE_CHECKING:
     )
 
 _TORCH_NAMES = {"History", "load_module_arrays", "module_arrays", "resolve_device", "torch_generator", "train"}
-__all__ = ["History", "TrainingParams", "load_module_arrays", "module_arrays", "resolve_device", "torch_generator",
-           "train"]
+__all__ = ["CategoricalConditions", "History", "TrainingParams", "load_module_arrays", "module_arrays",
+           "resolve_device", "torch_generator", "train"]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "CategoricalConditions":
+        from synthforge.nn.conditions import CategoricalConditions
+
+        return CategoricalConditions
     if name in _TORCH_NAMES:
         from synthforge.nn import training
 

@@ -14,7 +14,7 @@ from synthforge_autoregressive.model import _rank_bins
 from synthforge.engine import run
 from synthforge.errors import RecipeError, SynthForgeError
 from synthforge.plugins import get_plugin_manager
-from synthforge.testing import conformance_checks, conformance_table, fitted
+from synthforge.testing import check_recipe_mode, conformance_checks, conformance_table, fitted, recipe_modes
 
 FAST = {"epochs": 15, "batch_size": 128, "hidden_dim": 64, "embedding_dim": 8, "layers": 2, "validation_fraction": 0.1}
 BETTER = {**FAST, "epochs": 80, "hidden_dim": 128, "embedding_dim": 16}
@@ -127,30 +127,9 @@ def test_bins_give_common_values_their_own_bin_and_pin_no_rare_value():
     assert min(sizes) >= 50, "no bin holds fewer than half a bin's mass of rows (100 here)"
 
 
-@pytest.mark.parametrize("output", [
-    {"mode": "synthesize", "rows": 300},
-    {"mode": "augment", "rows": 200, "label_column": "is_synthetic"},
-    {"mode": "rebalance", "column": "income", "shares": {"<=50K": 0.5, ">50K": 0.5}},
-    {"mode": "conditions", "conditions": {"sex": "Female", "age": 30}, "rows": 200},
-    {"mode": "impute"},
-])
+@pytest.mark.parametrize("output", recipe_modes(AutoregressiveGenerator), ids=lambda output: output["mode"])
 def test_every_recipe_mode_runs_by_name(tmp_path: Path, output):
-    table = conformance_table().drop("person_id", "interview_date").head(1500)
-    table.write_csv(tmp_path / "adult.csv")
-    recipe = {"seed": 0, "source": {"path": "adult.csv"}, "holdout": 0.2,
-              "generator": {"name": "autoregressive", "params": {**FAST, "epochs": 3}},
-              "output": {**output, "path": "out"}}
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    result = run(tmp_path / "recipe.yaml", pm=get_plugin_manager())
-    data = pl.read_csv(result.dataset_path)
-    if output["mode"] == "rebalance":
-        assert abs((data["income"] == ">50K").mean() - 0.5) < 0.02
-    if output["mode"] == "conditions":
-        assert (data["sex"] == "Female").all() and (data["age"] == 30).all()
-    if output["mode"] == "impute":
-        assert data.height == table.height and data.null_count().sum_horizontal().item() == 0
-        assert result.rows["imputed_cells"] == table.null_count().sum_horizontal().item() > 0
-        assert {c.kind for c in result.checks} == {"quality"}
+    check_recipe_mode("autoregressive", {**FAST, "epochs": 3}, output, tmp_path)
 
 
 def test_impute_mode_needs_a_generator_that_imputes(tmp_path: Path):

@@ -6,15 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import polars as pl
 import pytest
-import yaml
 from synthforge_diffusion import TabularDiffusion
 
-from synthforge.engine import run
 from synthforge.errors import ConditionError
-from synthforge.plugins import get_plugin_manager
-from synthforge.testing import conformance_checks, conformance_table, fitted
+from synthforge.testing import check_recipe_mode, conformance_checks, fitted, recipe_modes
 
 FAST = {"epochs": 30, "batch_size": 128, "hidden_dim": 64, "blocks": 2, "sampling_steps": 10,
         "validation_fraction": 0.1}
@@ -64,21 +60,6 @@ def test_diffusers_is_not_imported_until_a_model_needs_it():
     assert printed.split() == ["False", "False"]
 
 
-@pytest.mark.parametrize("output", [
-    {"mode": "synthesize", "rows": 300},
-    {"mode": "augment", "rows": 200, "label_column": "is_synthetic"},
-    {"mode": "rebalance", "column": "income", "shares": {"<=50K": 0.5, ">50K": 0.5}},
-    {"mode": "conditions", "conditions": {"sex": "Female"}, "rows": 200},
-])
+@pytest.mark.parametrize("output", recipe_modes(TabularDiffusion), ids=lambda output: output["mode"])
 def test_every_recipe_mode_runs_by_name(tmp_path: Path, output):
-    conformance_table().drop("person_id", "interview_date").write_csv(tmp_path / "adult.csv")
-    recipe = {"seed": 0, "source": {"path": "adult.csv"}, "holdout": 0.2,
-              "generator": {"name": "diffusion", "params": {**FAST, "epochs": 3}},
-              "output": {**output, "path": "out"}}
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    result = run(tmp_path / "recipe.yaml", pm=get_plugin_manager())
-    data = pl.read_csv(result.dataset_path)
-    if output["mode"] == "rebalance":
-        assert abs((data["income"] == ">50K").mean() - 0.5) < 0.02
-    if output["mode"] == "conditions":
-        assert (data["sex"] == "Female").all()
+    check_recipe_mode("diffusion", {**FAST, "epochs": 3}, output, tmp_path)

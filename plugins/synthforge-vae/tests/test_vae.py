@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import polars as pl
 import pytest
-import yaml
 from synthforge_vae import ConditionalVAE
 
-from synthforge.engine import run
 from synthforge.errors import ConditionError
 from synthforge.generator import FitContext
-from synthforge.plugins import get_plugin_manager
-from synthforge.testing import conformance_checks, conformance_schema, conformance_table, fitted
+from synthforge.testing import (
+    check_recipe_mode,
+    conformance_checks,
+    conformance_schema,
+    conformance_table,
+    fitted,
+    recipe_modes,
+)
 
 FAST = {"epochs": 25, "batch_size": 100, "hidden_dim": 64, "latent_dim": 16}
 
@@ -51,21 +54,6 @@ def test_quantile_encoding_also_trains():
     assert model.sample(50, seed=0).height == 50
 
 
-@pytest.mark.parametrize("output", [
-    {"mode": "synthesize", "rows": 300},
-    {"mode": "augment", "rows": 200, "label_column": "is_synthetic"},
-    {"mode": "rebalance", "column": "income", "shares": {"<=50K": 0.5, ">50K": 0.5}},
-    {"mode": "conditions", "conditions": {"sex": "Female"}, "rows": 200},
-])
+@pytest.mark.parametrize("output", recipe_modes(ConditionalVAE), ids=lambda output: output["mode"])
 def test_every_recipe_mode_runs_by_name(tmp_path: Path, output):
-    conformance_table().drop("person_id", "interview_date").write_csv(tmp_path / "adult.csv")
-    recipe = {"seed": 0, "source": {"path": "adult.csv"}, "holdout": 0.2,
-              "generator": {"name": "vae", "params": {**FAST, "epochs": 3}},
-              "output": {**output, "path": "out"}}
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    result = run(tmp_path / "recipe.yaml", pm=get_plugin_manager())
-    data = pl.read_csv(result.dataset_path)
-    if output["mode"] == "rebalance":
-        assert abs((data["income"] == ">50K").mean() - 0.5) < 0.02
-    if output["mode"] == "conditions":
-        assert (data["sex"] == "Female").all()
+    check_recipe_mode("vae", {**FAST, "epochs": 3}, output, tmp_path)

@@ -32,8 +32,6 @@ from pydantic import Field
 
 from synthforge import EncoderConfig, FitContext, Generator
 from synthforge.data.encoder import Span
-from synthforge.data.schema import ColumnKind
-from synthforge.errors import ConditionError
 from synthforge.nn import TrainingParams
 
 SchedulerName = Literal["ddpm", "ddim", "dpm_solver", "unipc", "euler"]
@@ -77,23 +75,13 @@ class TabularDiffusion(Generator):
     # --- layout -----------------------------------------------------------------------------
 
     def _layout(self) -> None:
+        from synthforge.nn import CategoricalConditions
+
         spans = self.encoder_.spans_
         self.numeric_spans_ = [s for s in spans if s.kind == "numeric"]
         self.onehot_spans_ = [s for s in spans if s.kind == "onehot"]
-        kinds = {c.name: c.kind for c in self.schema_.learned}
-        self.condition_spans_ = [s for s in spans if s.role == "value" and s.kind == "onehot"
-                                 and kinds[s.column] in (ColumnKind.categorical, ColumnKind.boolean)]
-        self.condition_width_ = sum(s.width + 1 for s in self.condition_spans_)
         self.numeric_index_ = [s.start for s in self.numeric_spans_]
-
-    def _condition_vector(self, data: Any, given: Any) -> Any:
-        import torch
-
-        parts = []
-        for index, span in enumerate(self.condition_spans_):
-            bit = given[:, index : index + 1]
-            parts += [data[:, span.start : span.stop] * bit, bit]
-        return torch.cat(parts, dim=1) if parts else data[:, :0]
+        self.conditions_ = CategoricalConditions(self.encoder_, self.schema_)
 
     def _to_diffusion_space(self, data: Any) -> Any:
         """One-hots to ±1; numbers stay as normal scores."""
@@ -116,7 +104,7 @@ class TabularDiffusion(Generator):
 
         params = self.params
         self.time_dim_ = min(128, params.hidden_dim)
-        self.denoiser_ = _make_denoiser(width, self.condition_width_, params.hidden_dim, params.blocks, params.dropout,
+        self.denoiser_ = _make_denoiser(width, self.conditions_.width, params.hidden_dim, params.blocks, params.dropout,
                                    self.time_dim_, nn)
 
     def _training_scheduler(self) -> Any:
@@ -141,9 +129,8 @@ class TabularDiffusion(Generator):
         from torch.nn import functional
 
         rows, device = len(batch), batch.device
-        conditioned = torch.rand(rows, 1, generator=generator, device=device) >= self.params.unconditional_rate
-        kept = torch.rand(rows, len(self.condition_spans_), generator=generator, device=device)
-        condition = self._condition_vector(batch, ((kept < self.params.condition_keep_rate) & conditioned).float())
+        condition = self.conditions_.random(batch, self.params.unconditional_rate, self.params.condition_keep_rate,
+                                            generator)
         clean = self._to_diffusion_space(batch)
         noise = torch.randn(clean.shape, generator=generator, device=device)
         timesteps = torch.randint(0, self.params.train_timesteps, (rows,), generator=generator, device=device)
@@ -203,23 +190,13 @@ class TabularDiffusion(Generator):
         from synthforge.nn import torch_generator
 
         conditions = conditions or {}
-        unsupported = sorted({span.column for span in conditions if span not in self.condition_spans_})
-        if unsupported:
-            raise ConditionError(
-                f"the diffusion generator conditions natively on categorical columns only, not on "
-                f"{', '.join(map(repr, unsupported))}; use 'autoregressive' (any column) or 'copula'.")
         generator = torch_generator(int(rng.integers(2**62)))
         outputs = []
         for start in range(0, n, _SAMPLE_CHUNK):
             rows = min(_SAMPLE_CHUNK, n - start)
-            given = torch.zeros(rows, len(self.condition_spans_))
-            fixed = torch.zeros(rows, self.encoder_.width)
-            for index, span in enumerate(self.condition_spans_):
-                if span in conditions:
-                    given[:, index] = 1.0
-                    fixed[:, span.start : span.stop] = torch.as_tensor(conditions[span], dtype=torch.float32)
+            condition = self.conditions_.for_sampling(rows, conditions, "diffusion",
+                                                      "'autoregressive' (any column) or 'copula'")
             with torch.no_grad():
-                condition = self._condition_vector(fixed, given)
                 outputs.append(self._denoise(rows, condition, generator, rng))
         output = np.concatenate(outputs) if outputs else np.zeros((0, self.encoder_.width))
         for span, value in conditions.items():

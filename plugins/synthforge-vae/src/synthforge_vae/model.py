@@ -27,8 +27,6 @@ from pydantic import Field
 
 from synthforge import EncoderConfig, FitContext, Generator
 from synthforge.data.encoder import Span
-from synthforge.data.schema import ColumnKind
-from synthforge.errors import ConditionError
 from synthforge.nn import TrainingParams
 
 
@@ -67,23 +65,12 @@ class ConditionalVAE(Generator):
     # --- the layout of the data and of the condition vector ------------------------------
 
     def _layout(self) -> None:
+        from synthforge.nn import CategoricalConditions
+
         spans = self.encoder_.spans_
         self.numeric_spans_ = [s for s in spans if s.kind == "numeric"]
         self.onehot_spans_ = [s for s in spans if s.kind == "onehot"]
-        kinds = {c.name: c.kind for c in self.schema_.learned}
-        self.condition_spans_ = [s for s in spans if s.role == "value" and s.kind == "onehot"
-                                 and kinds[s.column] in (ColumnKind.categorical, ColumnKind.boolean)]
-        self.condition_width_ = sum(s.width + 1 for s in self.condition_spans_)
-
-    def _condition_vector(self, data: Any, given: Any) -> Any:
-        """For each conditionable span: its one-hot where given (else zeros) and the given bit."""
-        import torch
-
-        parts = []
-        for index, span in enumerate(self.condition_spans_):
-            bit = given[:, index : index + 1]
-            parts += [data[:, span.start : span.stop] * bit, bit]
-        return torch.cat(parts, dim=1) if parts else data[:, :0]
+        self.conditions_ = CategoricalConditions(self.encoder_, self.schema_)
 
     # --- the networks --------------------------------------------------------------------
 
@@ -98,7 +85,7 @@ class ConditionalVAE(Generator):
                 inputs = self.params.hidden_dim
             return nn.Sequential(*layers, nn.Linear(inputs, outputs))
 
-        latent, conditions = self.params.latent_dim, self.condition_width_
+        latent, conditions = self.params.latent_dim, self.conditions_.width
         self.encoder_net_ = mlp(width + conditions, 2 * latent)
         self.decoder_net_ = mlp(latent + conditions, width)
         self.log_sigma_ = nn.Module()
@@ -125,11 +112,8 @@ class ConditionalVAE(Generator):
     def _loss(self, batch: Any, kl_weight: float, generator: Any) -> Any:
         import torch
 
-        rows = len(batch)
-        conditioned = torch.rand(rows, 1, generator=generator, device=batch.device) >= self.params.unconditional_rate
-        kept = torch.rand(rows, len(self.condition_spans_), generator=generator, device=batch.device)
-        given = ((kept < self.params.condition_keep_rate) & conditioned).float()
-        condition = self._condition_vector(batch, given)
+        condition = self.conditions_.random(batch, self.params.unconditional_rate, self.params.condition_keep_rate,
+                                            generator)
         mean, log_variance = self.encoder_net_(torch.cat([batch, condition], dim=1)).chunk(2, dim=1)
         noise = torch.randn(mean.shape, generator=generator, device=batch.device)
         code = mean + noise * (0.5 * log_variance).exp()
@@ -174,19 +158,8 @@ class ConditionalVAE(Generator):
         import torch
 
         conditions = conditions or {}
-        unsupported = sorted({span.column for span in conditions if span not in self.condition_spans_})
-        if unsupported:
-            raise ConditionError(
-                f"the vae generator conditions natively on categorical columns only, not on "
-                f"{', '.join(map(repr, unsupported))}; use the copula generator for numeric conditions.")
-        given = np.zeros((n, len(self.condition_spans_)), dtype=np.float32)
-        fixed = np.zeros((n, self.encoder_.width), dtype=np.float32)
-        for index, span in enumerate(self.condition_spans_):
-            if span in conditions:
-                given[:, index] = 1.0
-                fixed[:, span.start : span.stop] = conditions[span]
+        condition = self.conditions_.for_sampling(n, conditions, "vae", "the copula generator for numeric conditions")
         with torch.no_grad():
-            condition = self._condition_vector(torch.from_numpy(fixed), torch.from_numpy(given))
             code = torch.from_numpy(rng.standard_normal((n, self.params.latent_dim)).astype(np.float32))
             output = self.decoder_net_(torch.cat([code, condition], dim=1)).numpy().astype(np.float64)
             sigma = self._sigma().numpy()
