@@ -224,6 +224,24 @@ def check_imputation(cls: type[Generator], params: Mapping[str, Any] | None = No
     assert generator.impute(table, seed=5).equals(filled), "the same seed must impute the same values"
 
 
+def check_conditionals_learned(generator: Generator, husbands_male: float = 0.85, wives_female: float = 0.5) -> None:
+    """Conditioned rows follow the learned conditional, not the marginal, for a generator fitted on the
+    conformance table: there every husband is a man and every wife a woman, while a third of all rows are women
+    (wives are 5% of rows, so this needs a model that learned a rare conditional)."""
+    husbands = generator.sample(1000, conditions={"relationship": "Husband"}, seed=1)
+    wives = generator.sample(1000, conditions={"relationship": "Wife"}, seed=1)
+    everyone = generator.sample(1000, seed=1)
+    assert (husbands.get_column("relationship") == "Husband").all(), "every conditioned row holds the condition"
+    assert (wives.get_column("relationship") == "Wife").all(), "every conditioned row holds the condition"
+    male = float((husbands.get_column("sex") == "Male").mean())
+    female = float((wives.get_column("sex") == "Female").mean())
+    overall = float((everyone.get_column("sex") == "Female").mean())
+    assert male > husbands_male, f"only {male:.0%} of sampled husbands are men"
+    assert female > wives_female and female > overall, \
+        f"{female:.0%} of sampled wives are women against {overall:.0%} of all rows"
+    assert overall < 0.5, f"{overall:.0%} of unconditioned rows are women: the marginal (a third) was not learned"
+
+
 def recipe_modes(cls: type[Generator]) -> list[dict[str, Any]]:
     """The ``output:`` of one recipe per mode the generator supports, for :func:`check_recipe_mode`."""
     modes: list[dict[str, Any]] = [
@@ -285,5 +303,5 @@ def check_generator(cls: type[Generator], params: Mapping[str, Any] | None = Non
             raise AssertionError(f"{check.__name__}: {error}") from error
 
 
-__all__ = ["check_generator", "check_recipe_mode", "conformance_checks", "conformance_schema", "conformance_table",
-           "fitted", "recipe_modes"]
+__all__ = ["check_conditionals_learned", "check_generator", "check_recipe_mode", "conformance_checks",
+           "conformance_schema", "conformance_table", "fitted", "recipe_modes"]

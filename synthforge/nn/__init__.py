@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from synthforge.nn.params import TrainingParams
+from synthforge.nn.params import ConditionalTrainingParams, TrainingParams
 
 if TYPE_CHECKING:
     from synthforge.nn.conditions import CategoricalConditions
@@ -34,8 +34,8 @@ if TYPE_CHECKING:
     )
 
 _TORCH_NAMES = {"History", "load_module_arrays", "module_arrays", "resolve_device", "torch_generator", "train"}
-__all__ = ["CategoricalConditions", "History", "TrainingParams", "load_module_arrays", "module_arrays",
-           "resolve_device", "torch_generator", "train"]
+__all__ = ["CategoricalConditions", "ConditionalTrainingParams", "History", "TrainingParams", "load_module_arrays",
+           "module_arrays", "resolve_device", "torch_generator", "train"]
 
 
 def __getattr__(name: str) -> Any:

@@ -16,3 +16,12 @@ class TrainingParams(BaseModel):
     weight_decay: float = Field(0.0, ge=0, lt=1, description="L2 penalty on the weights.")
     validation_fraction: float = Field(0.1, ge=0, lt=0.5, description="Rows held back to decide early stopping.")
     patience: int = Field(10, ge=0, description="Epochs without validation improvement before stopping (0: never).")
+
+
+class ConditionalTrainingParams(TrainingParams):
+    """Training parameters of a generator that learns to condition on categorical values (see
+    :class:`synthforge.nn.CategoricalConditions`)."""
+
+    unconditional_rate: float = Field(0.5, ge=0, le=1, description="Share of training rows with no condition.")
+    condition_keep_rate: float = Field(0.5, ge=0, le=1,
+                                       description="In conditioned rows, chance that each category is given.")

@@ -32,13 +32,13 @@ from pydantic import Field
 
 from synthforge import EncoderConfig, FitContext, Generator
 from synthforge.data.encoder import Span
-from synthforge.nn import TrainingParams
+from synthforge.nn import ConditionalTrainingParams
 
 SchedulerName = Literal["ddpm", "ddim", "dpm_solver", "unipc", "euler"]
 _SAMPLE_CHUNK = 16_384
 
 
-class DiffusionParams(TrainingParams):
+class DiffusionParams(ConditionalTrainingParams):
     # Measured on Adult, 2 CPU cores: 300 epochs of a 256-wide denoiser fit in 508 s and scored 0.988 SDMetrics
     # overall; 100 epochs, 155 s, 0.982. A 512-wide one costs 6 s an epoch, past the 10-minute budget.
     epochs: int = Field(300, ge=1, le=100_000, description="Passes over the training rows.")
@@ -57,9 +57,6 @@ class DiffusionParams(TrainingParams):
     sampling_steps: int = Field(50, ge=1, le=10_000, description="Denoising steps when sampling.")
     guidance_scale: float = Field(1.0, ge=0, le=20, description="Classifier-free guidance for conditions (1: none).")
     categorical_weight: float = Field(1.0, gt=0, description="Weight of the categories' cross-entropy in the loss.")
-    unconditional_rate: float = Field(0.5, ge=0, le=1, description="Share of training rows with no condition.")
-    condition_keep_rate: float = Field(0.5, ge=0, le=1,
-                                       description="In conditioned rows, chance that each category is given.")
 
 
 class TabularDiffusion(Generator):

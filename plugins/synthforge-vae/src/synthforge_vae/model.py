@@ -27,10 +27,10 @@ from pydantic import Field
 
 from synthforge import EncoderConfig, FitContext, Generator
 from synthforge.data.encoder import Span
-from synthforge.nn import TrainingParams
+from synthforge.nn import ConditionalTrainingParams
 
 
-class VAEParams(TrainingParams):
+class VAEParams(ConditionalTrainingParams):
     epochs: int = Field(100, ge=1, le=100_000, description="Most passes over the training rows.")
     batch_size: int = Field(500, ge=2, le=1_000_000, description="Rows per optimisation step.")
     learning_rate: float = Field(1e-3, gt=0, lt=1, description="Adam's step size.")
@@ -45,9 +45,6 @@ class VAEParams(TrainingParams):
     # (wives 35% female vs 66%), so mode_specific stays the default until that is understood.
     numeric_encoding: Literal["mode_specific", "quantile"] = Field(
         "mode_specific", description="How numbers are normalised before training.")
-    unconditional_rate: float = Field(0.5, ge=0, le=1, description="Share of training rows with no condition.")
-    condition_keep_rate: float = Field(0.5, ge=0, le=1,
-                                       description="In conditioned rows, chance that each category is given.")
 
 
 class ConditionalVAE(Generator):
