@@ -73,9 +73,13 @@ def run(
             _print_checks(console, failures)
         raise
     _print_checks(console, result.checks)
-    console.print(f"[bold green]done[/bold green] in {sum(result.timings.values()):.1f} s — "
-                  f"{result.rows.get('synthetic', 0):,} synthetic rows"
-                  + (f" + {result.rows['real']:,} real" if result.rows.get("real") else ""))
+    if "imputed_cells" in result.rows:
+        made = (f"{result.rows['imputed_cells']:,} cells imputed in {result.rows['imputed_rows']:,} of "
+                f"{result.rows['real']:,} rows")
+    else:
+        made = f"{result.rows.get('synthetic', 0):,} synthetic rows" + (
+            f" + {result.rows['real']:,} real" if result.rows.get("real") else "")
+    console.print(f"[bold green]done[/bold green] in {sum(result.timings.values()):.1f} s — {made}")
     console.print(f"dataset: {result.dataset_path}")
     console.print(f"report:  {result.output_path / 'report.html'}")
 
