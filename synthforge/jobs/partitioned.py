@@ -85,13 +85,20 @@ def sample_partitioned(model_dir: str | Path, rows: int, out: str | Path, *, par
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def _run_ray(arguments: list[tuple], address: str | None) -> list[int]:
+def init_ray(address: str | None) -> None:
+    """Join the Ray cluster at ``address`` (or start a local one) unless this process already has."""
     try:
         import ray
     except ImportError:
         raise SynthForgeError("--executor ray needs Ray: pip install 'synthforge[ray]'.") from None
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, logging_level="WARNING")
+
+
+def _run_ray(arguments: list[tuple], address: str | None) -> list[int]:
+    import ray
+
+    init_ray(address)
     task = ray.remote(max_retries=2)(sample_partition)
     return list(ray.get([task.remote(*args) for args in arguments]))
 

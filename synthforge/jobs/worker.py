@@ -65,7 +65,9 @@ class Worker:
         """
         self._handle_signals()
         if self.executor == "ray":
-            _init_ray(self.ray_address)
+            from synthforge.jobs.partitioned import init_ray
+
+            init_ray(self.ray_address)
         self.log(f"worker {self.owner}: {self.executor} executor, concurrency {self.concurrency}, "
                  f"store {self.store.url}")
         last_beat = 0.0
@@ -244,15 +246,6 @@ class _RayExecution(_Execution):
         import ray
 
         ray.cancel(self.ref, force=True)
-
-
-def _init_ray(address: str | None) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise SynthForgeError("--executor ray needs Ray: pip install 'synthforge[ray]'.") from None
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, logging_level="WARNING")
 
 
 def _die_with_parent() -> None:

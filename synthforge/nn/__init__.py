@@ -7,6 +7,7 @@
 - :func:`train`: the loop — seeded shuffling, batching, a validation split,
   early stopping that restores the best weights, a per-epoch hook, and a rich
   progress bar with the losses and an ETA;
+- :func:`one_cycle`: the warm-up and cosine decay of the learning rate over the epochs;
 - :func:`module_arrays` / :func:`load_module_arrays`: a module's weights as numpy
   arrays for safetensors (the base class writes them; never pickle);
 - :class:`CategoricalConditions`: the condition input of generators that learn to
@@ -28,14 +29,16 @@ if TYPE_CHECKING:
         History,
         load_module_arrays,
         module_arrays,
+        one_cycle,
         resolve_device,
         torch_generator,
         train,
     )
 
-_TORCH_NAMES = {"History", "load_module_arrays", "module_arrays", "resolve_device", "torch_generator", "train"}
+_TORCH_NAMES = {"History", "load_module_arrays", "module_arrays", "one_cycle", "resolve_device", "torch_generator",
+                "train"}
 __all__ = ["CategoricalConditions", "ConditionalTrainingParams", "History", "TrainingParams", "load_module_arrays",
-           "module_arrays", "resolve_device", "torch_generator", "train"]
+           "module_arrays", "one_cycle", "resolve_device", "torch_generator", "train"]
 
 
 def __getattr__(name: str) -> Any:

@@ -127,6 +127,25 @@ def train(
     return history
 
 
+def one_cycle(optimiser: torch.optim.Optimizer, params: TrainingParams, rows: int) -> Callable[[], None]:
+    """A one-cycle schedule (5% warm-up, cosine decay to zero) over ``params.epochs`` of ``rows`` rows.
+
+    Returns the function to call after each optimiser step; it stops stepping at the
+    schedule's end, so an estimate of the steps that falls one short does no harm.
+    """
+    training_rows = rows - int(rows * params.validation_fraction)
+    steps_per_epoch = max(training_rows // min(params.batch_size, max(training_rows, 1)), 1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=params.learning_rate, total_steps=params.epochs * steps_per_epoch + 1, pct_start=0.05,
+        anneal_strategy="cos")
+
+    def advance() -> None:
+        if schedule.last_epoch < schedule.total_steps - 1:
+            schedule.step()
+
+    return advance
+
+
 class _progress:
     """A rich progress bar (epochs, losses, ETA) when asked for; otherwise nothing."""
 
@@ -166,4 +185,5 @@ def load_module_arrays(module: torch.nn.Module, arrays: dict[str, np.ndarray], p
     module.load_state_dict(state)
 
 
-__all__ = ["History", "load_module_arrays", "module_arrays", "resolve_device", "torch_generator", "train"]
+__all__ = ["History", "load_module_arrays", "module_arrays", "one_cycle", "resolve_device", "torch_generator",
+           "train"]

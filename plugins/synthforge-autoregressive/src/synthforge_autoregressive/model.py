@@ -212,7 +212,7 @@ class AutoregressiveGenerator(Generator):
     def _fit(self, data: np.ndarray, context: FitContext) -> None:
         import torch
 
-        from synthforge.nn import resolve_device, torch_generator, train
+        from synthforge.nn import one_cycle, resolve_device, torch_generator, train
 
         device = resolve_device(context.device)
         self._fit_bins(data)
@@ -220,10 +220,7 @@ class AutoregressiveGenerator(Generator):
         self.network_.to(device)
         optimiser = torch.optim.AdamW(self.network_.parameters(), lr=self.params.learning_rate,
                                       weight_decay=self.params.weight_decay)
-        steps_per_epoch = max(int(len(data) * (1 - self.params.validation_fraction)) // self.params.batch_size, 1)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimiser, max_lr=self.params.learning_rate, total_steps=self.params.epochs * steps_per_epoch + 1,
-            pct_start=0.05, anneal_strategy="cos")
+        advance_schedule = one_cycle(optimiser, self.params, len(data))
         generator = torch_generator(context.seed + 1, device)
 
         def step(batch: Any, epoch: int) -> dict[str, float]:
@@ -231,8 +228,7 @@ class AutoregressiveGenerator(Generator):
             loss = self._loss(batch, generator)
             loss.backward()
             optimiser.step()
-            if schedule.last_epoch < schedule.total_steps - 1:
-                schedule.step()
+            advance_schedule()
             return {"loss": loss.item()}
 
         tokens = torch.as_tensor(self._tokenize(data), device=device)

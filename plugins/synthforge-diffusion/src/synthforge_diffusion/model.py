@@ -148,7 +148,7 @@ class TabularDiffusion(Generator):
     def _fit(self, data: np.ndarray, context: FitContext) -> None:
         import torch
 
-        from synthforge.nn import resolve_device, torch_generator, train
+        from synthforge.nn import one_cycle, resolve_device, torch_generator, train
 
         device = resolve_device(context.device)
         self._layout()
@@ -158,10 +158,7 @@ class TabularDiffusion(Generator):
         scheduler.alphas_cumprod = scheduler.alphas_cumprod.to(device)
         optimiser = torch.optim.AdamW(self.denoiser_.parameters(), lr=self.params.learning_rate,
                                       weight_decay=self.params.weight_decay)
-        steps_per_epoch = max(int(len(data) * (1 - self.params.validation_fraction)) // self.params.batch_size, 1)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(
-            optimiser, max_lr=self.params.learning_rate, total_steps=self.params.epochs * steps_per_epoch + 1,
-            pct_start=0.05, anneal_strategy="cos")
+        advance_schedule = one_cycle(optimiser, self.params, len(data))
         generator = torch_generator(context.seed + 1, device)
 
         def step(batch: Any, epoch: int) -> dict[str, float]:
@@ -170,8 +167,7 @@ class TabularDiffusion(Generator):
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.denoiser_.parameters(), 1.0)
             optimiser.step()
-            if schedule.last_epoch < schedule.total_steps - 1:
-                schedule.step()
+            advance_schedule()
             return {"loss": loss.item()}
 
         validation_generator = torch_generator(context.seed + 2, device)
@@ -208,13 +204,14 @@ class TabularDiffusion(Generator):
         guided = self.params.guidance_scale != 1.0 and condition.shape[1] > 0
         x = torch.randn(rows, self.encoder_.width, generator=generator) * scheduler.init_noise_sigma
         output = None
+        noise_argument = _generator_argument(scheduler, generator)
         for t in scheduler.timesteps:
             timesteps = torch.full((rows,), int(t), dtype=torch.long)
             output = self.denoiser_(scheduler.scale_model_input(x, t), timesteps, condition)
             if guided:
                 free = self.denoiser_(scheduler.scale_model_input(x, t), timesteps, torch.zeros_like(condition))
                 output = free + self.params.guidance_scale * (output - free)
-            step = scheduler.step(self._clean_estimate(output), t, x, **_generator_argument(scheduler, generator))
+            step = scheduler.step(self._clean_estimate(output), t, x, **noise_argument)
             x = step.prev_sample
         result = x.numpy().astype(np.float64)
         assert output is not None
