@@ -181,6 +181,9 @@ class Generator:
             pl.coalesce(frame.get_column(c), filled.get_column(c).cast(
                 filled.schema[c] if frame.schema[c] == pl.Null else frame.schema[c], strict=False)).alias(c)
             for c in columns)
+        frame = frame.with_columns(  # a derived column's nulls follow from its (now complete) source
+            pl.coalesce(frame.get_column(c), self.encoder_.derive(frame, c).cast(frame.schema[c], strict=False))
+            for c in self.encoder_.derived_ if c in frame.columns)
         return frame.to_pandas() if kind == "pandas" else frame
 
     def save(self, directory: str | Path) -> Path:
@@ -255,6 +258,8 @@ class Generator:
                 learned = ", ".join(c.name for c in self.schema_.learned)
                 raise ConditionError(f"cannot condition on {column!r}: it is not a learned column ({learned}).")
             spec = self.schema_[column]
+            if column in self.encoder_.derived_:
+                continue  # conditioning a derived column conditions its source; encode_value says when it cannot
             transformer = self.encoder_.transformer(column)
             if spec.kind in (ColumnKind.categorical, ColumnKind.boolean):
                 categories = transformer.categories_

@@ -72,3 +72,63 @@ def test_state_is_json_and_reloads_identically(table):
     matrix = encoder.encode(table)
     assert np.array_equal(reloaded.encode(table), matrix)
     assert reloaded.decode(matrix).equals(encoder.decode(matrix))
+
+
+@pytest.mark.parametrize("categorical", ["onehot", "index"])
+def test_low_cardinality_integers_can_be_learned_as_categories_of_their_values(table, categorical):
+    schema = infer_schema(table)
+    config = EncoderConfig(numeric="mode_specific", categorical=categorical, discrete_integer_max=32,
+                           min_category_count=1)
+    encoder = TableEncoder(config).fit(table, schema, seed=0)
+    spans = {span.role: span for span in encoder.spans_of("education-num")}
+    assert spans["value"].kind == categorical and spans["value"].n_categories == table["education-num"].n_unique()
+    assert encoder.spans_of("age")[0].kind == "numeric", "age has more than 32 distinct values: still a number"
+    decoded = encoder.decode(encoder.encode(table))
+    assert decoded["education-num"].equals(table["education-num"]) and decoded["education-num"].dtype == pl.Int64
+    reloaded = TableEncoder.from_state(json.loads(json.dumps(encoder.state())), schema)
+    assert np.array_equal(reloaded.encode(table), encoder.encode(table))
+
+
+def test_rare_integer_values_go_to_the_nearest_common_value():
+    column = pl.Series("stars", [1] * 50 + [2] * 40 + [3] * 2 + [5] * 30 + [None] * 5, dtype=pl.Int32)
+    table = pl.DataFrame([column])
+    encoder = TableEncoder(EncoderConfig(discrete_integer_max=10, min_category_count=5)).fit(table, infer_schema(table))
+    value, null = encoder.spans_of("stars")
+    assert (value.role, value.n_categories, null.role) == ("value", 3, "null")
+    decoded = encoder.decode(encoder.encode(table))["stars"]
+    assert decoded.dtype == pl.Int32 and decoded.null_count() == 5
+    assert decoded.drop_nulls().value_counts(sort=True).sort("stars").rows() == [(1, 50), (2, 42), (5, 30)]
+
+
+def test_a_column_that_is_a_function_of_another_is_derived_not_learned(table):
+    schema = infer_schema(table)
+    # (min_category_count=1: this 2,000-row sample has one Preschool row, and a source may hold no rare value)
+    encoder = TableEncoder(EncoderConfig(derive_functions=True, min_category_count=1)).fit(table, schema, seed=0)
+    # education and education-num are one-to-one: the earlier column is learned, the other derived from it.
+    assert encoder.derived_["education-num"]["source"] == "education"
+    assert encoder.spans_of("education-num") == [] and "education-num" not in encoder.columns
+    assert "sex" not in encoder.derived_, "relationship almost determines sex; almost is not a function"
+    matrix = encoder.encode(table)
+    assert matrix.shape[1] == encoder.width
+    decoded = encoder.decode(matrix)
+    assert decoded["education-num"].equals(table["education-num"]) and decoded.columns[-1] == "education-num"
+    reloaded = TableEncoder.from_state(json.loads(json.dumps(encoder.state())), schema)
+    assert reloaded.decode(matrix).equals(decoded)
+    # Conditioning the derived column conditions its source; a value no single source gives is refused.
+    pinned = encoder.encode_value("education-num", 13)
+    (span,) = pinned
+    assert span.column == "education" and encoder.transformer("education").categories_[pinned[span].argmax()] == \
+        "Bachelors"
+    with pytest.raises(Exception, match="derived from 'education'.*never seen"):
+        encoder.encode_value("education-num", 99)
+
+
+def test_rare_values_and_identifier_like_columns_are_never_sources():
+    rows = 200
+    table = pl.DataFrame({
+        "code": [f"c{i}" for i in range(rows)],  # every row its own value: everything is a function of it
+        "group": ["a", "b"] * (rows // 2),
+        "label": ["x", "y"] * (rows // 2),
+    })
+    encoder = TableEncoder(EncoderConfig(derive_functions=True)).fit(table, infer_schema(table))
+    assert set(encoder.derived_) == {"label"} and encoder.derived_["label"]["source"] == "group"

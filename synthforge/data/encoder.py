@@ -9,6 +9,11 @@ category seen in fewer than ``min_category_count`` rows, or beyond the
 ``max_categories`` most frequent, becomes :data:`RARE` (rare real values are
 protected, and a 100k-category column cannot blow up memory).
 
+With ``derive_functions``, a discrete column that is a function of another (Adult's
+``education-num`` of ``education``) gets no span at all: decoding derives it from
+its source through the mapping seen in training, so a model cannot break the
+dependency however it samples.
+
 Every fitted transformer serialises to JSON (no pickle): :meth:`TableEncoder.state`
 and :meth:`TableEncoder.from_state`.
 """
@@ -23,6 +28,7 @@ import polars as pl
 from scipy.special import ndtr, ndtri
 
 from synthforge.data.schema import ColumnKind, ColumnSpec, Schema, as_number
+from synthforge.errors import ConditionError
 
 RARE = "_RARE_"
 NumericMethod = Literal["quantile", "mode_specific", "minmax"]
@@ -66,6 +72,12 @@ class EncoderConfig:
     min_category_count: int = 5
     max_quantile_knots: int = 50_000
     max_modes: int = 10
+    # Integer columns with at most this many distinct values (education-num's 16 grades, a 1–5 rating) are
+    # encoded as categories of their values, so a model learns them as exactly as a categorical column;
+    # values rarer than min_category_count go to the nearest common one. 0 keeps every number numeric.
+    discrete_integer_max: int = 0
+    # Discrete columns that are exact functions of another discrete column are derived, not learned.
+    derive_functions: bool = False
 
 
 class TableEncoder:
@@ -75,15 +87,20 @@ class TableEncoder:
         self.config = config or EncoderConfig()
         self.transformers_: list[_ColumnTransformer] = []
         self.spans_: list[Span] = []
+        # derived column -> {"source": column, "pairs": [[source value, derived value], ...]}
+        self.derived_: dict[str, dict[str, Any]] = {}
+        self._derived_dtypes: dict[str, pl.DataType] = {}
 
     # --- fitting and the two directions ------------------------------------------
 
     def fit(self, table: pl.DataFrame, schema: Schema, *, seed: int = 0) -> TableEncoder:
         rng = np.random.default_rng(seed)
+        self.derived_ = _functional_dependencies(table, schema, self.config) if self.config.derive_functions else {}
         self.transformers_ = [
             _make_transformer(column, self.config).fit(table.get_column(column.name), rng)
-            for column in schema.learned
+            for column in schema.learned if column.name not in self.derived_
         ]
+        self._derived_dtypes = {name: _output_dtype(schema[name], self.config) for name in self.derived_}
         self._layout()
         return self
 
@@ -93,6 +110,7 @@ class TableEncoder:
 
     @property
     def columns(self) -> list[str]:
+        """The columns a model learns (derived columns are not among them)."""
         return [t.spec.name for t in self.transformers_]
 
     def encode(self, table: pl.DataFrame) -> np.ndarray:
@@ -107,7 +125,16 @@ class TableEncoder:
             width = transformer.width
             series.append(transformer.inverse(matrix[:, offset : offset + width]))
             offset += width
-        return pl.DataFrame(series)
+        frame = pl.DataFrame(series)
+        return frame.with_columns(self.derive(frame, name) for name in self.derived_) if self.derived_ else frame
+
+    def derive(self, frame: pl.DataFrame, column: str) -> pl.Series:
+        """The derived ``column`` of ``frame``, from its source column through the training mapping."""
+        dependency = self.derived_[column]
+        mapping = {source: value for source, value in dependency["pairs"]}
+        dtype = self._derived_dtypes[column]
+        source = frame.get_column(dependency["source"])
+        return pl.Series(column, [mapping.get(value) for value in source.to_list()], dtype=dtype)
 
     # --- helpers that generators use ----------------------------------------------
 
@@ -122,6 +149,15 @@ class TableEncoder:
 
     def encode_value(self, column: str, value: Any) -> dict[Span, np.ndarray]:
         """The encoded values that pin ``column`` to ``value``, span by span (for conditions)."""
+        if column in self.derived_:
+            source = self.derived_[column]["source"]
+            sources = [a for a, b in self.derived_[column]["pairs"] if b == value]
+            if len(sources) != 1:
+                seen = "it was never seen in training" if not sources else f"{len(sources)} {source!r} values give it"
+                raise ConditionError(
+                    f"cannot condition {column!r} on {value!r}: the column is derived from {source!r} and {seen}; "
+                    f"condition on {source!r} instead.")
+            return self.encode_value(source, sources[0])
         transformer = self.transformer(column)
         encoded = transformer.transform(pl.Series(column, [value], dtype=transformer.source_dtype))[0]
         offset = transformer.offset
@@ -130,7 +166,8 @@ class TableEncoder:
     # --- (de)serialisation: JSON only ---------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        return {"config": asdict(self.config), "columns": [t.state() for t in self.transformers_]}
+        return {"config": asdict(self.config), "columns": [t.state() for t in self.transformers_],
+                "derived": self.derived_}
 
     @classmethod
     def from_state(cls, state: dict[str, Any], schema: Schema) -> TableEncoder:
@@ -138,6 +175,8 @@ class TableEncoder:
         encoder.transformers_ = [
             _make_transformer(schema[column["name"]], encoder.config).load(column) for column in state["columns"]
         ]
+        encoder.derived_ = state.get("derived", {})
+        encoder._derived_dtypes = {name: _output_dtype(schema[name], encoder.config) for name in encoder.derived_}
         encoder._layout()
         return encoder
 
@@ -151,6 +190,46 @@ class TableEncoder:
                                   span.n_categories))
             offset += transformer.width
         self.spans_ = spans
+
+
+def _output_dtype(spec: ColumnSpec, config: EncoderConfig) -> pl.DataType:
+    return pl.Boolean if spec.kind == ColumnKind.boolean else _make_transformer(spec, config).source_dtype
+
+
+def _functional_dependencies(table: pl.DataFrame, schema: Schema, config: EncoderConfig) -> dict[str, dict[str, Any]]:
+    """Discrete learned columns that are an exact function of another discrete learned column.
+
+    Candidates are categorical, boolean, and integer columns with at most ``max_categories``
+    values; a source must have every value (null included) in at least ``min_category_count``
+    rows, so that neither a rare value nor an identifier-like column can become a lookup
+    table. Of a one-to-one pair the earlier column stays learned.
+    """
+    discrete = [c.name for c in schema.learned
+                if c.kind in (ColumnKind.categorical, ColumnKind.boolean, ColumnKind.integer)
+                and 2 <= table.get_column(c.name).n_unique() <= config.max_categories]
+    sources = [name for name in discrete
+               if table.get_column(name).value_counts().get_column("count").min() >= config.min_category_count]
+    order = {name: index for index, name in enumerate(discrete)}
+
+    def determines(source: str, target: str) -> bool:
+        spread = table.group_by(source).agg(pl.col(target).n_unique().alias("values")).get_column("values")
+        return int(spread.max()) == 1
+
+    derived: dict[str, str] = {}
+    for target in discrete:
+        for source in sources:
+            if source == target or source in derived or not determines(source, target):
+                continue
+            if order[source] > order[target] and target in sources and determines(target, source):
+                continue  # one-to-one: the earlier column of the pair is the one learned
+            derived[target] = source
+            break
+    for target in list(derived):  # a source that was itself derived later: go back to a learned column
+        while derived[target] in derived:
+            derived[target] = derived[derived[target]]
+    return {target: {"source": source, "pairs": table.select(source, target).unique(maintain_order=True)
+                     .sort(source, nulls_last=True).rows()}
+            for target, source in derived.items()}
 
 
 # --- one transformer per source column ---------------------------------------------
@@ -286,10 +365,12 @@ class _NumericTransformer(_ColumnTransformer):
     # minmax
     low_: float
     high_: float
+    # discrete: the common distinct values of a low-cardinality integer column, each one category
+    values_: np.ndarray | None = None
 
     @property
     def method(self) -> str:
-        return self.config.numeric
+        return "discrete" if self.values_ is not None else self.config.numeric
 
     def _to_float(self, series: pl.Series) -> np.ndarray:
         return as_number(series).cast(pl.Float64).to_numpy()
@@ -313,7 +394,11 @@ class _NumericTransformer(_ColumnTransformer):
         present = values[~np.isnan(values)]
         self.has_nulls_ = bool(series.null_count())
         self.fill_ = float(np.median(present))
-        if self.method == "quantile":
+        unique, counts = np.unique(present, return_counts=True)
+        if self.spec.kind == ColumnKind.integer and 0 < len(unique) <= self.config.discrete_integer_max:
+            common = unique[counts >= self.config.min_category_count]
+            self.values_ = common if len(common) else unique[[np.argmax(counts)]]
+        elif self.method == "quantile":
             self._fit_quantiles(present)
         elif self.method == "mode_specific":
             self.means_, self.stds_ = _fit_modes(present, self.config.max_modes, rng)
@@ -345,7 +430,11 @@ class _NumericTransformer(_ColumnTransformer):
         self.inverse_y_ = y[keep_both]
 
     def spans(self) -> list[Span]:
-        spans = [Span(self.spec.name, "value", "numeric", 0, 1)]
+        if self.values_ is not None:
+            n, method = len(self.values_), self.config.categorical
+            spans = [Span(self.spec.name, "value", method, 0, n if method == "onehot" else 1, n)]
+        else:
+            spans = [Span(self.spec.name, "value", "numeric", 0, 1)]
         if self.method == "mode_specific":
             n_modes = len(self.means_)
             spans.append(Span(self.spec.name, "mode", "onehot", 1, n_modes, n_modes))
@@ -359,7 +448,9 @@ class _NumericTransformer(_ColumnTransformer):
         values = self._to_float(series)
         nulls = np.isnan(values)
         values = np.where(nulls, self.fill_, values)
-        if self.method == "quantile":
+        if self.values_ is not None:
+            blocks = [_discrete_encode(self._nearest_value(values), len(self.values_), self.config.categorical)]
+        elif self.method == "quantile":
             blocks = [ndtri(np.interp(values, self.knots_, self.positions_))[:, None]]
         elif self.method == "mode_specific":
             distance = np.abs(values[:, None] - self.means_[None, :]) / self.stds_[None, :]
@@ -373,8 +464,21 @@ class _NumericTransformer(_ColumnTransformer):
             blocks.append(_discrete_encode(nulls.astype(np.int64), 2, self.config.categorical))
         return np.concatenate(blocks, axis=1)
 
+    def _nearest_value(self, values: np.ndarray) -> np.ndarray:
+        assert self.values_ is not None
+        right = np.clip(np.searchsorted(self.values_, values), 1, max(len(self.values_) - 1, 1))
+        left = right - 1
+        if len(self.values_) == 1:
+            return np.zeros(len(values), dtype=np.int64)
+        closer_left = np.abs(values - self.values_[left]) <= np.abs(self.values_[right] - values)
+        return np.where(closer_left, left, right).astype(np.int64)
+
     def inverse(self, block: np.ndarray) -> pl.Series:
-        if self.method == "quantile":
+        if self.values_ is not None:
+            n = len(self.values_)
+            used = n if self.config.categorical == "onehot" else 1
+            values = self.values_[_discrete_decode(block[:, :used], n, self.config.categorical)]
+        elif self.method == "quantile":
             values = np.interp(ndtr(block[:, 0]), self.inverse_x_, self.inverse_y_)
             used = 1
         elif self.method == "mode_specific":
@@ -394,7 +498,9 @@ class _NumericTransformer(_ColumnTransformer):
 
     def state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"name": self.spec.name, "has_nulls": self.has_nulls_, "fill": self.fill_}
-        if self.method == "quantile":
+        if self.values_ is not None:
+            state["values"] = self.values_.tolist()
+        elif self.method == "quantile":
             state |= {"knots": self.knots_.tolist(), "positions": self.positions_.tolist(),
                       "inverse_x": self.inverse_x_.tolist(), "inverse_y": self.inverse_y_.tolist()}
         elif self.method == "mode_specific":
@@ -405,7 +511,9 @@ class _NumericTransformer(_ColumnTransformer):
 
     def load(self, state: dict[str, Any]) -> _NumericTransformer:
         self.has_nulls_, self.fill_ = state["has_nulls"], state["fill"]
-        if self.method == "quantile":
+        if "values" in state:
+            self.values_ = np.asarray(state["values"], dtype=np.float64)
+        elif self.method == "quantile":
             self.knots_, self.positions_ = np.asarray(state["knots"]), np.asarray(state["positions"])
             self.inverse_x_, self.inverse_y_ = np.asarray(state["inverse_x"]), np.asarray(state["inverse_y"])
         elif self.method == "mode_specific":
