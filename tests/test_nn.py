@@ -93,3 +93,28 @@ def test_divergence_is_reported():
 
     with pytest.raises(SynthForgeError, match="diverged at epoch 1"):
         train(data=torch.zeros(200, 1), step=step, modules=[model], params=params, context=FitContext())
+
+
+def test_marginal_calibration_matches_frequencies_and_keeps_ranks():
+    from synthforge.data.encoder import Span
+    from synthforge.nn.calibration import MarginalCalibration, proportional_fit, sample_categories
+
+    rng = np.random.default_rng(0)
+    spans = [Span("x", "value", "numeric", 0, 1), Span("c", "value", "onehot", 1, 3, 3)]
+    data = np.zeros((4_000, 4), dtype=np.float32)
+    data[:, 0] = rng.normal(2.0, 0.5, 4_000)
+    data[np.arange(4_000), 1 + rng.choice(3, 4_000, p=[0.6, 0.3, 0.1])] = 1.0
+    generated = np.column_stack([rng.normal(0, 1, 8_000), rng.normal(size=(8_000, 3)) + np.array([0.0, 1.0, 2.0])])
+    calibration = MarginalCalibration(spans).fit(generated, data)
+    calibrated = calibration.apply(generated)
+    assert abs(calibrated[:, 0].mean() - 2.0) < 0.03 and abs(calibrated[:, 0].std() - 0.5) < 0.03
+    assert np.array_equal(np.argsort(calibrated[:, 0]), np.argsort(generated[:, 0])), "a monotone map keeps ranks"
+    sample_categories(calibrated, spans, np.random.default_rng(1))
+    assert np.allclose(calibrated[:, 1:].mean(axis=0), [0.6, 0.3, 0.1], atol=0.02)
+    reloaded = MarginalCalibration(spans).load(calibration.arrays())
+    assert np.array_equal(reloaded.apply(generated), calibration.apply(generated))
+    assert MarginalCalibration(spans).apply(generated) is generated, "an unfitted calibration changes nothing"
+    logits = rng.normal(size=(5_000, 4)) + np.array([2.0, 0.0, -1.0, 0.5])
+    shifted = logits + proportional_fit(logits, np.array([0.1, 0.2, 0.3, 0.4]))
+    probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    assert np.allclose(probabilities.mean(axis=0), [0.1, 0.2, 0.3, 0.4], atol=1e-4)

@@ -7,6 +7,7 @@
 - :func:`train`: the loop — seeded shuffling, batching, a validation split,
   early stopping that restores the best weights, a per-epoch hook, and a rich
   progress bar with the losses and an ETA;
+- :func:`forward_in_chunks`: a module's output for many rows, cache-sized chunks at a time;
 - :func:`one_cycle`: the warm-up and cosine decay of the learning rate over the epochs;
 - :func:`module_arrays` / :func:`load_module_arrays`: a module's weights as numpy
   arrays for safetensors (the base class writes them; never pickle);
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from synthforge.nn.conditions import CategoricalConditions
     from synthforge.nn.training import (
         History,
+        forward_in_chunks,
         load_module_arrays,
         module_arrays,
         one_cycle,
@@ -35,10 +37,10 @@ if TYPE_CHECKING:
         train,
     )
 
-_TORCH_NAMES = {"History", "load_module_arrays", "module_arrays", "one_cycle", "resolve_device", "torch_generator",
-                "train"}
-__all__ = ["CategoricalConditions", "ConditionalTrainingParams", "History", "TrainingParams", "load_module_arrays",
-           "module_arrays", "one_cycle", "resolve_device", "torch_generator", "train"]
+_TORCH_NAMES = {"History", "forward_in_chunks", "load_module_arrays", "module_arrays", "one_cycle", "resolve_device",
+                "torch_generator", "train"}
+__all__ = ["CategoricalConditions", "ConditionalTrainingParams", "History", "TrainingParams", "forward_in_chunks",
+           "load_module_arrays", "module_arrays", "one_cycle", "resolve_device", "torch_generator", "train"]
 
 
 def __getattr__(name: str) -> Any:

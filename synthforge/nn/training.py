@@ -173,6 +173,14 @@ class _progress:
             self.bar.__exit__(None, None, None)
 
 
+def forward_in_chunks(module: torch.nn.Module, inputs: torch.Tensor, rows: int = 4096) -> torch.Tensor:
+    """``module(inputs)`` without gradients, ``rows`` at a time: sampling-sized batches of wide activations
+    fall out of the CPU's caches (measured: a 32,561-row pass of the gan generator, 0.22 s at once, 0.14 s in
+    4,096-row chunks)."""
+    with torch.no_grad():
+        return torch.cat([module(inputs[start : start + rows]) for start in range(0, len(inputs), rows)])
+
+
 def module_arrays(module: torch.nn.Module, prefix: str = "") -> dict[str, np.ndarray]:
     """A module's parameters and buffers as numpy arrays, keyed for safetensors."""
     return {f"{prefix}{name}": tensor.detach().cpu().contiguous().numpy()
@@ -185,5 +193,5 @@ def load_module_arrays(module: torch.nn.Module, arrays: dict[str, np.ndarray], p
     module.load_state_dict(state)
 
 
-__all__ = ["History", "load_module_arrays", "module_arrays", "one_cycle", "resolve_device", "torch_generator",
-           "train"]
+__all__ = ["History", "forward_in_chunks", "load_module_arrays", "module_arrays", "one_cycle", "resolve_device",
+           "torch_generator", "train"]

@@ -1,0 +1,99 @@
+"""Marginal calibration: give a generator's unconditional samples the training table's one-column marginals.
+
+GANs and VAEs learn joint structure but let one-column marginals drift (on Adult a
+CTGAN-style GAN leaves education 0.79–0.90 TV-similar to the real column). After
+training, a plugin draws raw output on fresh noise once and fits:
+
+- for every discrete span, a logit offset such that the mean of
+  ``softmax(logits + offset)`` over the draws equals the training frequencies
+  (iterative proportional fitting, a few dozen vectorised rounds);
+- for every numeric span, a monotone piecewise-linear map from the generated
+  values' quantiles to the training values' quantiles.
+
+A monotone map keeps every rank, so every rank dependence the model learned
+survives; the offsets shift each category's odds by one factor in every row. Both
+are plain arrays saved with the model's weights (safetensors). numpy only: no torch.
+
+:func:`sample_categories` then draws each category from the calibrated logits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from synthforge.data.encoder import Span
+
+QUANTILE_LEVELS = 257
+
+
+class MarginalCalibration:
+    def __init__(self, spans: list[Span]) -> None:
+        self.spans = spans
+        self.numeric = [span for span in spans if span.kind == "numeric"]
+        width = spans[-1].stop if spans else 0
+        self.logit_offset_ = np.zeros(width, dtype=np.float32)
+        self.quantiles_from_ = np.zeros((len(self.numeric), QUANTILE_LEVELS), dtype=np.float32)
+        self.quantiles_to_ = np.zeros_like(self.quantiles_from_)
+        self.fitted_ = False
+
+    def fit(self, generated: np.ndarray, data: np.ndarray) -> MarginalCalibration:
+        """``generated``: raw model output on fresh noise — logits for discrete spans, final values for numbers;
+        ``data``: the encoded training rows."""
+        levels = np.linspace(0, 1, QUANTILE_LEVELS)
+        for span in self.spans:
+            if span.kind == "onehot":
+                self.logit_offset_[span.start : span.stop] = proportional_fit(
+                    generated[:, span.start : span.stop].astype(np.float64), data[:, span.start : span.stop].mean(0))
+        for index, span in enumerate(self.numeric):
+            self.quantiles_from_[index] = np.quantile(generated[:, span.start], levels)
+            self.quantiles_to_[index] = np.quantile(data[:, span.start], levels)
+        self.fitted_ = True
+        return self
+
+    def apply(self, generated: np.ndarray) -> np.ndarray:
+        """Raw output as :meth:`fit` saw it, calibrated: offset logits, mapped numbers (a new array)."""
+        if not self.fitted_:
+            return generated
+        output = generated + self.logit_offset_
+        for index, span in enumerate(self.numeric):
+            output[:, span.start] = np.interp(generated[:, span.start], self.quantiles_from_[index],
+                                              self.quantiles_to_[index])
+        return output
+
+    def arrays(self, prefix: str = "calibration.") -> dict[str, np.ndarray]:
+        if not self.fitted_:
+            return {}
+        return {f"{prefix}logit_offset": self.logit_offset_, f"{prefix}quantiles_from": self.quantiles_from_,
+                f"{prefix}quantiles_to": self.quantiles_to_}
+
+    def load(self, arrays: dict[str, np.ndarray], prefix: str = "calibration.") -> MarginalCalibration:
+        if f"{prefix}logit_offset" in arrays:
+            self.logit_offset_ = np.array(arrays[f"{prefix}logit_offset"])
+            self.quantiles_from_ = np.array(arrays[f"{prefix}quantiles_from"])
+            self.quantiles_to_ = np.array(arrays[f"{prefix}quantiles_to"])
+            self.fitted_ = True
+        return self
+
+
+def proportional_fit(logits: np.ndarray, target: np.ndarray, rounds: int = 50) -> np.ndarray:
+    """The offset that makes the mean of ``softmax(logits + offset)`` over rows equal ``target``."""
+    offset = np.zeros(logits.shape[1])
+    wanted = np.log(np.maximum(target, 1e-6))
+    for _ in range(rounds):
+        shifted = logits + offset
+        shifted -= shifted.max(axis=1, keepdims=True)
+        probabilities = np.exp(shifted)
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        offset += wanted - np.log(np.maximum(probabilities.mean(axis=0), 1e-12))
+    return (offset - offset.mean()).astype(np.float32)
+
+
+def sample_categories(output: np.ndarray, spans: list[Span], rng: np.random.Generator) -> None:
+    """Replace every one-hot span's logits in ``output`` by a one-hot drawn from their softmax (Gumbel-max)."""
+    gumbel = -np.log(-np.log(rng.random(output.shape)))
+    rows = np.arange(len(output))
+    for span in spans:
+        if span.kind == "onehot":
+            choice = np.argmax(output[:, span.start : span.stop] + gumbel[:, span.start : span.stop], axis=1)
+            output[:, span.start : span.stop] = 0.0
+            output[rows, span.start + choice] = 1.0
