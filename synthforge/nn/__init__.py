@@ -7,7 +7,8 @@
 - :func:`train`: the loop — seeded shuffling, batching, a validation split,
   early stopping that restores the best weights, a per-epoch hook, and a rich
   progress bar with the losses and an ETA;
-- :func:`forward_in_chunks`: a module's output for many rows, cache-sized chunks at a time;
+- :func:`forward_in_chunks`: a module's output for many rows, cache-sized chunks at a time,
+  in bfloat16 where :func:`use_bfloat16` says the CPU has it natively;
 - :func:`one_cycle`: the warm-up and cosine decay of the learning rate over the epochs;
 - :func:`module_arrays` / :func:`load_module_arrays`: a module's weights as numpy
   arrays for safetensors (the base class writes them; never pickle);
@@ -35,12 +36,14 @@ if TYPE_CHECKING:
         resolve_device,
         torch_generator,
         train,
+        use_bfloat16,
     )
 
 _TORCH_NAMES = {"History", "forward_in_chunks", "load_module_arrays", "module_arrays", "one_cycle", "resolve_device",
-                "torch_generator", "train"}
+                "torch_generator", "train", "use_bfloat16"}
 __all__ = ["CategoricalConditions", "ConditionalTrainingParams", "History", "TrainingParams", "forward_in_chunks",
-           "load_module_arrays", "module_arrays", "one_cycle", "resolve_device", "torch_generator", "train"]
+           "load_module_arrays", "module_arrays", "one_cycle", "resolve_device", "torch_generator", "train",
+           "use_bfloat16"]
 
 
 def __getattr__(name: str) -> Any:

@@ -173,12 +173,23 @@ class _progress:
             self.bar.__exit__(None, None, None)
 
 
-def forward_in_chunks(module: torch.nn.Module, inputs: torch.Tensor, rows: int = 4096) -> torch.Tensor:
-    """``module(inputs)`` without gradients, ``rows`` at a time: sampling-sized batches of wide activations
-    fall out of the CPU's caches (measured: a 32,561-row pass of the gan generator, 0.22 s at once, 0.14 s in
-    4,096-row chunks)."""
-    with torch.no_grad():
-        return torch.cat([module(inputs[start : start + rows]) for start in range(0, len(inputs), rows)])
+def use_bfloat16(precision: str) -> bool:
+    """Whether sampling should run in bfloat16: ``bfloat16``/``float32`` as asked, ``auto`` where the CPU
+    multiplies bfloat16 natively (AVX512-BF16 or AMX), about twice float32's throughput there."""
+    if precision != "auto":
+        return precision == "bfloat16"
+    native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    return bool(native()) or bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
+def forward_in_chunks(module: torch.nn.Module, inputs: torch.Tensor, rows: int = 4096,
+                      bfloat16: bool = False) -> torch.Tensor:
+    """``module(inputs)`` without gradients, ``rows`` at a time, in float32 out; with ``bfloat16`` the
+    matrix products run in bfloat16 (autocast). Sampling-sized batches of wide activations fall out of the
+    CPU's caches: a 32,561-row pass of the gan generator took 0.22 s at once, 0.14 s in 4,096-row chunks,
+    0.07 s in bfloat16 chunks."""
+    with torch.no_grad(), torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=bfloat16):
+        return torch.cat([module(inputs[start : start + rows]).float() for start in range(0, len(inputs), rows)])
 
 
 def module_arrays(module: torch.nn.Module, prefix: str = "") -> dict[str, np.ndarray]:
@@ -194,4 +205,4 @@ def load_module_arrays(module: torch.nn.Module, arrays: dict[str, np.ndarray], p
 
 
 __all__ = ["History", "forward_in_chunks", "load_module_arrays", "module_arrays", "one_cycle", "resolve_device",
-           "torch_generator", "train"]
+           "torch_generator", "train", "use_bfloat16"]

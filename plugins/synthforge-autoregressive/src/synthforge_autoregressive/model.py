@@ -336,13 +336,9 @@ class AutoregressiveGenerator(Generator):
         return self.sampling_network_
 
     def _use_bfloat16(self) -> bool:
-        precision = self.params.sample_precision
-        if precision != "auto":
-            return precision == "bfloat16"
-        import torch
+        from synthforge.nn import use_bfloat16
 
-        native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
-        return bool(native()) or bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+        return use_bfloat16(self.params.sample_precision)
 
     def _excluded_tokens(self, allow_missing: bool) -> list[list[int]]:
         """Per column, the tokens imputation must not produce: null, and the pooled rare category."""
