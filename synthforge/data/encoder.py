@@ -204,16 +204,22 @@ def _functional_dependencies(table: pl.DataFrame, schema: Schema, config: Encode
     rows, so that neither a rare value nor an identifier-like column can become a lookup
     table. Of a one-to-one pair the earlier column stays learned.
     """
-    discrete = [c.name for c in schema.learned
-                if c.kind in (ColumnKind.categorical, ColumnKind.boolean, ColumnKind.integer)
-                and 2 <= table.get_column(c.name).n_unique() <= config.max_categories]
+    distinct = {c.name: table.get_column(c.name).n_unique() for c in schema.learned
+                if c.kind in (ColumnKind.categorical, ColumnKind.boolean, ColumnKind.integer)}
+    discrete = [name for name, count in distinct.items() if 2 <= count <= config.max_categories]
     sources = [name for name in discrete
                if table.get_column(name).value_counts().get_column("count").min() >= config.min_category_count]
     order = {name: index for index, name in enumerate(discrete)}
+    # A source determines a target when the pair has no more distinct values than the source alone; a source
+    # with fewer values than the target cannot. Every candidate pair is counted in one parallel polars query.
+    pairs = [(source, target) for source in sources for target in discrete
+             if source != target and distinct[source] >= distinct[target]]
+    counts = table.select(pl.struct(source, target).n_unique().alias(str(index))
+                          for index, (source, target) in enumerate(pairs)).row(0) if pairs else ()
+    functional = {pair for pair, count in zip(pairs, counts, strict=True) if count == distinct[pair[0]]}
 
     def determines(source: str, target: str) -> bool:
-        spread = table.group_by(source).agg(pl.col(target).n_unique().alias("values")).get_column("values")
-        return int(spread.max()) == 1
+        return (source, target) in functional
 
     derived: dict[str, str] = {}
     for target in discrete:
