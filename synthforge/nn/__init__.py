@@ -1,6 +1,7 @@
 """Shared machinery for neural generator plugins, so that a plugin's own file is its model and its loss.
 
-- :class:`TrainingParams`: the usual training knobs, with defaults, to subclass
+- :class:`TrainingParams`: the usual training knobs, with defaults, to subclass (and
+  :class:`OneHotModelParams`, with the encoding and calibration knobs of the VAE and the GAN)
   (importable without torch, so a plugin's ``Params`` cost nothing at start-up);
 - :func:`resolve_device`: ``auto``/``cpu``/``cuda``/``cuda:N``/``mps`` to a device;
 - :func:`torch_generator`: a seeded ``torch.Generator`` on that device;
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from synthforge.nn.params import ConditionalTrainingParams, TrainingParams
+from synthforge.nn.params import ConditionalTrainingParams, OneHotModelParams, TrainingParams
 
 if TYPE_CHECKING:
     from synthforge.nn.conditions import CategoricalConditions
@@ -41,9 +42,9 @@ if TYPE_CHECKING:
 
 _TORCH_NAMES = {"History", "forward_in_chunks", "load_module_arrays", "module_arrays", "one_cycle", "resolve_device",
                 "torch_generator", "train", "use_bfloat16"}
-__all__ = ["CategoricalConditions", "ConditionalTrainingParams", "History", "TrainingParams", "forward_in_chunks",
-           "load_module_arrays", "module_arrays", "one_cycle", "resolve_device", "torch_generator", "train",
-           "use_bfloat16"]
+__all__ = ["CategoricalConditions", "ConditionalTrainingParams", "History", "OneHotModelParams", "TrainingParams",
+           "forward_in_chunks", "load_module_arrays", "module_arrays", "one_cycle", "resolve_device", "torch_generator",
+           "train", "use_bfloat16"]
 
 
 def __getattr__(name: str) -> Any:

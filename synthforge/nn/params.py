@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+from synthforge.data.encoder import EncoderConfig
 
 
 class TrainingParams(BaseModel):
@@ -25,3 +29,20 @@ class ConditionalTrainingParams(TrainingParams):
     unconditional_rate: float = Field(0.5, ge=0, le=1, description="Share of training rows with no condition.")
     condition_keep_rate: float = Field(0.5, ge=0, le=1,
                                        description="In conditioned rows, chance that each category is given.")
+
+
+class OneHotModelParams(ConditionalTrainingParams):
+    """Parameters of a generator over one-hot categories and normalised numbers whose samples get marginal
+    calibration (:mod:`synthforge.nn.calibration`): the VAE and the GAN."""
+
+    numeric_encoding: Literal["mode_specific", "quantile"] = Field(
+        "mode_specific", description="How numbers are normalised before training.")
+    discrete_integer_max: int = Field(
+        32, ge=0, le=1000, description="Integer columns with at most this many distinct values are learned as "
+                                       "categories of their values (0: never).")
+    calibrate: bool = Field(True, description="Match one-column marginals after training.")
+
+    def encoder_config(self) -> EncoderConfig:
+        """One-hot categories, columns that are functions of another derived rather than learned."""
+        return EncoderConfig(numeric=self.numeric_encoding, categorical="onehot",
+                             discrete_integer_max=self.discrete_integer_max, derive_functions=True)

@@ -28,17 +28,17 @@ one-hot) or quantile normalised, categories and null indicators one-hot.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import Field
 
 from synthforge import EncoderConfig, FitContext, Generator
 from synthforge.data.encoder import Span
-from synthforge.nn import ConditionalTrainingParams
+from synthforge.nn import OneHotModelParams
 
 
-class VAEParams(ConditionalTrainingParams):
+class VAEParams(OneHotModelParams):
     # Measured on Adult, 2 CPU cores: 50 epochs of 1,000 rows at 2e-3 fit in 42 s and score 0.975 SDMetrics
     # overall; 100 epochs of 500 at 1e-3, 83 s and 0.977.
     epochs: int = Field(50, ge=1, le=100_000, description="Most passes over the training rows.")
@@ -50,15 +50,9 @@ class VAEParams(ConditionalTrainingParams):
     layers: int = Field(2, ge=1, le=8, description="Hidden layers in the encoder and in the decoder.")
     loss_factor: float = Field(2.0, gt=0, description="Weight of the reconstruction term against the KL term.")
     kl_anneal_epochs: int = Field(10, ge=0, description="Epochs over which the KL weight rises from 0 to 1.")
-    # Measured on Adult before calibration (100 epochs, 2 cores): mode_specific 0.903 SDMetrics overall in
-    # 103 s, quantile 0.914 in 73 s; but with quantile, conditionals of rare categories came out weaker on
-    # small tables (wives 35% female vs 66%), so mode_specific stays the default until that is understood.
-    numeric_encoding: Literal["mode_specific", "quantile"] = Field(
-        "mode_specific", description="How numbers are normalised before training.")
-    discrete_integer_max: int = Field(
-        32, ge=0, le=1000, description="Integer columns with at most this many distinct values are learned as "
-                                       "categories of their values (0: never).")
-    calibrate: bool = Field(True, description="Match one-column marginals after training (see the model's notes).")
+    # numeric_encoding keeps OneHotModelParams' mode_specific. Measured on Adult before calibration (100 epochs,
+    # 2 cores): mode_specific 0.903 SDMetrics overall in 103 s, quantile 0.914 in 73 s; but with quantile,
+    # conditionals of rare categories came out weaker on small tables (wives 35% female vs 66%).
 
 
 class ConditionalVAE(Generator):
@@ -71,8 +65,7 @@ class ConditionalVAE(Generator):
     params: VAEParams
 
     def encoder_config(self) -> EncoderConfig:
-        return EncoderConfig(numeric=self.params.numeric_encoding, categorical="onehot",
-                             discrete_integer_max=self.params.discrete_integer_max, derive_functions=True)
+        return self.params.encoder_config()
 
     # --- the layout of the data and of the condition vector ------------------------------
 
