@@ -13,11 +13,13 @@ from synthforge_autoregressive.model import _rank_bins
 
 from synthforge.engine import run
 from synthforge.errors import RecipeError, SynthForgeError
+from synthforge.generator import FitContext
 from synthforge.plugins import get_plugin_manager
 from synthforge.testing import (
     check_conditionals_learned,
     check_recipe_mode,
     conformance_checks,
+    conformance_schema,
     conformance_table,
     fitted,
     recipe_modes,
@@ -139,3 +141,21 @@ def test_impute_mode_needs_a_generator_that_imputes(tmp_path: Path):
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     with pytest.raises(RecipeError, match=r"recipe.yaml:\d+.*'copula' cannot impute.*autoregressive"):
         run(tmp_path / "recipe.yaml", pm=get_plugin_manager())
+
+
+def test_a_small_table_gets_fewer_bins_so_an_exact_value_is_held_by_several_rows():
+    from scipy.special import ndtr
+
+    table = conformance_table().head(300)
+    model = AutoregressiveGenerator({**FAST, "epochs": 1, "bins": 250}).fit(table, conformance_schema(),
+                                                                          FitContext(seed=0))
+    # 300 rows, min_category_count 5: 30 bins of 10 rows' mass, so a value is a bin of its own (sampled exactly)
+    # only when 5 rows or more hold it; with 250 bins, 2 rows would have been enough.
+    (span,) = model.encoder_.spans_of("age")
+    ranks = ndtr(model.encoder_.encode(table)[:, span.start].astype(np.float64))
+    low, high = model.bin_low_["age"], model.bin_high_["age"]
+    exact = low[1:-1][low[1:-1] == high[1:-1]]  # (a lone tail value may close either end, as documented)
+    assert len(exact) >= 3
+    for rank in exact:
+        assert np.isclose(ranks, rank).sum() >= 5
+    assert len(low) < 60

@@ -52,7 +52,10 @@ class AutoregressiveParams(TrainingParams):
     # set validation_fraction (and patience) to watch a validation NLL.
     patience: int = Field(0, ge=0, description="Epochs without validation improvement before stopping (0: never).")
     validation_fraction: float = Field(0.0, ge=0, lt=0.5, description="Rows held back to report a validation NLL.")
-    bins: int = Field(100, ge=2, le=10_000, description="Quantile bins per numeric column.")
+    # Measured on Adult (2 seeds each): 100 bins TSTR AUC 0.911-0.912, SDMetrics overall 0.989-0.990; 250 bins
+    # 0.914-0.915, 0.989; 500 bins 0.916-0.917, 0.987-0.990 but sampling slows with the wider heads.
+    bins: int = Field(250, ge=2, le=10_000, description="Quantile bins per numeric column (fewer on small tables: "
+                                                        "a bin holds at least twice min_category_count rows).")
     embedding_dim: int = Field(32, ge=1, le=1024, description="Size of each column's token embedding.")
     hidden_dim: int = Field(128, ge=8, le=8192, description="Width of the trunk's hidden layers.")
     layers: int = Field(2, ge=1, le=8, description="Hidden layers in the trunk.")
@@ -95,8 +98,10 @@ class AutoregressiveGenerator(Generator):
         for name, value, null in self._columns():
             if value.kind == "numeric":
                 present = data[:, value.start] if null is None else data[data[:, null.start] == 0, value.start]
-                self.bin_low_[name], self.bin_high_[name] = _rank_bins(ndtr(present.astype(np.float64)),
-                                                                       self.params.bins)
+                # A value sampled exactly (a bin of its own) must be held by min_category_count rows or more,
+                # as a category must, so a small table gets fewer, larger bins.
+                bins = min(self.params.bins, max(2, len(present) // (2 * self.encoder_.config.min_category_count)))
+                self.bin_low_[name], self.bin_high_[name] = _rank_bins(ndtr(present.astype(np.float64)), bins)
                 vocab.append(len(self.bin_low_[name]) + (null is not None))
             else:
                 vocab.append(value.n_categories)
