@@ -131,10 +131,9 @@ class TableEncoder:
     def derive(self, frame: pl.DataFrame, column: str) -> pl.Series:
         """The derived ``column`` of ``frame``, from its source column through the training mapping."""
         dependency = self.derived_[column]
-        mapping = {source: value for source, value in dependency["pairs"]}
-        dtype = self._derived_dtypes[column]
-        source = frame.get_column(dependency["source"])
-        return pl.Series(column, [mapping.get(value) for value in source.to_list()], dtype=dtype)
+        sources, values = zip(*dependency["pairs"], strict=True)
+        return frame.get_column(dependency["source"]).replace_strict(
+            list(sources), list(values), default=None, return_dtype=self._derived_dtypes[column]).alias(column)
 
     # --- helpers that generators use ----------------------------------------------
 
@@ -224,7 +223,7 @@ def _functional_dependencies(table: pl.DataFrame, schema: Schema, config: Encode
     derived: dict[str, str] = {}
     for target in discrete:
         for source in sources:
-            if source == target or source in derived or not determines(source, target):
+            if source in derived or not determines(source, target):
                 continue
             if order[source] > order[target] and target in sources and determines(target, source):
                 continue  # one-to-one: the earlier column of the pair is the one learned
@@ -472,10 +471,10 @@ class _NumericTransformer(_ColumnTransformer):
 
     def _nearest_value(self, values: np.ndarray) -> np.ndarray:
         assert self.values_ is not None
-        right = np.clip(np.searchsorted(self.values_, values), 1, max(len(self.values_) - 1, 1))
-        left = right - 1
         if len(self.values_) == 1:
             return np.zeros(len(values), dtype=np.int64)
+        right = np.clip(np.searchsorted(self.values_, values), 1, len(self.values_) - 1)
+        left = right - 1
         closer_left = np.abs(values - self.values_[left]) <= np.abs(self.values_[right] - values)
         return np.where(closer_left, left, right).astype(np.int64)
 

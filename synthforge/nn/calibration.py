@@ -26,6 +26,11 @@ from synthforge.data.encoder import Span
 QUANTILE_LEVELS = 257
 
 
+def calibration_draws(training_rows: int) -> int:
+    """How many rows of raw output to fit the calibration on: four per training row, at most 50,000."""
+    return min(50_000, 4 * training_rows)
+
+
 class MarginalCalibration:
     def __init__(self, spans: list[Span]) -> None:
         self.spans = spans

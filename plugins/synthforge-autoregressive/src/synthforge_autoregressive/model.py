@@ -334,16 +334,13 @@ class AutoregressiveGenerator(Generator):
             first, dim = self.trunk_[0], self.params.embedding_dim
             tables = [embedding.weight @ first.weight[:, j * dim : (j + 1) * dim].T
                       for j, embedding in enumerate(self.embeddings_)]
-            dtype = torch.bfloat16 if self._use_bfloat16() else torch.float32
+            from synthforge.nn import use_bfloat16
+
+            dtype = torch.bfloat16 if use_bfloat16(self.params.sample_precision) else torch.float32
             rest = copy.deepcopy(self.trunk_[1:]).to(dtype)
             self.sampling_network_ = (tables, first.bias, rest, self.heads_.weight.to(dtype),
                                       self.heads_.bias.to(dtype))
         return self.sampling_network_
-
-    def _use_bfloat16(self) -> bool:
-        from synthforge.nn import use_bfloat16
-
-        return use_bfloat16(self.params.sample_precision)
 
     def _excluded_tokens(self, allow_missing: bool) -> list[list[int]]:
         """Per column, the tokens imputation must not produce: null, and the pooled rare category."""

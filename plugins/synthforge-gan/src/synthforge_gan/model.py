@@ -282,12 +282,12 @@ class ConditionalGAN(Generator):
         import torch
 
         from synthforge.nn import forward_in_chunks, use_bfloat16
-        from synthforge.nn.calibration import MarginalCalibration
+        from synthforge.nn.calibration import MarginalCalibration, calibration_draws
 
         self.calibration_ = MarginalCalibration(self.encoder_.spans_)
         if not self.params.calibrate:
             return
-        rows = min(50_000, 4 * len(data))
+        rows = calibration_draws(len(data))
         noise = torch.randn(rows, self.params.noise_dim, generator=generator)
         raw = forward_in_chunks(self.generator_net_, torch.cat([noise, torch.zeros(rows, self.conditions_.width)], 1),
                                 bfloat16=use_bfloat16(self.params.sample_precision))  # as sampling will run it

@@ -178,11 +178,11 @@ class ConditionalVAE(Generator):
     def _calibrate(self, data: np.ndarray, seed: int) -> None:
         import torch
 
-        from synthforge.nn.calibration import MarginalCalibration
+        from synthforge.nn.calibration import MarginalCalibration, calibration_draws
 
         self.calibration_ = MarginalCalibration(self.encoder_.spans_)
         if self.params.calibrate:
-            rows = min(50_000, 4 * len(data))
+            rows = calibration_draws(len(data))
             prior = self._decode_prior(torch.zeros(rows, self.conditions_.width), np.random.default_rng(seed))
             self.calibration_.fit(prior, data)
 
