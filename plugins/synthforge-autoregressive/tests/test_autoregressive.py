@@ -147,8 +147,8 @@ def test_a_small_table_gets_fewer_bins_so_an_exact_value_is_held_by_several_rows
     from scipy.special import ndtr
 
     table = conformance_table().head(300)
-    model = AutoregressiveGenerator({**FAST, "epochs": 1, "bins": 250}).fit(table, conformance_schema(),
-                                                                          FitContext(seed=0))
+    model = AutoregressiveGenerator({**FAST, "epochs": 1, "bins": 250, "discrete_integer_max": 0}).fit(
+        table, conformance_schema(), FitContext(seed=0))
     # 300 rows, min_category_count 5: 30 bins of 10 rows' mass, so a value is a bin of its own (sampled exactly)
     # only when 5 rows or more hold it; with 250 bins, 2 rows would have been enough.
     (span,) = model.encoder_.spans_of("age")
@@ -159,3 +159,51 @@ def test_a_small_table_gets_fewer_bins_so_an_exact_value_is_held_by_several_rows
     for rank in exact:
         assert np.isclose(ranks, rank).sum() >= 5
     assert len(low) < 60
+
+
+def test_sampling_running_sum_is_the_networks_first_layer():
+    """Sampling never runs the first layer: it adds one row of a per-column table per revealed cell. The
+    logits that path gives must be the network's own, whichever columns are visible."""
+    import torch
+
+    model = fitted(AutoregressiveGenerator, FAST)
+    tokens = torch.as_tensor(model._tokenize(model.encoder_.encode(conformance_table().head(64))))
+    visible = torch.rand(tokens.shape, generator=torch.Generator().manual_seed(0)) < 0.5
+    with torch.no_grad():
+        expected = model._logits(tokens, visible)
+        start, updates, _, _, _ = model._sampling_network()
+        running = start.expand(len(tokens), -1).clone()
+        for j in range(tokens.shape[1]):
+            running[visible[:, j]] += updates[j][tokens[visible[:, j], j]]
+        layers = [m for m in model.trunk_[1:] if not isinstance(m, torch.nn.Dropout)]
+        hidden = running
+        for layer in layers:
+            hidden = layer(hidden)
+        assert torch.allclose(model.heads_(hidden), expected, atol=1e-4)
+
+
+def test_bfloat16_sampling_keeps_the_float32_distribution(tmp_path: Path):
+    model = fitted(AutoregressiveGenerator, FAST)
+    samples = {}
+    for precision in ("float32", "bfloat16"):
+        copy = AutoregressiveGenerator.load(model.save(tmp_path / precision))
+        copy.params = copy.params.model_copy(update={"sample_precision": precision})
+        samples[precision] = copy.sample(4000, seed=5)
+    exact, half = samples["float32"], samples["bfloat16"]
+    shares = {name: dict(frame.get_column("relationship").value_counts(normalize=True).iter_rows())
+              for name, frame in samples.items()}
+    assert max(abs(shares["bfloat16"].get(k, 0.0) - v) for k, v in shares["float32"].items()) < 0.03
+    assert abs(half.get_column("age").mean() - exact.get_column("age").mean()) < 1.0
+
+
+def test_discrete_integers_are_tokens_of_their_values_with_a_null_token():
+    """hours-per-week (nulls in every 13th row) has fewer than 128 values: each common value is a token, null
+    another; sampling gives only values seen in training, nulls at about their rate, and imputation none."""
+    model = fitted(AutoregressiveGenerator, FAST)
+    assert model.bin_low_.keys() == {"fnlwgt", "interview_date"}  # the other numbers are discrete
+    table = conformance_table()
+    sample = model.sample(3000, seed=6)
+    for column in ("age", "hours-per-week", "capital-gain"):
+        assert set(sample.get_column(column).drop_nulls().to_list()) <= set(table.get_column(column).to_list())
+    assert 0.03 < sample.get_column("hours-per-week").null_count() / sample.height < 0.13
+    assert model.impute(table.head(200), seed=1).get_column("hours-per-week").null_count() == 0
