@@ -14,6 +14,7 @@ from synthforge.testing import (
     check_conditionals_learned,
     check_recipe_mode,
     conformance_checks,
+    conformance_table,
     fitted,
     recipe_modes,
 )
@@ -64,3 +65,31 @@ def test_diffusers_is_not_imported_until_a_model_needs_it():
 @pytest.mark.parametrize("output", recipe_modes(TabularDiffusion), ids=lambda output: output["mode"])
 def test_every_recipe_mode_runs_by_name(tmp_path: Path, output):
     check_recipe_mode("diffusion", {**FAST, "epochs": 3}, output, tmp_path)
+
+
+def _category_shares(table, column: str) -> dict[str, float]:
+    return dict(table.get_column(column).value_counts(normalize=True).iter_rows())
+
+
+def test_bfloat16_training_and_sampling_learn_what_float32_learns(tmp_path: Path):
+    """Autocast bfloat16 (``auto`` picks it where the CPU multiplies it natively) trains the same denoiser
+    to the same marginals as float32, and sampling in bfloat16 from float32 weights moves them by little."""
+    exact = fitted(TabularDiffusion, {**FAST, "train_precision": "float32", "sample_precision": "float32"})
+    half = fitted(TabularDiffusion, {**FAST, "train_precision": "bfloat16", "sample_precision": "bfloat16"})
+    assert half.history_.epochs[-1]["loss"] < 0.8 * half.history_.epochs[0]["loss"]
+    final_half, final_exact = half.history_.epochs[-1]["loss"], exact.history_.epochs[-1]["loss"]
+    assert abs(final_half - final_exact) < 0.1 * final_exact
+    reference = _category_shares(exact.sample(2000, seed=3), "relationship")
+    exact_in_bfloat16 = TabularDiffusion.load(exact.save(tmp_path / "exact"))
+    exact_in_bfloat16.params = exact_in_bfloat16.params.model_copy(update={"sample_precision": "bfloat16"})
+    for model in (half, exact_in_bfloat16):
+        shares = _category_shares(model.sample(2000, seed=3), "relationship")
+        assert max(abs(shares.get(k, 0.0) - v) for k, v in reference.items()) < 0.05, (shares, reference)
+
+
+def test_discrete_integers_are_sampled_as_values_seen_in_training():
+    model = fitted(TabularDiffusion, {**FAST, "epochs": 10, "discrete_integer_max": 100})
+    sample = model.sample(1000, seed=4)
+    for column in ("education-num", "hours-per-week"):
+        real = set(conformance_table().get_column(column).drop_nulls().to_list())
+        assert set(sample.get_column(column).drop_nulls().to_list()) <= real, column

@@ -1,7 +1,11 @@
 """A tabular denoising diffusion model in the spirit of TabDDPM (Kotelnikov et al., 2023), on diffusers schedulers.
 
 - **Data space**: numbers quantile-normalised to a standard normal by SynthForge's
-  encoder; every category (and every null indicator) as a one-hot scaled to ±1.
+  encoder; every category (and every null indicator) as a one-hot scaled to ±1. An
+  integer column with few distinct values (``discrete_integer_max``: capital gains,
+  ages, hours) is a category of its values: a continuous model smears the point
+  masses such columns carry, and on Adult learning them as categories lifted
+  train-on-synthetic AUC from 0.912 to 0.924.
 - **Denoiser**: an MLP with residual blocks and a sinusoidal timestep embedding
   predicts the clean row (``prediction_type="sample"``): the numbers directly
   (squared error), each categorical span as logits (cross-entropy). The clean-row
@@ -35,12 +39,12 @@ from synthforge.data.encoder import Span
 from synthforge.nn import ConditionalTrainingParams
 
 SchedulerName = Literal["ddpm", "ddim", "dpm_solver", "unipc", "euler"]
-_SAMPLE_CHUNK = 16_384
+_SAMPLE_CHUNK = 4096  # rows denoised together: the activations stay in cache (16,384 rows: 19.8 s, 4,096: 17.3 s)
 
 
 class DiffusionParams(ConditionalTrainingParams):
-    # Measured on Adult, 2 CPU cores: 300 epochs of a 256-wide denoiser fit in 508 s and scored 0.988 SDMetrics
-    # overall; 100 epochs, 155 s, 0.982. A 512-wide one costs 6 s an epoch, past the 10-minute budget.
+    # Measured on Adult, 2 CPU cores: 300 epochs of a 256-wide denoiser scored 0.989 SDMetrics overall, 100 epochs
+    # 0.982. A 512-wide one (bfloat16, 250 epochs) took 652 s, past the 10-minute budget, for 0.989 and TSTR 0.910.
     epochs: int = Field(300, ge=1, le=100_000, description="Passes over the training rows.")
     batch_size: int = Field(1024, ge=2, le=1_000_000, description="Rows per optimisation step.")
     learning_rate: float = Field(2e-3, gt=0, lt=1, description="AdamW's peak step size (cosine decay).")
@@ -57,6 +61,20 @@ class DiffusionParams(ConditionalTrainingParams):
     sampling_steps: int = Field(50, ge=1, le=10_000, description="Denoising steps when sampling.")
     guidance_scale: float = Field(1.0, ge=0, le=20, description="Classifier-free guidance for conditions (1: none).")
     categorical_weight: float = Field(1.0, gt=0, description="Weight of the categories' cross-entropy in the loss.")
+    # Measured on Adult: integers with at most 128 values as categories of their values (capital-gain/-loss,
+    # age, hours-per-week, education-num) lifted TSTR AUC from 0.912 to 0.924 (overall 0.989 -> 0.988).
+    discrete_integer_max: int = Field(
+        128, ge=0, le=1000, description="Integer columns with at most this many distinct values are learned as "
+                                        "categories of their values, rarer values to the nearest common one "
+                                        "(0: never).")
+    # bfloat16 autocast on an AVX512-BF16 CPU: 300 epochs in 256 s instead of 474 s, same scores (0.989, TSTR 0.912);
+    # sampling 32,561 rows in 17.3 s instead of 30.5 s, same scores.
+    train_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="Arithmetic of the denoiser's matrix products in training on a CPU (autocast); auto: "
+                            "bfloat16 where the CPU has it natively. GPU training stays float32.")
+    sample_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="Arithmetic of the denoiser's matrix products when sampling; auto: bfloat16 where the "
+                            "CPU has it natively.")
 
 
 class TabularDiffusion(Generator):
@@ -68,6 +86,10 @@ class TabularDiffusion(Generator):
     supports_gpu = True
     uses_torch = True
     params: DiffusionParams
+
+    def encoder_config(self) -> EncoderConfig:
+        return EncoderConfig(numeric="quantile", categorical="onehot",
+                             discrete_integer_max=self.params.discrete_integer_max)
 
     # --- layout -----------------------------------------------------------------------------
 
@@ -132,7 +154,7 @@ class TabularDiffusion(Generator):
         noise = torch.randn(clean.shape, generator=generator, device=device)
         timesteps = torch.randint(0, self.params.train_timesteps, (rows,), generator=generator, device=device)
         noisy = scheduler.add_noise(clean, noise, timesteps)
-        output = self.denoiser_(noisy, timesteps, condition)
+        output = self.denoiser_(noisy, timesteps, condition).float()
         loss = torch.zeros(rows, device=device)
         if self.numeric_index_:
             columns = torch.as_tensor(self.numeric_index_, device=device)
@@ -148,7 +170,7 @@ class TabularDiffusion(Generator):
     def _fit(self, data: np.ndarray, context: FitContext) -> None:
         import torch
 
-        from synthforge.nn import one_cycle, resolve_device, torch_generator, train
+        from synthforge.nn import one_cycle, resolve_device, torch_generator, train, use_bfloat16
 
         device = resolve_device(context.device)
         self._layout()
@@ -161,9 +183,12 @@ class TabularDiffusion(Generator):
         advance_schedule = one_cycle(optimiser, self.params, len(data))
         generator = torch_generator(context.seed + 1, device)
 
+        bfloat16 = device.type == "cpu" and use_bfloat16(self.params.train_precision)
+
         def step(batch: Any, epoch: int) -> dict[str, float]:
             optimiser.zero_grad()
-            loss = self._loss(batch, scheduler, generator)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+                loss = self._loss(batch, scheduler, generator)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.denoiser_.parameters(), 1.0)
             optimiser.step()
@@ -200,17 +225,22 @@ class TabularDiffusion(Generator):
         """Run the scheduler from pure noise to a clean row; sample each category from its last prediction."""
         import torch
 
+        from synthforge.nn import use_bfloat16
+
         scheduler = self._sampling_scheduler()
         guided = self.params.guidance_scale != 1.0 and condition.shape[1] > 0
         x = torch.randn(rows, self.encoder_.width, generator=generator) * scheduler.init_noise_sigma
         output = None
         noise_argument = _generator_argument(scheduler, generator)
+        bfloat16 = use_bfloat16(self.params.sample_precision)
         for t in scheduler.timesteps:
             timesteps = torch.full((rows,), int(t), dtype=torch.long)
-            output = self.denoiser_(scheduler.scale_model_input(x, t), timesteps, condition)
-            if guided:
-                free = self.denoiser_(scheduler.scale_model_input(x, t), timesteps, torch.zeros_like(condition))
-                output = free + self.params.guidance_scale * (output - free)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+                output = self.denoiser_(scheduler.scale_model_input(x, t), timesteps, condition).float()
+                if guided:
+                    free = self.denoiser_(scheduler.scale_model_input(x, t), timesteps,
+                                          torch.zeros_like(condition)).float()
+                    output = free + self.params.guidance_scale * (output - free)
             step = scheduler.step(self._clean_estimate(output), t, x, **noise_argument)
             x = step.prev_sample
         result = x.numpy().astype(np.float64)
