@@ -6,8 +6,10 @@ The table is factorised column by column, ``p(x) = Π p(x_j | x_visible)``:
   tokens; numbers are quantile binned in the rank space of SynthForge's quantile
   encoder (a common value, such as the zero of a zero-inflated column, is a bin of
   its own), and a sampled bin is turned back into a number by drawing uniformly
-  inside it, so numbers come out smooth rather than as copies of real values. A
-  numeric column with nulls has a null token.
+  inside it, so numbers come out smooth rather than as copies of real values. An
+  integer column with few distinct values (``discrete_integer_max``: ages, hours,
+  capital gains) is instead a token per common value, so its point masses are
+  sampled exactly. A numeric column with nulls has a null token.
 - **Network**: each column's token (or a per-column ``MASK`` token while it is
   unknown) is embedded; the concatenated embeddings go through an MLP trunk with
   one softmax head per column. Because the first layer is linear in each column's
