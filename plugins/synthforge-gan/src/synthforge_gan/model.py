@@ -67,6 +67,11 @@ class GANParams(OneHotModelParams):
         "quantile", description="How numbers are normalised before training.")
     sample_precision: Literal["auto", "float32", "bfloat16"] = Field(
         "auto", description="Arithmetic of the generator when sampling; auto: bfloat16 where the CPU has it natively.")
+    # bfloat16 autocast on an AVX512-BF16 CPU, Adult, 150 epochs: fit 235 s instead of 342 s, SDMetrics overall
+    # 0.977 (0.979 in float32), TSTR AUC 0.892 (0.892-0.894).
+    train_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="Arithmetic of both networks' matrix products in training on a CPU (autocast); auto: "
+                            "bfloat16 where the CPU has it natively. GPU training stays float32.")
 
     @model_validator(mode="after")
     def _batch_holds_whole_packs(self) -> GANParams:
@@ -225,7 +230,7 @@ class ConditionalGAN(Generator):
         import torch
 
         from synthforge.errors import DataError
-        from synthforge.nn import resolve_device, torch_generator, train
+        from synthforge.nn import resolve_device, torch_generator, train, use_bfloat16
 
         if len(data) < self.params.pac:
             raise DataError(f"the gan generator judges rows in packs of pac={self.params.pac}, but the table has "
@@ -249,7 +254,13 @@ class ConditionalGAN(Generator):
             raw = self.generator_net_(torch.cat([noise, condition], dim=1))
             return raw, self._activate(raw, generator)
 
+        bfloat16 = device.type == "cpu" and use_bfloat16(self.params.train_precision)
+
         def step(batch: Any, epoch: int) -> dict[str, float]:
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
+                return adversarial_step(batch)
+
+        def adversarial_step(batch: Any) -> dict[str, float]:
             batch = batch[: len(batch) // pac * pac]  # the last batch of a small table may not fill its packs
             for _ in range(self.params.critic_steps):
                 real, condition, _ = self._training_rows(batch, generator)
