@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from synthforge.nn.params import ConditionalTrainingParams, OneHotModelParams, TrainingParams
+from synthforge.nn.params import ConditionalTrainingParams, OneHotModelParams, Precision, TrainingParams
 
 if TYPE_CHECKING:
     from synthforge.nn.conditions import CategoricalConditions
@@ -42,7 +42,8 @@ if TYPE_CHECKING:
 
 _TORCH_NAMES = {"History", "forward_in_chunks", "load_module_arrays", "module_arrays", "one_cycle", "resolve_device",
                 "torch_generator", "train", "use_bfloat16"}
-__all__ = ["CategoricalConditions", "ConditionalTrainingParams", "History", "OneHotModelParams", "TrainingParams",
+__all__ = ["CategoricalConditions", "ConditionalTrainingParams", "History", "OneHotModelParams", "Precision",
+           "TrainingParams",
            "forward_in_chunks", "load_module_arrays", "module_arrays", "one_cycle", "resolve_device", "torch_generator",
            "train", "use_bfloat16"]
 

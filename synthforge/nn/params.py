@@ -8,6 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from synthforge.data.encoder import EncoderConfig
 
+Precision = Literal["auto", "float32", "bfloat16"]
+"""Arithmetic of a model's matrix products: as named, or ``auto`` for bfloat16 where the CPU has it natively
+(:func:`synthforge.nn.use_bfloat16`)."""
+
 
 class TrainingParams(BaseModel):
     """Training parameters every neural generator accepts; subclass to add the model's own."""

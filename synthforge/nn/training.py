@@ -174,8 +174,9 @@ class _progress:
 
 
 def use_bfloat16(precision: str) -> bool:
-    """Whether sampling should run in bfloat16: ``bfloat16``/``float32`` as asked, ``auto`` where the CPU
-    multiplies bfloat16 natively (AVX512-BF16 or AMX), about twice float32's throughput there."""
+    """Whether a model's matrix products (training or sampling) should run in bfloat16: ``bfloat16``/``float32``
+    as asked, ``auto`` where the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), about twice float32's
+    throughput there."""
     if precision != "auto":
         return precision == "bfloat16"
     native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)

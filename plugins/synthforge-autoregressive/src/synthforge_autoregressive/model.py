@@ -29,7 +29,7 @@ The table is factorised column by column, ``p(x) = Π p(x_j | x_visible)``:
 from __future__ import annotations
 
 import itertools
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import Field
@@ -38,7 +38,7 @@ from scipy.special import ndtr, ndtri
 from synthforge import EncoderConfig, FitContext, Generator
 from synthforge.data.encoder import RARE, Span
 from synthforge.generator import ParamsError
-from synthforge.nn import TrainingParams
+from synthforge.nn import Precision, TrainingParams
 
 _SAMPLE_CHUNK = 4096  # rows per pass: the activations stay in cache
 
@@ -72,7 +72,7 @@ class AutoregressiveParams(TrainingParams):
         0.5, ge=0, le=1, description="Share of training rows that also show some later columns, for conditions.")
     column_order: list[str] | None = Field(
         None, description="Canonical column order for sampling (default: the table's order).")
-    sample_precision: Literal["auto", "float32", "bfloat16"] = Field(
+    sample_precision: Precision = Field(
         "auto", description="Arithmetic of sampling's trunk passes; auto: bfloat16 where the CPU has it natively.")
     temperature: float = Field(1.0, gt=0, le=10, description="Sampling temperature; below 1 sharpens, above flattens.")
 

@@ -36,7 +36,7 @@ from pydantic import Field
 
 from synthforge import EncoderConfig, FitContext, Generator
 from synthforge.data.encoder import Span
-from synthforge.nn import ConditionalTrainingParams
+from synthforge.nn import ConditionalTrainingParams, Precision
 
 SchedulerName = Literal["ddpm", "ddim", "dpm_solver", "unipc", "euler"]
 _SAMPLE_CHUNK = 4096  # rows denoised together: the activations stay in cache (16,384 rows: 19.8 s, 4,096: 17.3 s)
@@ -69,10 +69,10 @@ class DiffusionParams(ConditionalTrainingParams):
                                         "(0: never).")
     # bfloat16 autocast on an AVX512-BF16 CPU: 300 epochs in 256 s instead of 474 s, same scores (0.989, TSTR 0.912);
     # sampling 32,561 rows in 17.3 s instead of 30.5 s, same scores.
-    train_precision: Literal["auto", "float32", "bfloat16"] = Field(
+    train_precision: Precision = Field(
         "auto", description="Arithmetic of the denoiser's matrix products in training on a CPU (autocast); auto: "
                             "bfloat16 where the CPU has it natively. GPU training stays float32.")
-    sample_precision: Literal["auto", "float32", "bfloat16"] = Field(
+    sample_precision: Precision = Field(
         "auto", description="Arithmetic of the denoiser's matrix products when sampling; auto: bfloat16 where the "
                             "CPU has it natively.")
 
