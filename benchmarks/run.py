@@ -8,7 +8,9 @@ Each generator fits and samples in its own subprocess (``benchmarks.worker``) so
 its peak RSS is its own; then every synthetic table is scored here, against the same
 training rows and the same real holdout: SDMetrics' QualityReport (overall, Column
 Shapes, Column Pair Trends) when sdmetrics is installed, TSTR ROC AUC next to
-train-on-real, DCR share and exact copies (SynthForge's checks). Writes
+train-on-real, DCR share and exact copies (SynthForge's checks), and for SynthForge's
+generators how many sampled rows copied a rare training row and were drawn again
+before the table was written (``Generator.protect_rows``; peers have no such step). Writes
 ``benchmarks/results/<dataset>-<date>[-quick].json`` and ``.md`` and prints the table.
 """
 
@@ -119,7 +121,7 @@ def machine() -> str:
 COLUMNS = [("generator", "generator"), ("fit_s", "fit s"), ("sample_rows_per_s", "sample rows/s"),
            ("peak_rss_mb", "peak RSS MB"), ("sdm_overall", "SDM overall"), ("sdm_shapes", "SDM shapes"),
            ("sdm_trends", "SDM trends"), ("tstr_auc", "TSTR AUC"), ("trtr_auc", "TRTR AUC"),
-           ("dcr_share", "DCR share"), ("exact_copies", "exact copies")]
+           ("dcr_share", "DCR share"), ("exact_copies", "exact copies"), ("copies_redrawn", "copies redrawn")]
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:

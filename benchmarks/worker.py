@@ -38,7 +38,9 @@ def fit_and_sample(generator: str, train: pl.DataFrame, rows: int, epochs: int |
     fitted = time.perf_counter()
     synthetic = model.sample(rows, seed=seed + 1)
     sampled = time.perf_counter()
-    return fitted - started, sampled - fitted, synthetic, {"params": model.params.model_dump(mode="json")}
+    # Sampling includes drawing again the rows that copied a rare training row, as every SynthForge run does.
+    return fitted - started, sampled - fitted, synthetic, {"params": model.params.model_dump(mode="json"),
+                                                           "copies_redrawn": model.copies_redrawn_}
 
 
 def _sdv(kind: str, train: pl.DataFrame, rows: int, epochs: int | None, seed: int):

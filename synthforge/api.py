@@ -26,6 +26,7 @@ def fit(
     columns: dict[str, str | dict[str, str]] | None = None,
     device: str = "auto",
     progress: bool = False,
+    protect_rows_below: int = 5,
     pm: SynthForgePluginManager | None = None,
     **params: Any,
 ) -> Generator:
@@ -33,6 +34,9 @@ def fit(
 
     :param columns: per-column overrides, as in a recipe's ``source.columns``
         (``{"customer_id": "identifier"}``).
+    :param protect_rows_below: ``sample`` draws again any row identical to a training
+        row that fewer than this many training rows share (0: never); see
+        :meth:`Generator.protect_rows`.
     :param params: the generator's own parameters.
     """
     pm = pm or get_plugin_manager()
@@ -41,7 +45,8 @@ def fit(
                  for name, value in (columns or {}).items()}
     schema = infer_schema(frame, overrides)
     model = pm.get_generator(generator)(params)
-    model.fit(frame, schema, FitContext(seed=seed, device=device, progress=progress))
+    model.fit(frame, schema, FitContext(seed=seed, device=device, progress=progress,
+                                        protect_rows_below=protect_rows_below))
     model.frame_kind_ = kind
     return model
 

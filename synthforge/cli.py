@@ -78,7 +78,9 @@ def run(
                 f"{result.rows['real']:,} rows")
     else:
         made = f"{result.rows.get('synthetic', 0):,} synthetic rows" + (
-            f" + {result.rows['real']:,} real" if result.rows.get("real") else "")
+            f" + {result.rows['real']:,} real" if result.rows.get("real") else "") + (
+            f" ({result.rows['copies_redrawn']:,} copies of rare training rows drawn again)"
+            if result.rows.get("copies_redrawn") else "")
     console.print(f"[bold green]done[/bold green] in {sum(result.timings.values()):.1f} s — {made}")
     console.print(f"dataset: {result.dataset_path}")
     console.print(f"report:  {result.output_path / 'report.html'}")
@@ -135,6 +137,11 @@ def sample(
         min=1, help="Above 1: sample in parallel partitions into a folder of parquet parts (--out is a folder).")] = 1,
     executor: Annotated[str, typer.Option(help="For partitions: ray or local (processes).")] = "ray",
     ray_address: Annotated[str | None, typer.Option(help="A Ray cluster to join (default: start one here).")] = None,
+    protect_rows_of: Annotated[Path | None, typer.Option(
+        help="The training table: rows copying one of its rare rows are drawn again (a saved model keeps none).",
+        exists=True, dir_okay=False)] = None,
+    protect_rows_below: Annotated[int, typer.Option(
+        min=1, help="With --protect-rows-of: protect rows fewer than this many training rows share.")] = 5,
     plugins_dir: PluginsDir = None,
 ) -> None:
     """Sample from a saved model, streamed to a file (or parquet parts) that appears only when complete."""
@@ -142,11 +149,12 @@ def sample(
     import tempfile
 
     from synthforge.api import load
-    from synthforge.data.io import open_writer
+    from synthforge.data.io import open_writer, read_table
     from synthforge.engine import derive_seed
     from synthforge.generator import coerce_conditions
 
-    model = load(model_dir, pm=_plugin_manager(plugins_dir))
+    pm = _plugin_manager(plugins_dir)
+    model = load(model_dir, pm=pm)
     raw = {}
     for item in condition or []:
         if "=" not in item:
@@ -154,6 +162,9 @@ def sample(
         key, value = item.split("=", 1)
         raw[key.strip()] = value.strip()
     conditions = coerce_conditions(model.schema_, raw)
+    protection = (str(protect_rows_of), protect_rows_below) if protect_rows_of else None
+    if protection:
+        model.protect_rows(read_table(protect_rows_of, None, pm=pm), below=protect_rows_below)
     if partitions > 1:
         from synthforge.jobs.partitioned import sample_partitioned
 
@@ -161,7 +172,7 @@ def sample(
             raise typer.BadParameter(f"{executor!r}: use ray or local", param_hint="--executor")
         manifest = sample_partitioned(model_dir, rows, out, partitions=partitions, batch_size=batch_size, seed=seed,
                                       conditions=conditions, executor=executor, ray_address=ray_address,  # type: ignore[arg-type]
-                                      plugins_dir=plugins_dir)
+                                      plugins_dir=plugins_dir, protection=protection)
         _console().print(f"wrote {manifest['rows']:,} rows in {len(manifest['parts'])} parts to {out}/ "
                          f"in {manifest['seconds']:.1f} s ({executor})")
         return
@@ -182,7 +193,8 @@ def sample(
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
-    _console().print(f"wrote {rows:,} rows to {out}")
+    redrawn = f" ({model.copies_redrawn_:,} copies of rare training rows drawn again)" if protection else ""
+    _console().print(f"wrote {rows:,} rows to {out}{redrawn}")
 
 
 def _format_of(path: Path) -> str | None:

@@ -110,6 +110,7 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
         seed=recipe.seed,
         device=recipe.generator.device,
         progress=progress,
+        protect_rows_below=recipe.output.protect_rows_below,
         on_epoch_end=lambda epoch, metrics: pm.hook.synthforge_epoch_end(run=info, epoch=epoch, metrics=metrics),
     )
     with timer("fit"):
@@ -268,7 +269,9 @@ def _write_dataset(recipe: Recipe, generator: Generator, train: pl.DataFrame, sc
                 if kept_rows < MAX_CHECK_ROWS:
                     kept.append(batch.head(MAX_CHECK_ROWS - kept_rows))
                     kept_rows += kept[-1].height
-        log(f"sampled {rows['synthetic']:,} synthetic rows" + (f" + {rows['real']:,} real" if rows["real"] else ""))
+        rows["copies_redrawn"] = generator.copies_redrawn_
+        log(f"sampled {rows['synthetic']:,} synthetic rows" + (f" + {rows['real']:,} real" if rows["real"] else "")
+            + f"; {rows['copies_redrawn']:,} copies of rare training rows drawn again")
     finally:
         sink.close()
     synthetic = pl.concat(kept) if kept else generator.sample(0)

@@ -43,6 +43,8 @@ MODEL_FORMAT = "synthforge-model"
 MODEL_FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
+# A model that still copies rare training rows after this many fresh draws has memorised them.
+MAX_REDRAWS = 20
 
 
 class NoParams(BaseModel):
@@ -61,6 +63,8 @@ class FitContext:
     device: str = "auto"
     progress: bool = False
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None
+    # Synthetic rows identical to a training row shared by fewer training rows than this are drawn again.
+    protect_rows_below: int = 5
 
 
 def seed_everything(seed: int, torch: bool = False) -> None:
@@ -130,6 +134,31 @@ class Generator:
         }
         self.encoder_ = TableEncoder(self.encoder_config()).fit(frame, self.schema_, seed=context.seed)
         self._fit(self.encoder_.encode(frame), context)
+        return self.protect_rows(frame, below=context.protect_rows_below)
+
+    def protect_rows(self, table: Any, below: int = 5) -> Generator:
+        """Never emit a row identical to a row of ``table`` that fewer than ``below`` of its rows share.
+
+        ``fit`` calls this with the training table. A copied row is drawn again with
+        the same conditions, so ``sample(n)`` still returns ``n`` rows; the count of
+        redrawn rows adds up in ``copies_redrawn_``. A row that ``below`` or more
+        people share identifies none of them, and refusing it would distort tables
+        whose rows often repeat. Rows are compared on the learned columns.
+
+        Only 64-bit hashes of the protected rows are kept, in memory, and never
+        saved with the model: a model loaded from disk protects nothing until it is
+        given the training table again.
+        """
+        self._check_fitted()
+        frame, _ = _to_polars(table)
+        columns = [c.name for c in self.schema_.learned if c.name in frame.columns]
+        self.copies_redrawn_ = 0
+        self._protected: tuple[pl.Schema, pl.Series] | None = None
+        if below > 0 and columns and frame.height:
+            learned = frame.select(columns)
+            counts = learned.hash_rows().value_counts(name="count")
+            rare = counts.filter(pl.col("count") < below).to_series(0)
+            self._protected = (learned.schema, rare)
         return self
 
     def sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int | None = None) -> Any:
@@ -144,14 +173,7 @@ class Generator:
         seed_everything(int(rng.integers(2**31)))
         conditions = dict(conditions or {})
         self._check_conditions(conditions)
-        if n == 0:
-            frame = self.encoder_.decode(np.zeros((0, self.encoder_.width)))
-        elif conditions and not self.supports_conditions:
-            frame = self._sample_by_rejection(int(n), conditions, rng)
-        else:
-            encoded = self._encode_conditions(conditions)
-            frame = self.encoder_.decode(self._sample(int(n), encoded or None, rng))
-        frame = self._finish(frame, conditions, rng)
+        frame = self._redraw_copies(self._draw(int(n), conditions, rng), conditions, rng)
         return frame.to_pandas() if getattr(self, "frame_kind_", "polars") == "pandas" else frame
 
     def impute(self, table: Any, seed: int | None = None) -> Any:
@@ -225,6 +247,7 @@ class Generator:
         generator.identifiers_ = config["identifiers"]
         generator.seed_ = config["seed"]
         generator.sample_calls_ = 0
+        generator.copies_redrawn_ = 0
         generator.frame_kind_ = "polars"
         generator._set_state(load_file(str(Path(directory) / WEIGHTS_FILE)), config["state"])
         return generator
@@ -288,6 +311,38 @@ class Generator:
         for column, value in conditions.items():
             encoded |= self.encoder_.encode_value(column, value)
         return encoded
+
+    def _draw(self, n: int, conditions: dict[str, Any], rng: np.random.Generator) -> pl.DataFrame:
+        if n == 0:
+            frame = self.encoder_.decode(np.zeros((0, self.encoder_.width)))
+        elif conditions and not self.supports_conditions:
+            frame = self._sample_by_rejection(n, conditions, rng)
+        else:
+            encoded = self._encode_conditions(conditions)
+            frame = self.encoder_.decode(self._sample(n, encoded or None, rng))
+        return self._finish(frame, conditions, rng)
+
+    def _redraw_copies(self, frame: pl.DataFrame, conditions: dict[str, Any],
+                       rng: np.random.Generator) -> pl.DataFrame:
+        """Replace rows that copy a protected training row with fresh draws (see :meth:`protect_rows`)."""
+        protected = getattr(self, "_protected", None)
+        if protected is None or frame.height == 0:
+            return frame
+        schema, hashes = protected
+        first_draw = frame.height
+        for _ in range(MAX_REDRAWS):
+            copies = frame.select(pl.col(name).cast(dtype, strict=False) for name, dtype in schema.items()) \
+                .hash_rows().is_in(hashes.implode())
+            count = int(copies.sum())
+            if count == 0:
+                return frame
+            self.copies_redrawn_ += count
+            frame = pl.concat([frame.filter(~copies), self._draw(count, conditions, rng)])
+        raise SynthForgeError(
+            f"generator {self.name!r} keeps reproducing rare training rows: {count:,} of {first_draw:,} rows still "
+            f"copied one after {MAX_REDRAWS} fresh draws, so it has memorised them. Train it for fewer epochs or "
+            f"with more regularisation; `protect_rows_below: 0` turns this protection off."
+        )
 
     def _sample_by_rejection(self, n: int, conditions: dict[str, Any], rng: np.random.Generator) -> pl.DataFrame:
         """For generators without native conditioning: keep sampling until ``n`` rows match."""

@@ -90,6 +90,9 @@ class OutputSpec(_Strict):
     batch_size: int = Field(100_000, ge=1, description="Rows sampled and written per batch.")
     save_model: bool = Field(True, description="Save the fitted model under model/.")
     sample_seed: int | None = Field(None, description="Seed for sampling only (default: derived from `seed`).")
+    protect_rows_below: int = Field(
+        5, ge=0, description="A synthetic row identical to a training row that fewer than this many training rows "
+                             "share is drawn again; 0 turns this off.")
 
     @model_validator(mode="after")
     def _mode_needs(self) -> OutputSpec:

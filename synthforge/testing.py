@@ -179,6 +179,15 @@ def check_identifiers_never_copied(cls: type[Generator], params: Mapping[str, An
     assert not copied, f"real identifiers reached the output: {sorted(copied)[:5]}"
 
 
+def check_rare_rows_never_copied(cls: type[Generator], params: Mapping[str, Any] | None = None) -> None:
+    """No sampled row equals a training row that fewer than 5 training rows share (see ``protect_rows``)."""
+    table = conformance_table().select("workclass", "marital-status", "relationship", "race", "sex", "income")
+    sample = cls(params).fit(table, None, FitContext(seed=2)).sample(1000, seed=3)
+    rare = table.group_by(table.columns).len().filter(pl.col("len") < 5).drop("len")
+    copied = sample.join(rare, on=table.columns, how="semi", nulls_equal=True)
+    assert copied.height == 0, f"{copied.height} of 1,000 sampled rows copy a training row fewer than 5 rows share"
+
+
 def check_marginals_learned(cls: type[Generator], params: Mapping[str, Any] | None = None) -> None:
     """A loose sanity bound: the most common category of ``relationship`` keeps roughly its share."""
     sample = fitted(cls, params).sample(1000, seed=8)
@@ -291,7 +300,7 @@ def conformance_checks() -> list[Check]:
     return [check_declares_itself, check_rejects_bad_params, check_fit_returns_self, check_sample_shape_and_types,
             check_sample_zero_rows, check_values_stay_in_domain, check_nulls_reproduced, check_seeds_reproduce,
             check_save_load_round_trip, check_conditions_honoured, check_identifiers_never_copied,
-            check_marginals_learned, check_pandas_in_pandas_out, check_imputation]
+            check_rare_rows_never_copied, check_marginals_learned, check_pandas_in_pandas_out, check_imputation]
 
 
 def check_generator(cls: type[Generator], params: Mapping[str, Any] | None = None) -> None:

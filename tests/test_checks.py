@@ -75,3 +75,17 @@ def test_identifier_leak_is_caught():
 def test_checks_that_need_a_holdout_are_skipped_without_one(adult):
     results = {r.name: r for r in evaluate_frames(adult, adult.sample(500, seed=1))}
     assert results["dcr_share"].details == {"skipped": True} and results["dcr_share"].passed
+
+
+def test_dcr_ratio_compares_exact_matches_where_rows_repeat(adult):
+    # 40% of real rows equal another on these columns, so the 5th-percentile distance is 0 for any table.
+    table = adult.select("workclass", "education", "marital-status", "occupation", "race", "sex", "income")
+    train, holdout, unseen = table.head(3000), table.slice(3000, 500), table.tail(500)
+    schema = infer_schema(train)
+
+    def dcr_ratio(synthetic: pl.DataFrame):
+        return evaluate_frames(train, synthetic, holdout=holdout, schema=schema, checks=["dcr_ratio"])[0]
+
+    fair, copied = dcr_ratio(unseen), dcr_ratio(train.sample(500, seed=1))
+    assert fair.details["holdout_p5"] == 0 and fair.passed and 0.9 < fair.score < 1.2
+    assert copied.score < fair.score - 0.15 and "rows repeat" in copied.summary

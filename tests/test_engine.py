@@ -15,7 +15,7 @@ import pytest
 from synthforge import hookimpl
 from synthforge.checks.base import Check
 from synthforge.engine import run
-from synthforge.errors import DataError, GateFailed, RecipeError
+from synthforge.errors import DataError, GateFailed, RecipeError, SynthForgeError
 from synthforge.plugins import get_plugin_manager
 
 from .conftest import DATA, basic_recipe
@@ -148,6 +148,11 @@ def test_a_memorizing_generator_fails_the_privacy_gate_and_writes_no_dataset(wri
     pm = get_plugin_manager(entry_points=False, extra_plugins=[_Memorizer()])
     recipe = basic_recipe()
     recipe["generator"]["name"] = "memorizer"
+    with pytest.raises(SynthForgeError, match="keeps reproducing rare training rows"):
+        run(write_recipe(recipe), pm=pm)  # sampling stops it first
+    assert not list(tmp_path.glob("*out*"))
+
+    recipe["output"]["protect_rows_below"] = 0  # and without that, the gates do
     with pytest.raises(GateFailed) as error:
         run(write_recipe(recipe), pm=pm)
     assert re.search(r"privacy check .exact_copies. scored 0\.9[0-9]+, outside its gate ≤ 0", str(error.value))

@@ -36,15 +36,22 @@ def plan_partitions(rows: int, partitions: int, batch_size: int) -> list[list[tu
 
 
 def sample_partition(model_dir: str, batches: list[tuple[int, int]], seed: int, conditions: dict[str, Any],
-                     path: str, plugins_dir: str | None = None) -> int:
-    """Load the model, sample the partition's batches and write them as one parquet file; return its rows."""
+                     path: str, plugins_dir: str | None = None, protection: tuple[str, int] | None = None) -> int:
+    """Load the model, sample the partition's batches and write them as one parquet file; return its rows.
+
+    ``protection`` is (training table path, ``below``) for :meth:`Generator.protect_rows`.
+    """
     import polars as pl
 
     from synthforge.api import load
+    from synthforge.data.io import read_table
     from synthforge.engine import derive_seed
     from synthforge.plugins import get_plugin_manager
 
-    model = load(model_dir, pm=get_plugin_manager(plugins_dir=Path(plugins_dir) if plugins_dir else None))
+    pm = get_plugin_manager(plugins_dir=Path(plugins_dir) if plugins_dir else None)
+    model = load(model_dir, pm=pm)
+    if protection is not None:
+        model.protect_rows(read_table(Path(protection[0]), None, pm=pm), below=protection[1])
     frames = [model.sample(count, conditions or None, seed=derive_seed(seed, offset)) for offset, count in batches]
     frame = pl.concat(frames) if frames else model.sample(0)
     frame.write_parquet(path)
@@ -54,8 +61,13 @@ def sample_partition(model_dir: str, batches: list[tuple[int, int]], seed: int, 
 def sample_partitioned(model_dir: str | Path, rows: int, out: str | Path, *, partitions: int = 2,
                        batch_size: int = 100_000, seed: int = 0, conditions: dict[str, Any] | None = None,
                        executor: Literal["ray", "local"] = "ray", ray_address: str | None = None,
-                       plugins_dir: str | Path | None = None) -> dict[str, Any]:
-    """Write ``rows`` rows as parquet parts in the folder ``out``; return the manifest."""
+                       plugins_dir: str | Path | None = None,
+                       protection: tuple[str | Path, int] | None = None) -> dict[str, Any]:
+    """Write ``rows`` rows as parquet parts in the folder ``out``; return the manifest.
+
+    ``protection`` is (training table path, ``below``): each partition then redraws rows
+    that copy a rare training row, as :meth:`Generator.protect_rows` describes.
+    """
     from synthforge.engine import replace_atomically
 
     if rows < 1:
@@ -69,7 +81,9 @@ def sample_partitioned(model_dir: str | Path, rows: int, out: str | Path, *, par
     staging.mkdir()
     started = time.perf_counter()
     arguments = [(str(model_dir), batches, seed, dict(conditions or {}), str(staging / f"part-{index:05d}.parquet"),
-                  str(plugins_dir) if plugins_dir else None) for index, batches in enumerate(plan)]
+                  str(plugins_dir) if plugins_dir else None,
+                  (str(Path(protection[0]).resolve()), protection[1]) if protection else None)
+                 for index, batches in enumerate(plan)]
     try:
         counts = _run_ray(arguments, ray_address) if executor == "ray" else _run_local(arguments)
         manifest = {"rows": sum(counts), "parts": [{"file": Path(a[4]).name, "rows": c}

@@ -1,0 +1,109 @@
+"""Synthetic rows never copy a training row that few training rows share."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import polars as pl
+import pytest
+
+import synthforge
+from synthforge.engine import run
+from synthforge.errors import SynthForgeError
+from synthforge.generator import FitContext, Generator
+from tests.conftest import basic_recipe
+
+CATEGORIES = ["workclass", "education", "marital-status", "race", "sex", "income"]
+
+
+@pytest.fixture(scope="module")
+def categorical(adult) -> pl.DataFrame:
+    """Six categorical Adult columns: 686 of their 840 combinations are held by fewer than 5 rows."""
+    return adult.select(CATEGORIES)
+
+
+def copies(synthetic: pl.DataFrame, train: pl.DataFrame, *, rare: bool) -> int:
+    counts = train.group_by(train.columns).len()
+    wanted = counts.filter((pl.col("len") < 5) if rare else (pl.col("len") >= 5)).drop("len")
+    return synthetic.select(train.columns).join(wanted, on=train.columns, how="semi", nulls_equal=True).height
+
+
+def test_copies_of_rare_rows_are_drawn_again_and_common_rows_kept(categorical):
+    unprotected = synthforge.fit(categorical, "copula", seed=0, protect_rows_below=0).sample(5000, seed=1)
+    assert copies(unprotected, categorical, rare=True) > 500  # the copula does copy rare rows
+
+    model = synthforge.fit(categorical, "copula", seed=0)
+    synthetic = model.sample(5000, seed=1)
+    assert synthetic.height == 5000
+    assert copies(synthetic, categorical, rare=True) == 0
+    assert copies(synthetic, categorical, rare=False) > copies(unprotected, categorical, rare=False)
+    assert model.copies_redrawn_ >= copies(unprotected, categorical, rare=True) // 2
+    assert synthetic.equals(synthforge.fit(categorical, "copula", seed=0).sample(5000, seed=1))
+
+
+def test_conditions_hold_in_redrawn_rows(categorical):
+    model = synthforge.fit(categorical, "copula", seed=0)
+    synthetic = model.sample(2000, conditions={"race": "Black"}, seed=3)
+    assert (synthetic["race"] == "Black").all() and synthetic.height == 2000
+    assert copies(synthetic, categorical, rare=True) == 0 and model.copies_redrawn_ > 0
+
+
+def test_a_loaded_model_protects_only_when_given_the_training_table(categorical, tmp_path):
+    synthforge.fit(categorical, "copula", seed=0).save(tmp_path / "model")
+    assert "fnlwgt" not in (tmp_path / "model" / "config.json").read_text()
+    loaded = synthforge.load(tmp_path / "model")
+    assert copies(loaded.sample(3000, seed=2), categorical, rare=True) > 0
+    loaded.protect_rows(categorical)
+    assert copies(loaded.sample(3000, seed=2), categorical, rare=True) == 0
+
+
+class Replayer(Generator):
+    """Memorises its training rows: the failure the protection exists to catch."""
+
+    name = "replayer"
+
+    def _fit(self, data: np.ndarray, context: FitContext) -> None:
+        self.rows_ = data
+
+    def _sample(self, n, conditions, rng):
+        return self.rows_[rng.integers(len(self.rows_), size=n)]
+
+
+def test_a_model_that_memorised_its_rows_is_stopped_with_a_reason(adult):
+    model = Replayer().fit(adult)
+    with pytest.raises(SynthForgeError, match="keeps reproducing rare training rows.*memorised"):
+        model.sample(100, seed=0)
+    assert Replayer().fit(adult, context=FitContext(protect_rows_below=0)).sample(100, seed=0).height == 100
+
+
+def test_a_run_reports_redrawn_copies_and_writes_none(write_recipe, tmp_path, categorical):
+    train, holdout = categorical.head(3000), categorical.tail(1000)
+    train.write_csv(tmp_path / "train.csv")
+    holdout.write_csv(tmp_path / "holdout.csv")
+    recipe = basic_recipe(rows=3000, format="parquet")
+    recipe["source"] = {"path": "train.csv"}
+    recipe["holdout"] = {"path": "holdout.csv"}
+    result = run(write_recipe(recipe))
+    assert result.rows["copies_redrawn"] > 0
+    assert copies(pl.read_parquet(result.dataset_path), train, rare=True) == 0
+
+    recipe["output"]["protect_rows_below"] = 0
+    recipe["checks"] = [{"name": "rare_combinations", "on_fail": "warn"}]
+    result = run(write_recipe(recipe, "off.yaml"))
+    assert not result.checks[0].passed  # unprotected, the copula reproduces unique records too often
+    assert result.rows["copies_redrawn"] == 0
+    assert copies(pl.read_parquet(result.dataset_path), train, rare=True) > 0
+
+
+def test_sample_command_protects_the_rows_of_a_given_table(categorical, tmp_path):
+    synthforge.fit(categorical, "copula", seed=0).save(tmp_path / "model")
+    categorical.write_parquet(tmp_path / "train.parquet")
+    for extra, protected in (([], False), (["--protect-rows-of", str(tmp_path / "train.parquet")], True)):
+        out = tmp_path / f"out-{protected}.parquet"
+        done = subprocess.run([sys.executable, "-m", "synthforge.cli", "sample", str(tmp_path / "model"), "-n", "3000",
+                               "--out", str(out), *extra], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert (copies(pl.read_parquet(out), categorical, rare=True) == 0) == protected
+        assert ("drawn again" in done.stdout) == protected
