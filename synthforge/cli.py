@@ -163,8 +163,6 @@ def sample(
         raw[key.strip()] = value.strip()
     conditions = coerce_conditions(model.schema_, raw)
     protection = (str(protect_rows_of), protect_rows_below) if protect_rows_of else None
-    if protection:
-        model.protect_rows(read_table(protect_rows_of, None, pm=pm), below=protect_rows_below)
     if partitions > 1:
         from synthforge.jobs.partitioned import sample_partitioned
 
@@ -176,6 +174,8 @@ def sample(
         _console().print(f"wrote {manifest['rows']:,} rows in {len(manifest['parts'])} parts to {out}/ "
                          f"in {manifest['seconds']:.1f} s ({executor})")
         return
+    if protect_rows_of is not None:
+        model.protect_rows(read_table(protect_rows_of, None, pm=pm), below=protect_rows_below)
     out.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
     os.close(handle)

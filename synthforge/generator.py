@@ -158,7 +158,7 @@ class Generator:
             learned = frame.select(columns)
             counts = learned.hash_rows().value_counts(name="count")
             rare = counts.filter(pl.col("count") < below).to_series(0)
-            self._protected = (learned.schema, rare)
+            self._protected = (learned.schema, rare.implode())  # one list, looked up by every sample call
         return self
 
     def sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int | None = None) -> Any:
@@ -332,7 +332,7 @@ class Generator:
         first_draw = frame.height
         for _ in range(MAX_REDRAWS):
             copies = frame.select(pl.col(name).cast(dtype, strict=False) for name, dtype in schema.items()) \
-                .hash_rows().is_in(hashes.implode())
+                .hash_rows().is_in(hashes)
             count = int(copies.sum())
             if count == 0:
                 return frame

@@ -10,9 +10,10 @@ import polars as pl
 import pytest
 
 import synthforge
-from synthforge.engine import run
+from synthforge.engine import derive_seed, run
 from synthforge.errors import SynthForgeError
 from synthforge.generator import FitContext, Generator
+from synthforge.jobs.partitioned import sample_partitioned
 from tests.conftest import basic_recipe
 
 CATEGORIES = ["workclass", "education", "marital-status", "race", "sex", "income"]
@@ -107,3 +108,16 @@ def test_sample_command_protects_the_rows_of_a_given_table(categorical, tmp_path
         assert done.returncode == 0, done.stderr
         assert (copies(pl.read_parquet(out), categorical, rare=True) == 0) == protected
         assert ("drawn again" in done.stdout) == protected
+
+
+def test_partitions_protect_the_rows_of_a_given_table_as_one_process_does(categorical, tmp_path):
+    synthforge.fit(categorical, "copula", seed=0).save(tmp_path / "model")
+    categorical.write_parquet(tmp_path / "train.parquet")
+    sample_partitioned(tmp_path / "model", 3000, tmp_path / "parts", partitions=2, batch_size=1500, seed=5,
+                       executor="local", protection=(tmp_path / "train.parquet", 5))
+    parts = pl.concat([pl.read_parquet(part) for part in sorted((tmp_path / "parts").glob("part-*.parquet"))])
+    assert parts.height == 3000 and copies(parts, categorical, rare=True) == 0
+
+    model = synthforge.load(tmp_path / "model").protect_rows(categorical)
+    one = pl.concat([model.sample(1500, seed=derive_seed(5, offset)) for offset in (0, 1500)])
+    assert parts.equals(one)
