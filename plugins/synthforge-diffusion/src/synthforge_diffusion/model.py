@@ -53,7 +53,10 @@ class DiffusionParams(ConditionalTrainingParams):
     validation_fraction: float = Field(0.0, ge=0, lt=0.5, description="Rows held back to report a validation loss.")
     hidden_dim: int = Field(256, ge=8, le=8192, description="Width of the denoiser's residual blocks.")
     blocks: int = Field(3, ge=1, le=16, description="Residual blocks in the denoiser.")
-    dropout: float = Field(0.0, ge=0, lt=1, description="Dropout inside the residual blocks, in training only.")
+    # Measured on Adult (300 epochs, seed 0): without dropout 9.8% of sampled rows reproduced a training record unique
+    # on its quasi-identifiers, past the rare_combinations gate (holdout 9.0%, ceiling 9.45%); dropout 0.1 gave 9.3%,
+    # 0.2 gave 8.8% with overall 0.987, TSTR 0.924 and DCR share 0.507 (0.514 without). 200 epochs alone: 9.45%.
+    dropout: float = Field(0.2, ge=0, lt=1, description="Dropout inside the residual blocks, in training only.")
     train_timesteps: int = Field(1000, ge=10, le=10_000, description="Steps of the training noise schedule.")
     beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = Field(
         "squaredcos_cap_v2", description="The DDPM noise schedule the model is trained on.")
