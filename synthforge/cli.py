@@ -47,7 +47,17 @@ def _plugin_manager(plugins_dir: Path | None = None) -> Any:
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    stream = sys.stderr if stderr else sys.stdout
+    # Piped into another program, tables keep their full cells (`synthforge plugins | grep …`), not 80 columns.
+    width = None if stream.isatty() else 1_000
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+
+
+def escape(text: object) -> str:
+    """Text shown as it is: rich would read ``[violent_recid]`` in a message as markup and drop it."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(str(text))
 
 
 @app.command()
@@ -63,7 +73,7 @@ def run(
 
     console = _console()
     pm = _plugin_manager(plugins_dir)
-    log = (lambda message: None) if quiet else (lambda message: console.print(f"[dim]•[/dim] {message}"))
+    log = (lambda message: None) if quiet else (lambda message: console.print(f"[dim]•[/dim] {escape(message)}"))
     loaded = load_recipe(recipe, pm=pm, overrides=parse_overrides(param or []))
     try:
         result = run_recipe(loaded, pm=pm, log=log, progress=not quiet and sys.stderr.isatty())
@@ -73,6 +83,8 @@ def run(
             _print_checks(console, failures)
         raise
     _print_checks(console, result.checks)
+    for line in result.privacy_off:
+        console.print(f"[bold red]privacy protection off:[/bold red] {escape(line)}")
     if "imputed_cells" in result.rows:
         made = (f"{result.rows['imputed_cells']:,} cells imputed in {result.rows['imputed_rows']:,} of "
                 f"{result.rows['real']:,} rows")
@@ -119,8 +131,9 @@ def plugins(
     console = _console()
     console.print(table)
     for error in description["errors"]:
-        console.print(f"[bold red]failed to load[/bold red] {error['name']} "
-                      f"({error['distribution'] or 'unknown distribution'} {error['version'] or ''}): {error['error']}")
+        console.print(f"[bold red]failed to load[/bold red] {escape(error['name'])} "
+                      f"({escape(error['distribution'] or 'unknown distribution')} {escape(error['version'] or '')}): "
+                      f"{escape(error['error'])}")
 
 
 @app.command()
@@ -145,13 +158,11 @@ def sample(
     plugins_dir: PluginsDir = None,
 ) -> None:
     """Sample from a saved model, streamed to a file (or parquet parts) that appears only when complete."""
-    import os
-    import tempfile
-
     from synthforge.api import load
-    from synthforge.data.io import open_writer, read_table
-    from synthforge.engine import derive_seed
-    from synthforge.generator import coerce_conditions
+    from synthforge.data.io import atomic_table, read_table
+    from synthforge.engine import batch_plan, derive_seed
+    from synthforge.generator import as_polars, coerce_conditions
+    from synthforge.threads import limited_threads, thread_share
 
     pm = _plugin_manager(plugins_dir)
     model = load(model_dir, pm=pm)
@@ -176,34 +187,11 @@ def sample(
         return
     if protect_rows_of is not None:
         model.protect_rows(read_table(protect_rows_of, None, pm=pm), below=protect_rows_below)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
-    os.close(handle)
-    try:
-        sink = open_writer(Path(temporary), _format_of(out))
-        done = 0
-        while done < rows or (rows == 0 and done == 0):
-            batch = model.sample(min(batch_size, rows - done), conditions, seed=derive_seed(seed, done))
-            sink.write(batch)
-            done += batch.height
-            if rows == 0:
-                break
-        sink.close()
-        os.replace(temporary, out)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    with limited_threads(thread_share()), atomic_table(out, pm=pm) as sink:
+        for offset, count in batch_plan(rows, batch_size):
+            sink.write(as_polars(model.sample(count, conditions, seed=derive_seed(seed, offset))))
     redrawn = f" ({model.copies_redrawn_:,} copies of rare training rows drawn again)" if protection else ""
     _console().print(f"wrote {rows:,} rows to {out}{redrawn}")
-
-
-def _format_of(path: Path) -> str | None:
-    from synthforge.data.io import WRITERS
-
-    for writer in WRITERS:
-        if any(path.name.lower().endswith(extension) for extension in writer.extensions):
-            return writer.format
-    return None
 
 
 @app.command()
@@ -273,9 +261,6 @@ def jobs_submit(
     plugins_dir: PluginsDir = None,
 ) -> None:
     """Queue a recipe (validated now, not when it runs), or schedule it with --schedule."""
-    from datetime import datetime
-    from zoneinfo import ZoneInfo
-
     from synthforge.recipe import load_recipe, parse_overrides
 
     overrides = parse_overrides(param or [])
@@ -287,7 +272,7 @@ def jobs_submit(
                                         max_attempts=max_attempts)
         first = next(s for s in jobs.list_schedules() if s.id == schedule_id).next_run_at
         console.print(f"schedule {schedule_id}: {recipe} at '{schedule}' ({timezone}); first run "
-                      f"{datetime.fromtimestamp(first, ZoneInfo(timezone)).isoformat(timespec='seconds')}")
+                      f"{_when(first, timezone)}")
         return
     job_id = jobs.submit(recipe.resolve(), overrides, max_attempts=max_attempts)
     console.print(f"job {job_id}: queued {recipe}")
@@ -315,7 +300,8 @@ def jobs_list(
     if schedules:
         rows = Table("schedule", "cron", "time zone", "recipe", "next run", "enabled", title="schedules")
         for item in schedules:
-            rows.add_row(str(item.id), item.cron, item.timezone, Path(item.recipe).name, _when(item.next_run_at),
+            rows.add_row(str(item.id), item.cron, item.timezone, Path(item.recipe).name,
+                         _when(item.next_run_at, item.timezone),
                          "yes" if item.enabled else "no")
         console.print(rows)
 
@@ -335,15 +321,15 @@ def jobs_show(
         return
     console = _console()
     console.print(f"job {job.id}: [bold]{job.status}[/bold] — {job.recipe}")
-    console.print(f"params: {job.params or '{}'}; attempts {job.attempts}/{job.max_attempts}"
+    console.print(f"params: {escape(job.params or '{}')}; attempts {job.attempts}/{job.max_attempts}"
                   + (f"; from schedule {job.schedule_id}" if job.schedule_id else ""))
     console.print(f"created {_when(job.created_at)}, started {_when(job.started_at)}, "
                   f"finished {_when(job.finished_at)}")
     if job.error:
-        console.print(f"[red]error:[/red] {job.error}")
+        console.print(f"[red]error:[/red] {escape(job.error)}")
     if job.result:
         console.print(f"dataset: {job.result.get('dataset_path')}")
-        console.print(f"rows: {job.result.get('rows')}; timings: {job.result.get('timings')}")
+        console.print(escape(f"rows: {job.result.get('rows')}; timings: {job.result.get('timings')}"))
         from rich.table import Table
 
         table = Table("check", "kind", "score", "gate", "passed", title="checks")
@@ -382,6 +368,18 @@ def jobs_retry(job_id: Annotated[int, typer.Argument(help="The job's id.")], sto
     _console().print(f"job {job_id}: queued again")
 
 
+@jobs_app.command("gc")
+def jobs_gc(store: Store = DEFAULT_STORE) -> None:
+    """Remove what killed jobs left: hidden partial outputs beside their output folders, stale result files."""
+    from synthforge.jobs.worker import collect_garbage
+
+    removed = collect_garbage(_store(store))
+    console = _console()
+    for path in removed:
+        console.print(f"removed {escape(path)}")
+    console.print(f"{len(removed)} leftover(s) removed")
+
+
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(min=1, help="Jobs run at once.")] = 1,
@@ -392,6 +390,9 @@ def worker(
     retry_delay: Annotated[float, typer.Option(help="First retry back-off in seconds (doubles each time).")] = 30.0,
     drain: Annotated[bool, typer.Option(help="Exit when nothing is queued or running.")] = False,
     max_jobs: Annotated[int | None, typer.Option(help="Exit after finishing this many jobs.")] = None,
+    threads: Annotated[int | None, typer.Option(
+        min=1, help="CPU threads per job (a Ray task's num_cpus); default: the cores divided by --concurrency.")
+    ] = None,
     store: Store = DEFAULT_STORE,
     plugins_dir: PluginsDir = None,
 ) -> None:
@@ -403,16 +404,20 @@ def worker(
     console = _console()
     runner = Worker(_store(store), concurrency=concurrency, executor=executor, lease_seconds=lease,  # type: ignore[arg-type]
                     poll_seconds=poll, retry_delay=retry_delay, plugins_dir=plugins_dir, ray_address=ray_address,
-                    log=lambda line: console.print(f"[dim]{_when(time.time())}[/dim] {line}"))
+                    threads=threads,
+                    log=lambda line: console.print(f"[dim]{_when(time.time())}[/dim] {escape(line)}"))
     finished = runner.run(drain=drain, max_jobs=max_jobs)
     console.print(f"worker stopped after {finished} job(s)")
 
 
-def _when(timestamp: float | None) -> str:
-    """UTC, to the second; a dash for a time that has not come."""
-    from datetime import datetime, timezone
+def _when(timestamp: float | None, zone: str = "UTC") -> str:
+    """To the second in ``zone``, labelled with its abbreviation (``UTC``, ``CET``); a dash for a time not come."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
 
-    return datetime.fromtimestamp(timestamp, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if timestamp else "—"
+    if not timestamp:
+        return "—"
+    return datetime.fromtimestamp(timestamp, ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _print_checks(console: Any, results: list[Any]) -> None:
@@ -425,7 +430,7 @@ def _print_checks(console: Any, results: list[Any]) -> None:
         verdict = "[green]pass[/green]" if result.passed else (
             "[red]FAIL[/red]" if result.on_fail == "error" else "[yellow]warn[/yellow]")
         score = "n/a" if result.score is None else f"{result.score:.4f}"
-        table.add_row(result.name, result.kind, score, result.gate, verdict, result.summary)
+        table.add_row(result.name, result.kind, score, result.gate, verdict, escape(result.summary))
     console.print(table)
 
 
@@ -433,7 +438,7 @@ def main() -> None:
     try:
         app()
     except SynthForgeError as error:
-        _console(stderr=True).print(f"[bold red]error:[/bold red] {error}", soft_wrap=True)
+        _console(stderr=True).print(f"[bold red]error:[/bold red] {escape(error)}", soft_wrap=True)
         sys.exit(2)
 
 

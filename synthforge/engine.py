@@ -27,12 +27,13 @@ import polars as pl
 
 from synthforge.checks.base import CheckResult, Gate
 from synthforge.data.identifiers import regenerate
-from synthforge.data.io import open_writer, read_table
+from synthforge.data.io import open_writer, read_table, remove_abandoned_staging, replace_atomically, staging_path
 from synthforge.data.schema import ColumnKind, Schema, infer_schema, prepare_source
 from synthforge.errors import GateFailed, RecipeError, SynthForgeError
 from synthforge.generator import FitContext, Generator
 from synthforge.plugins import SynthForgePluginManager, get_plugin_manager
-from synthforge.recipe import Recipe, load_recipe, validate_plugins
+from synthforge.recipe import CheckSpec, Recipe, load_recipe, validate_plugins
+from synthforge.threads import limited_threads, thread_share
 
 FORMAT_EXTENSIONS = {"csv": "csv", "parquet": "parquet", "ndjson": "ndjson", "ipc": "arrow"}
 MAX_CHECK_ROWS = 200_000
@@ -57,6 +58,10 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     generator: Generator | None = field(default=None, repr=False)
+    #: the default privacy protections this run's recipe turned off or weakened, in words
+    privacy_off: list[str] = field(default_factory=list)
+    #: CPU threads the run used (synthforge.threads)
+    threads: int = 0
 
     @property
     def failed_checks(self) -> list[CheckResult]:
@@ -81,7 +86,9 @@ def run(
     timer = _Timer(result.timings)
     pm.hook.synthforge_run_started(run=info)
     try:
-        _run(recipe, pm, info, result, timer, log, progress)
+        with limited_threads(thread_share(recipe.generator.threads)) as threads:
+            result.threads = threads
+            _run(recipe, pm, info, result, timer, log, progress)
         result.status = "succeeded"
         return result
     except SynthForgeError as error:
@@ -94,9 +101,13 @@ def run(
 def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: RunResult, timer: _Timer,
          log: Callable[[str], None], progress: bool) -> None:
     source_path = recipe.resolve(recipe.source.path)
+    result.privacy_off = privacy_turned_off(recipe, pm)
+    for line in result.privacy_off:
+        log(f"PRIVACY OFF: {line}")
     with timer("load"):
         table = _load(recipe, source_path, pm)
-        log(f"loaded {source_path.name}: {table.height:,} rows × {table.width} columns")
+        log(f"loaded {source_path.name}: {table.height:,} rows × {table.width} columns; "
+            f"{result.threads} CPU thread{'s' if result.threads != 1 else ''}")
     with timer("infer"):
         schema = infer_schema(table, recipe.source.columns, max_categories=recipe.source.max_categories)
         _check_recipe_against_schema(recipe, schema)
@@ -110,7 +121,7 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
         seed=recipe.seed,
         device=recipe.generator.device,
         progress=progress,
-        protect_rows_below=recipe.output.protect_rows_below,
+        protect_rows_below=recipe.copy_protection_below,
         on_epoch_end=lambda epoch, metrics: pm.hook.synthforge_epoch_end(run=info, epoch=epoch, metrics=metrics),
     )
     with timer("fit"):
@@ -119,8 +130,10 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
     result.generator = generator
 
     output = recipe.output
-    temporary = info.output_path.parent / f".{info.output_path.name}.tmp-{info.id}"
     info.output_path.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in remove_abandoned_staging(info.output_path):
+        log(f"removed {leftover.name}, left by a run that was killed")
+    temporary = staging_path(info.output_path)
     temporary.mkdir()
     try:
         dataset = temporary / f"data.{FORMAT_EXTENSIONS.get(output.format, output.format)}"
@@ -128,7 +141,8 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
             synthetic_for_checks, rows = _write_dataset(recipe, generator, train, schema, dataset, pm, log)
         result.rows = rows
         with timer("checks"):
-            result.checks = run_checks(recipe, pm, train, holdout, synthetic_for_checks, schema)
+            result.checks = run_checks(recipe.checks, pm, train, holdout, synthetic_for_checks, schema,
+                                       target=recipe.target, impute=output.mode == "impute")
         _log_checks(result.checks, log)
         from synthforge.report import write_reports
 
@@ -315,6 +329,15 @@ def _write_imputed(recipe: Recipe, generator: Generator, schema: Schema, path: P
     return checked, rows
 
 
+def batch_plan(rows: int, batch_size: int) -> list[tuple[int, int]]:
+    """(offset, rows) of each batch of a sampling run; one empty batch for 0 rows, so a file still has columns.
+
+    ``synthforge sample`` seeds batch ``k`` with ``derive_seed(seed, offset)``, and partitioned
+    sampling cuts the same batches, so both give the same rows.
+    """
+    return [(offset, min(batch_size, rows - offset)) for offset in range(0, rows, batch_size)] or [(0, 0)]
+
+
 def _batches(total: int, size: int) -> Iterator[int]:
     while total > 0:
         yield min(size, total)
@@ -333,23 +356,45 @@ def _label(batch: pl.DataFrame, column: str | None, synthetic: bool) -> pl.DataF
     return batch.with_columns(pl.lit(synthetic).alias(column)) if column else batch
 
 
-def run_checks(recipe: Recipe | None, pm: SynthForgePluginManager, train: pl.DataFrame,
-               holdout: pl.DataFrame | None, synthetic: pl.DataFrame, schema: Schema) -> list[CheckResult]:
-    """Run the recipe's checks (or every default check); a recipe's ``target`` reaches checks that take one."""
-    if recipe is None or recipe.checks is None:
-        # An imputed table is the user's real rows: row-distance privacy checks would only measure that.
-        kinds = ("quality",) if recipe is not None and recipe.output.mode == "impute" else ("quality", "privacy")
+def run_checks(checks: list[CheckSpec] | None, pm: SynthForgePluginManager, train: pl.DataFrame,
+               holdout: pl.DataFrame | None, synthetic: pl.DataFrame, schema: Schema, *,
+               target: str | None = None, impute: bool = False) -> list[CheckResult]:
+    """Run ``checks`` (a recipe's list; ``None``: every default check) and every mandatory check not turned off.
+
+    ``target`` reaches the checks that take one. An imputed table (``impute``) is the user's own
+    rows, so only quality checks run: row-distance privacy checks would only measure that.
+    """
+    kinds = ("quality",) if impute else ("quality", "privacy")
+    if checks is None:
         specs = [(cls, {}, Gate()) for cls in pm.checks().values() if cls.default and cls.kind in kinds]
     else:
         specs = [(pm.get_check(spec.name), dict(spec.params), Gate(min=spec.min, max=spec.max, on_fail=spec.on_fail))
-                 for spec in recipe.checks]
-    target = recipe.target if recipe is not None else None
+                 for spec in checks if spec.enabled]
+        named = {spec.name for spec in checks}
+        specs += [(cls, {}, Gate()) for name, cls in pm.checks().items()
+                  if cls.mandatory and cls.kind in kinds and name not in named]
     results = []
     for cls, params, gate in specs:
         if target is not None and "target" in cls.Params.model_fields and params.get("target") is None:
             params["target"] = target
         results.append(cls(params).run(train, holdout, synthetic, schema, gate))
     return results
+
+
+def privacy_turned_off(recipe: Recipe, pm: SynthForgePluginManager) -> list[str]:
+    """What the recipe turned off or weakened of the protections every run has by default, in words."""
+    if recipe.output.mode == "impute":
+        return []
+    off = []
+    for spec in recipe.checks or []:
+        check = pm.get_check(spec.name)
+        if check.mandatory and not spec.enabled:
+            off.append(f"the {spec.name} gate is turned off (checks: {spec.name} enabled: off)")
+        elif check.mandatory and spec.on_fail == "warn":
+            off.append(f"the {spec.name} gate only warns (checks: {spec.name} on_fail: warn)")
+    if recipe.output.protect_rows_below is False:
+        off.append("copies of rare training rows are not drawn again (output.protect_rows_below: off)")
+    return off
 
 
 def _log_checks(results: list[CheckResult], log: Callable[[str], None]) -> None:
@@ -369,23 +414,12 @@ def _gate_message(failures: list[CheckResult], path: Path) -> str:
 
 def _keep_failed_reports(temporary: Path, output_path: Path) -> None:
     failed = output_path.parent / f"{output_path.name}.failed"
-    staging = output_path.parent / f".{output_path.name}.failed-{uuid.uuid4().hex[:8]}"
+    staging = staging_path(output_path, "failed")
     staging.mkdir()
     for name in ("report.json", "report.html"):
         if (temporary / name).exists():
             shutil.copy2(temporary / name, staging / name)
     replace_atomically(staging, failed)
-
-
-def replace_atomically(source: Path, destination: Path) -> None:
-    """Put ``source`` at ``destination``; an existing destination is swapped out, then removed."""
-    if destination.exists():
-        retired = destination.parent / f".{destination.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(destination, retired)
-        os.replace(source, destination)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.replace(source, destination)
 
 
 # --- provenance ---------------------------------------------------------------------------
@@ -438,9 +472,11 @@ def _describe_run(info: RunInfo, recipe: Recipe, source: Path, generator: Genera
         "source": str(source),
         "rows": result.rows,
         "timings": result.timings,
+        "privacy_turned_off": result.privacy_off,
         "started_at": info.started_at,
         "versions": versions,
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
+        "threads": result.threads,
     }
 
 
@@ -458,6 +494,8 @@ def _manifest(info: RunInfo, recipe: Recipe, source: Path, generator: Generator,
         "rows": result.rows,
         "timings_seconds": {k: round(v, 4) for k, v in result.timings.items()},
         "checks": [{"name": c.name, "score": c.score, "passed": c.passed} for c in result.checks],
+        "privacy_turned_off": result.privacy_off,
+        "threads": result.threads,
         "versions": versions,
         "started_at": info.started_at,
         "finished_at": _now(),

@@ -30,7 +30,7 @@ def evaluate_frames(real: pl.DataFrame, synthetic: pl.DataFrame, *, holdout: pl.
                     target: str | None = None, schema: Schema | None = None, out: Path | None = None,
                     pm: SynthForgePluginManager | None = None, checks: list[str] | None = None) -> list[CheckResult]:
     from synthforge.engine import package_versions
-    from synthforge.recipe import CheckSpec, Recipe
+    from synthforge.recipe import CheckSpec
 
     pm = pm or get_plugin_manager()
     schema = schema or infer_schema(real)
@@ -40,11 +40,8 @@ def evaluate_frames(real: pl.DataFrame, synthetic: pl.DataFrame, *, holdout: pl.
         raise DataError(f"--target {target!r} is not a column; columns: {', '.join(real.columns)}.")
     from synthforge.engine import run_checks
 
-    recipe = None
-    if target is not None or checks is not None:
-        names = checks if checks is not None else [name for name, cls in pm.checks().items() if cls.default]
-        recipe = Recipe.model_construct(target=target, checks=[CheckSpec(name=name) for name in names])
-    results = run_checks(recipe, pm, real, holdout, synthetic, schema)
+    specs = [CheckSpec(name=name) for name in checks] if checks is not None else None
+    results = run_checks(specs, pm, real, holdout, synthetic, schema, target=target)
     if out is not None:
         from synthforge.report import write_reports
 

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from synthforge.data.encoder import EncoderConfig, Span, TableEncoder
 from synthforge.data.identifiers import plan_identifier, regenerate
+from synthforge.data.io import with_umask
 from synthforge.data.schema import ColumnKind, Schema, check_columns, enforce, infer_schema
 from synthforge.errors import ConditionError, DataError, ModelError, SynthForgeError
 
@@ -227,10 +228,12 @@ class Generator:
             "schema": self.schema_.model_dump(mode="json"),
             "encoder": self.encoder_.state(),
             "identifiers": self.identifiers_,
+            "frame_kind": getattr(self, "frame_kind_", "polars"),
             "state": extra,
         }
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=1, default=_json_default))
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(directory / WEIGHTS_FILE))
+        with_umask(directory / WEIGHTS_FILE)
         return directory
 
     @classmethod
@@ -248,7 +251,7 @@ class Generator:
         generator.seed_ = config["seed"]
         generator.sample_calls_ = 0
         generator.copies_redrawn_ = 0
-        generator.frame_kind_ = "polars"
+        generator.frame_kind_ = config.get("frame_kind", "polars")  # pandas in, pandas out, after a save too
         generator._set_state(load_file(str(Path(directory) / WEIGHTS_FILE)), config["state"])
         return generator
 
@@ -429,6 +432,11 @@ def _to_polars(table: Any) -> tuple[pl.DataFrame, str]:
     if type(table).__module__.startswith("pandas"):
         return pl.from_pandas(table), "pandas"
     raise DataError(f"expected a polars or pandas DataFrame, got {type(table).__name__}.")
+
+
+def as_polars(table: Any) -> pl.DataFrame:
+    """A model's output as polars, whichever kind of frame it was fitted on (writers take polars)."""
+    return _to_polars(table)[0]
 
 
 def _json_default(value: Any) -> Any:

@@ -52,8 +52,10 @@ def synthforge_checks() -> list[type[Check]]:
 
     Each class subclasses :class:`synthforge.Check`, has a unique ``name``, a
     ``kind`` (``"quality"`` or ``"privacy"``) and a default gate. A recipe names
-    checks under ``checks:``; privacy checks with ``default: True`` run on every
-    recipe that does not list checks of its own.
+    checks under ``checks:``; checks with ``default = True`` run on every recipe
+    that does not list checks of its own, and checks with ``mandatory = True`` (the
+    privacy gates ``exact_copies`` and ``identifier_leak``) on every run, listed or
+    not, unless the recipe names them with ``enabled: off`` (the report then says so).
     """
 
 

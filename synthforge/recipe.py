@@ -69,6 +69,10 @@ class GeneratorSpec(_Strict):
     name: str = Field("copula", description="A generator from `synthforge plugins`.")
     params: dict[str, Any] = Field(default_factory=dict, description="The generator's own typed parameters.")
     device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps, for neural generators.")
+    threads: int | None = Field(
+        None, ge=1, description="CPU threads for this run (torch, BLAS, OpenMP); default: $SYNTHFORGE_THREADS, the "
+                                "CPUs a Ray task was given, or this machine's cores (a worker divides them among "
+                                "its concurrent jobs).")
 
 
 class OutputSpec(_Strict):
@@ -90,9 +94,20 @@ class OutputSpec(_Strict):
     batch_size: int = Field(100_000, ge=1, description="Rows sampled and written per batch.")
     save_model: bool = Field(True, description="Save the fitted model under model/.")
     sample_seed: int | None = Field(None, description="Seed for sampling only (default: derived from `seed`).")
-    protect_rows_below: int = Field(
-        5, ge=0, description="A synthetic row identical to a training row that fewer than this many training rows "
-                             "share is drawn again; 0 turns this off.")
+    protect_rows_below: int | Literal[False] = Field(
+        5, description="A synthetic row identical to a training row that fewer than this many training rows "
+                       "share is drawn again; `off` turns this privacy protection off (and the report says so).")
+
+    @field_validator("protect_rows_below", mode="before")
+    @classmethod
+    def _protection_off_by_name(cls, value: Any) -> Any:
+        """Copy protection is a privacy gate: only an explicit ``off`` turns it off, never a 0 or a typo."""
+        if value is False:
+            return False
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"protect_rows_below is a row count ≥ 1, or `off` to turn copy protection off "
+                             f"(got {value!r})")
+        return value
 
     @model_validator(mode="after")
     def _mode_needs(self) -> OutputSpec:
@@ -121,6 +136,9 @@ class CheckSpec(_Strict):
     min: float | None = Field(None, description="The run fails (or warns) below this score.")
     max: float | None = Field(None, description="The run fails (or warns) above this score.")
     on_fail: OnFail | None = Field(None, description="error (default for privacy) or warn.")
+    enabled: bool = Field(True, description="`off` turns this check off; the only way to turn off a check that "
+                                            "runs in every run (exact_copies, identifier_leak), and the report "
+                                            "says so in red.")
 
 
 class Recipe(_Strict):
@@ -134,7 +152,8 @@ class Recipe(_Strict):
     output: OutputSpec
     target: str | None = Field(None, description="Column to predict, for ML-efficacy checks.")
     checks: list[CheckSpec] | None = Field(
-        None, description="Checks and their gates; without this key every default check runs."
+        None, description="Checks and their gates; without this key every default check runs. The privacy gates "
+                          "that run in every run (exact_copies, identifier_leak) run even when not listed."
     )
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
@@ -152,6 +171,11 @@ class Recipe(_Strict):
     @property
     def file(self) -> str:
         return self._file
+
+    @property
+    def copy_protection_below(self) -> int:
+        """The row count under which copies are redrawn; 0 when the recipe turned protection off."""
+        return self.output.protect_rows_below or 0
 
     def canonical_hash(self) -> str:
         text = json.dumps(self.model_dump(mode="json"), sort_keys=True)

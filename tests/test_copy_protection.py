@@ -90,7 +90,7 @@ def test_a_run_reports_redrawn_copies_and_writes_none(write_recipe, tmp_path, ca
     assert result.rows["copies_redrawn"] > 0
     assert copies(pl.read_parquet(result.dataset_path), train, rare=True) == 0
 
-    recipe["output"]["protect_rows_below"] = 0
+    recipe["output"]["protect_rows_below"] = False  # YAML: off
     recipe["checks"] = [{"name": "rare_combinations", "on_fail": "warn"}]
     result = run(write_recipe(recipe, "off.yaml"))
     assert not result.checks[0].passed  # unprotected, the copula reproduces unique records too often

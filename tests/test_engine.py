@@ -152,7 +152,7 @@ def test_a_memorizing_generator_fails_the_privacy_gate_and_writes_no_dataset(wri
         run(write_recipe(recipe), pm=pm)  # sampling stops it first
     assert not list(tmp_path.glob("*out*"))
 
-    recipe["output"]["protect_rows_below"] = 0  # and without that, the gates do
+    recipe["output"]["protect_rows_below"] = False  # `off`: and without that, the gates do
     with pytest.raises(GateFailed) as error:
         run(write_recipe(recipe), pm=pm)
     assert re.search(r"privacy check .exact_copies. scored 0\.9[0-9]+, outside its gate ≤ 0", str(error.value))
@@ -201,7 +201,8 @@ def test_an_in_test_check_plugin_is_used_by_a_recipe(write_recipe, tmp_path):
     recipe = basic_recipe()
     recipe["checks"] = [{"name": "row_count", "min": 1000, "max": 1000}]
     result = run(write_recipe(recipe), pm=pm)
-    assert [(c.name, c.score, c.passed) for c in result.checks] == [("row_count", 1000.0, True)]
+    assert [(c.name, c.score, c.passed) for c in result.checks] == [
+        ("row_count", 1000.0, True), ("exact_copies", 0.0, True), ("identifier_leak", 0.0, True)]
 
 
 def test_sigkill_mid_sample_leaves_nothing_at_the_final_path(write_recipe, tmp_path):
@@ -226,3 +227,9 @@ def test_sigkill_mid_sample_leaves_nothing_at_the_final_path(write_recipe, tmp_p
         process.wait()
     assert not (tmp_path / "out").exists()
     assert list(tmp_path.glob(".out.tmp-*")), "the partial output stays hidden in a temporary folder"
+
+    rerun = basic_recipe(rows=500)
+    logged = []
+    run(write_recipe(rerun), pm=get_plugin_manager(entry_points=False), log=logged.append)
+    assert not list(tmp_path.glob(".out.*")), "the rerun removes what the killed run left"
+    assert any("left by a run that was killed" in line for line in logged)

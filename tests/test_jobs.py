@@ -17,6 +17,7 @@ import yaml
 
 from synthforge.errors import SynthForgeError
 from synthforge.jobs.store import JobStore, next_cron_time
+from synthforge.jobs.worker import result_files
 
 from .conftest import DATA
 
@@ -272,7 +273,7 @@ def test_a_submitted_job_runs_in_a_worker_with_hooks_logs_and_results(workspace:
     shown = json.loads(cli("jobs", "show", str(job_id), "--json", "--store", store_url, cwd=workspace).stdout)
     assert shown["status"] == "succeeded" and shown["attempts"] == 1
     assert pl.read_parquet(shown["result"]["dataset_path"]).height == 1500, "the --param override was applied"
-    assert {c["name"] for c in shown["result"]["checks"]} == {"exact_copies", "column_shapes"}
+    assert {c["name"] for c in shown["result"]["checks"]} == {"exact_copies", "column_shapes", "identifier_leak"}
     logs = cli("jobs", "logs", str(job_id), "--store", store_url, cwd=workspace).stdout
     assert "claimed by" in logs and "fitting" in logs and "succeeded" in logs
     assert hooks(workspace) == ["started first first", "finished first first succeeded"]
@@ -312,6 +313,8 @@ def test_sigkill_of_a_worker_mid_job_is_survived_with_nothing_lost_or_duplicated
     assert any("lease of" in line and "expired" in line for line in lines)
     trace = hooks(workspace)
     assert trace.count("started killed killed") == 2 and trace.count("finished killed killed succeeded") == 1
+    assert not list(output.parent.glob(".killed.*")), "no hidden staging folder is left beside the output"
+    assert not result_files(store, job_id), "no result file is left in the temp folder"
 
 
 def _alive(pid: int) -> bool:
@@ -326,6 +329,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_two_workers_never_run_the_same_job(workspace: Path, store_url: str):
     store = JobStore(store_url)
     recipe = write_recipe(workspace, "many", fit_seconds=0.3)

@@ -3,7 +3,8 @@
 A check has a ``name``, a ``kind`` (``"quality"`` or ``"privacy"``), a pydantic
 ``Params`` model, a default gate (``default_min``/``default_max``) and
 ``run(train, holdout, synthetic, schema) -> CheckResult``. A recipe may change the
-gate per check (``min``, ``max``, ``on_fail: error | warn``). A check may also set
+gate per check (``min``, ``max``, ``on_fail: error | warn``). A ``mandatory`` check runs
+whatever the recipe lists, unless the recipe names it with ``enabled: off``. A check may also set
 its threshold from the data when the recipe gives none (``gate_from_data``), as
 exact copies does from the holdout's own overlap with the training table.
 """
@@ -63,6 +64,9 @@ class Check:
     Params: ClassVar[type[BaseModel]] = NoParams
     #: run on every recipe that lists no checks of its own
     default: ClassVar[bool] = False
+    #: run in every run, listed or not: a recipe turns it off only by naming it with ``enabled: off``,
+    #: and the report says so in red (the privacy gates: exact copies, identifier leak)
+    mandatory: ClassVar[bool] = False
     default_min: ClassVar[float | None] = None
     default_max: ClassVar[float | None] = None
     default_on_fail: ClassVar[OnFail] = "error"

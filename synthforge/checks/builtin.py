@@ -79,6 +79,7 @@ class ExactCopies(Check):
     description = ("Share of synthetic rows identical to a training row. The default gate allows no more than the "
                    "holdout's own share of rows found in the training table (plus two standard errors).")
     default = True
+    mandatory = True
 
     def measure(self, train, holdout, synthetic, schema):
         columns = [c.name for c in schema.learned if c.name in synthetic.columns]

@@ -105,7 +105,8 @@ class MLEfficacy(Check):
     def measure(self, train, holdout, synthetic, schema):
         target = self.params.target
         if target is None:
-            return None, "skipped: no target (set `target:` in the recipe)", {"skipped": True}
+            skipped = "skipped: no target column (a recipe's `target:`, or `synthforge evaluate --target`)"
+            return None, skipped, {"skipped": True}
         result = metrics.ml_efficacy(train, holdout, synthetic, schema, target)
         if result["synthetic"] is None:
             return None, "skipped: the holdout has a single class", result
@@ -278,6 +279,7 @@ class IdentifierLeak(Check):
     kind = "privacy"
     description = "Real values of identifier and free-text columns found in the synthetic rows (must be 0)."
     default = True
+    mandatory = True
     default_max = 0.0
 
     def measure(self, train, holdout, synthetic, schema):

@@ -6,8 +6,15 @@ Writers stream: ``open(path)`` returns a sink that takes one batch at a time, so
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import shutil
+import socket
 import tempfile
+import time
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -158,20 +165,123 @@ def open_writer(path: Path, format: str | None = None, *, pm: SynthForgePluginMa
     return _choose(writers, path, format, "writer").open(path)
 
 
-def write_table_atomic(table: pl.DataFrame, path: str | Path, format: str | None = None, *,
-                       pm: SynthForgePluginManager | None = None) -> Path:
-    """Write ``table`` to a temporary file beside ``path``, then rename it into place."""
+@contextlib.contextmanager
+def atomic_table(path: str | Path, format: str | None = None, *,
+                 pm: SynthForgePluginManager | None = None) -> Iterator[Sink]:
+    """A sink whose batches go to a hidden file beside ``path``, renamed into place when the block ends.
+
+    The writer is chosen from ``path`` (or ``format``) before anything is created, so a bad
+    extension names the file asked for; a block that raises leaves no file behind.
+    """
     path = Path(path)
+    writer = _choose(pm.writers() if pm is not None else WRITERS, path, format, "writer")
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(handle)
     try:
-        writers = pm.writers() if pm is not None else WRITERS
-        sink = _choose(writers, path, format, "writer").open(Path(temporary))
-        sink.write(table)
-        sink.close()
+        sink = writer.open(Path(temporary))
+        try:
+            yield sink
+        finally:
+            sink.close()
+        with_umask(Path(temporary))
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def write_table_atomic(table: pl.DataFrame, path: str | Path, format: str | None = None, *,
+                       pm: SynthForgePluginManager | None = None) -> Path:
+    """Write ``table`` to a temporary file beside ``path``, then rename it into place."""
+    with atomic_table(path, format, pm=pm) as sink:
+        sink.write(table)
+    return Path(path)
+
+
+def with_umask(path: Path) -> Path:
+    """Give a file the permissions of any file the user creates (0666 less the umask).
+
+    ``tempfile.mkstemp`` and safetensors create files 0600, so a model or dataset a teammate
+    should read would otherwise be the owner's alone.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
     return path
+
+
+# --- staging folders beside an output ----------------------------------------------------------
+#
+# Every output is built in a hidden sibling, ``.<name>.<stage>-<token>-<pid>@<host>``, and renamed into
+# place. A process killed mid-run leaves its sibling behind; the owner's pid and host in the name tell
+# the next run (and ``synthforge jobs gc``) that nobody is writing it any more.
+
+_STAGING = re.compile(r"^\.(?P<name>.+)\.(?P<stage>tmp|failed|old)-(?P<token>[0-9a-f]{8,12})"
+                      r"(?:-(?P<pid>\d+)@(?P<host>.+))?$")
+# A staging folder named before owners were recorded is taken as abandoned after this long.
+_UNOWNED_AFTER_SECONDS = 3600
+
+
+def staging_path(destination: Path, stage: str = "tmp") -> Path:
+    """A fresh hidden sibling of ``destination`` that names this process as its owner."""
+    token = uuid.uuid4().hex[:12]
+    return destination.parent / f".{destination.name}.{stage}-{token}-{os.getpid()}@{socket.gethostname()}"
+
+
+def replace_atomically(source: Path, destination: Path) -> None:
+    """Put ``source`` at ``destination``; an existing destination is swapped out, then removed."""
+    if destination.exists():
+        retired = staging_path(destination, "old")
+        os.replace(destination, retired)
+        os.replace(source, destination)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(source, destination)
+
+
+def abandoned_staging(destination: Path) -> list[Path]:
+    """The staging siblings of ``destination`` whose owner process is gone (on this host)."""
+    if not destination.parent.is_dir():
+        return []
+    found = []
+    for candidate in destination.parent.iterdir():
+        match = _STAGING.match(candidate.name)
+        if not match or match["name"] != destination.name:
+            continue
+        if match["pid"] is None:
+            with contextlib.suppress(OSError):
+                if time.time() - candidate.stat().st_mtime > _UNOWNED_AFTER_SECONDS:
+                    found.append(candidate)
+        elif match["host"] == socket.gethostname() and not process_alive(int(match["pid"])):
+            found.append(candidate)
+    return sorted(found)
+
+
+def remove_abandoned_staging(destination: Path) -> list[Path]:
+    """Remove what killed runs left beside ``destination``; return what was removed."""
+    removed = []
+    for path in abandoned_staging(destination):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        removed.append(path)
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this machine (a zombie counts as gone)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    with contextlib.suppress(OSError):
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        return state != "Z"
+    return True

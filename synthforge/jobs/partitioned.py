@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +23,9 @@ from synthforge.errors import SynthForgeError
 
 def plan_partitions(rows: int, partitions: int, batch_size: int) -> list[list[tuple[int, int]]]:
     """(offset, rows) batches for each partition: whole batches, spread as evenly as they go."""
-    batches = [(offset, min(batch_size, rows - offset)) for offset in range(0, rows, batch_size)]
+    from synthforge.engine import batch_plan
+
+    batches = batch_plan(rows, batch_size)
     partitions = max(1, min(partitions, len(batches)))
     size, extra = divmod(len(batches), partitions)
     plan, start = [], 0
@@ -36,24 +37,37 @@ def plan_partitions(rows: int, partitions: int, batch_size: int) -> list[list[tu
 
 
 def sample_partition(model_dir: str, batches: list[tuple[int, int]], seed: int, conditions: dict[str, Any],
-                     path: str, plugins_dir: str | None = None, protection: tuple[str, int] | None = None) -> int:
+                     path: str, plugins_dir: str | None = None, protection: tuple[str, int] | None = None,
+                     threads: int | None = None) -> int:
     """Load the model, sample the partition's batches and write them as one parquet file; return its rows.
 
-    ``protection`` is (training table path, ``below``) for :meth:`Generator.protect_rows`.
+    ``protection`` is (training table path, ``below``) for :meth:`Generator.protect_rows`;
+    ``threads`` the CPU threads it may use (default: :func:`synthforge.threads.thread_share`,
+    the CPUs Ray gave the task).
     """
+    from synthforge.threads import limited_threads, thread_share
+
+    with limited_threads(thread_share(threads)):
+        return _sample_partition(model_dir, batches, seed, conditions, path, plugins_dir, protection)
+
+
+def _sample_partition(model_dir: str, batches: list[tuple[int, int]], seed: int, conditions: dict[str, Any],
+                      path: str, plugins_dir: str | None, protection: tuple[str, int] | None) -> int:
     import polars as pl
 
     from synthforge.api import load
     from synthforge.data.io import read_table
     from synthforge.engine import derive_seed
+    from synthforge.generator import as_polars
     from synthforge.plugins import get_plugin_manager
 
     pm = get_plugin_manager(plugins_dir=Path(plugins_dir) if plugins_dir else None)
     model = load(model_dir, pm=pm)
     if protection is not None:
         model.protect_rows(read_table(Path(protection[0]), None, pm=pm), below=protection[1])
-    frames = [model.sample(count, conditions or None, seed=derive_seed(seed, offset)) for offset, count in batches]
-    frame = pl.concat(frames) if frames else model.sample(0)
+    frames = [as_polars(model.sample(count, conditions or None, seed=derive_seed(seed, offset)))
+              for offset, count in batches]
+    frame = pl.concat(frames) if frames else as_polars(model.sample(0))
     frame.write_parquet(path)
     return frame.height
 
@@ -68,7 +82,7 @@ def sample_partitioned(model_dir: str | Path, rows: int, out: str | Path, *, par
     ``protection`` is (training table path, ``below``): each partition then redraws rows
     that copy a rare training row, as :meth:`Generator.protect_rows` describes.
     """
-    from synthforge.engine import replace_atomically
+    from synthforge.data.io import remove_abandoned_staging, replace_atomically, staging_path
 
     if rows < 1:
         raise SynthForgeError("partitioned sampling needs at least one row.")
@@ -77,7 +91,8 @@ def sample_partitioned(model_dir: str | Path, rows: int, out: str | Path, *, par
         raise SynthForgeError(f"{model_dir} is not a saved SynthForge model (no config.json).")
     plan = plan_partitions(rows, partitions, batch_size)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    remove_abandoned_staging(out)
+    staging = staging_path(out)
     staging.mkdir()
     started = time.perf_counter()
     arguments = [(str(model_dir), batches, seed, dict(conditions or {}), str(staging / f"part-{index:05d}.parquet"),
@@ -123,6 +138,10 @@ def _run_local(arguments: list[tuple]) -> list[int]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    from synthforge.threads import per_job_threads
+
+    # The processes share this machine's cores, rather than each taking all of them.
+    arguments = [(*args, per_job_threads(len(arguments))) for args in arguments]
     # spawn, not fork: the parent may hold torch threads or a Ray client, which do not survive a fork.
     with ProcessPoolExecutor(len(arguments), mp_context=multiprocessing.get_context("spawn")) as pool:
         return list(pool.map(sample_partition, *zip(*arguments, strict=True)))

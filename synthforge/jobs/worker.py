@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from synthforge.errors import SynthForgeError
 from synthforge.jobs.store import Job, JobStore
+from synthforge.threads import THREADS_ENV, per_job_threads
 
 Executor = Literal["local", "ray"]
 
@@ -43,7 +44,7 @@ class Worker:
     def __init__(self, store: JobStore, *, concurrency: int = 1, executor: Executor = "local",
                  lease_seconds: float = 30.0, poll_seconds: float = 1.0, retry_delay: float = 30.0,
                  plugins_dir: str | Path | None = None, ray_address: str | None = None,
-                 log: Callable[[str], None] = print) -> None:
+                 threads: int | None = None, log: Callable[[str], None] = print) -> None:
         if concurrency < 1:
             raise SynthForgeError("--concurrency must be at least 1.")
         if executor not in ("local", "ray"):
@@ -52,6 +53,9 @@ class Worker:
         self.lease_seconds, self.poll_seconds, self.retry_delay = lease_seconds, poll_seconds, retry_delay
         self.plugins_dir = str(plugins_dir) if plugins_dir else None
         self.ray_address = ray_address
+        # Each job's share of the cores (synthforge.threads): a local child gets it as SYNTHFORGE_THREADS
+        # (unless the worker's own environment sets that), a Ray task as its num_cpus.
+        self.threads = threads or per_job_threads(concurrency)
         self.log = log
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.running: dict[int, tuple[Job, _Execution]] = {}
@@ -69,7 +73,7 @@ class Worker:
 
             init_ray(self.ray_address)
         self.log(f"worker {self.owner}: {self.executor} executor, concurrency {self.concurrency}, "
-                 f"store {self.store.url}")
+                 f"{self.threads} CPU thread(s) per job, store {self.store.url}")
         last_beat = 0.0
         try:
             while not self.stopping:
@@ -107,8 +111,8 @@ class Worker:
 
     def _start(self, job: Job) -> _Execution:
         if self.executor == "ray":
-            return _RayExecution(job, self.plugins_dir)
-        return _LocalExecution(job, self.store, self.plugins_dir)
+            return _RayExecution(job, self.plugins_dir, self.threads)
+        return _LocalExecution(job, self.store, self.plugins_dir, self.threads)
 
     def _heartbeat(self) -> None:
         for job_id, (job, execution) in list(self.running.items()):
@@ -170,15 +174,19 @@ class _Execution:
 class _LocalExecution(_Execution):
     """The job in a child process that dies with the worker; its output lines become the job's log."""
 
-    def __init__(self, job: Job, store: JobStore, plugins_dir: str | None) -> None:
+    def __init__(self, job: Job, store: JobStore, plugins_dir: str | None, threads: int) -> None:
         self.job, self.store = job, store
-        handle, self.result_path = tempfile.mkstemp(prefix=f"synthforge-job-{job.id}-", suffix=".json")
-        os.close(handle)
+        for earlier in result_files(store, job.id):  # an earlier attempt's, whose worker died holding it
+            earlier.unlink(missing_ok=True)
+        self.result_path = str(result_file(store, job))
         command = [sys.executable, "-m", "synthforge.jobs.runner", "--recipe", job.recipe,
                    "--params", json.dumps(job.params), "--result", self.result_path]
         if plugins_dir:
             command += ["--plugins-dir", plugins_dir]
+        environment = {**os.environ}
+        environment.setdefault(THREADS_ENV, str(threads))
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        env=environment,
                                         preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         self.tail: list[str] = []
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -198,9 +206,10 @@ class _LocalExecution(_Execution):
             return None
         self.reader.join(timeout=10)
         try:
-            if code == 0:
-                return {"status": "succeeded", "result": json.loads(Path(self.result_path).read_text())}
-            written = Path(self.result_path).read_text()
+            result = Path(self.result_path)
+            written = result.read_text() if result.exists() else ""
+            if code == 0 and written:
+                return {"status": "succeeded", "result": json.loads(written)}
             if code == 2 and written:
                 return {"status": "failed", "error": json.loads(written)["error"], "retryable": False}
             reason = f"exit status {code}" if code > 0 else f"killed by {signal.Signals(-code).name}"
@@ -223,12 +232,12 @@ class _LocalExecution(_Execution):
 class _RayExecution(_Execution):
     """The job as a Ray task on the cluster ``ray.init`` joined; its log arrives when it ends."""
 
-    def __init__(self, job: Job, plugins_dir: str | None) -> None:
+    def __init__(self, job: Job, plugins_dir: str | None, threads: int) -> None:
         import ray
 
         from synthforge.jobs.runner import execute_captured
 
-        task = ray.remote(max_retries=0)(execute_captured)
+        task = ray.remote(max_retries=0, num_cpus=threads)(execute_captured)
         self.ref = task.remote(job.recipe, job.params, plugins_dir)
 
     def outcome(self) -> dict[str, Any] | None:
@@ -246,6 +255,68 @@ class _RayExecution(_Execution):
         import ray
 
         ray.cancel(self.ref, force=True)
+
+
+def result_file(store: JobStore, job: Job) -> Path:
+    """Where the child running ``job`` writes its result: the temp folder, named for the store, job and owner."""
+    return Path(tempfile.gettempdir()) / (f"{_RESULT_PREFIX}{_store_key(store)}-{job.id}-{job.attempts}-"
+                                          f"{os.getpid()}@{socket.gethostname()}.json")
+
+
+def result_files(store: JobStore, job_id: int) -> list[Path]:
+    return sorted(Path(tempfile.gettempdir()).glob(f"{_RESULT_PREFIX}{_store_key(store)}-{job_id}-*.json"))
+
+
+def abandoned_result_files() -> list[Path]:
+    """Result files whose worker is gone: it died before reading them (``kill -9``)."""
+    from synthforge.data.io import process_alive
+
+    found = []
+    for path in Path(tempfile.gettempdir()).glob(f"{_RESULT_PREFIX}*.json"):
+        before, _, host = path.stem.rpartition("@")  # host names may hold dashes, never an @
+        pid = before.rsplit("-", 1)[-1]
+        if host and pid.isdigit():
+            if host == socket.gethostname() and not process_alive(int(pid)):
+                found.append(path)
+        elif time.time() - path.stat().st_mtime > 3600:  # named before owners were: abandoned after an hour
+            found.append(path)
+    return sorted(found)
+
+
+_RESULT_PREFIX = "synthforge-job-"
+
+
+def collect_garbage(store: JobStore) -> list[Path]:
+    """Remove what killed jobs left behind: result files of dead workers, and the hidden staging folders
+    beside the outputs of this store's jobs and schedules whose owner process is gone. Return what went.
+
+    A live run's files are never touched: each name records its owner (pid and host), checked here.
+    """
+    from synthforge.data.io import remove_abandoned_staging
+    from synthforge.recipe import load_recipe
+
+    removed = []
+    for path in abandoned_result_files():
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    recipes = {(job.recipe, json.dumps(job.params, sort_keys=True)) for job in store.list_jobs(limit=1_000_000)}
+    recipes |= {(item.recipe, json.dumps(item.params, sort_keys=True)) for item in store.list_schedules()}
+    outputs = set()
+    for recipe, params in sorted(recipes):
+        try:
+            loaded = load_recipe(recipe, overrides=json.loads(params))
+        except SynthForgeError:  # a recipe since moved or broken: nothing of it to find
+            continue
+        outputs.add(loaded.resolve(loaded.output.path))
+    for output in sorted(outputs):
+        removed += remove_abandoned_staging(output)
+    return removed
+
+
+def _store_key(store: JobStore) -> str:
+    import hashlib
+
+    return hashlib.sha256(store.url.encode()).hexdigest()[:8]
 
 
 def _die_with_parent() -> None:

@@ -111,6 +111,7 @@ def render_html(report: dict[str, Any]) -> str:
     body = [
         f"<h1>{title}</h1>",
         f"<p class='verdict {'ok' if report['passed'] else 'bad'}'>Gates {verdict}</p>",
+        _privacy_off(run),
         _checks_table(report["checks"]),
         "<h2>Columns: real vs synthetic</h2>",
         f"<p class='legend'><span style='color:{REAL_COLOUR}'>■ real (training)</span> "
@@ -161,28 +162,68 @@ def _checks_table(checks: list[dict[str, Any]]) -> str:
             "<th>summary</th></tr>" + "".join(rows) + "</table>")
 
 
-def _column_plot(column: dict[str, Any], width: int = 300, height: int = 140) -> str:
+def _column_plot(column: dict[str, Any], width: int = 300, height: int = 150) -> str:
+    """Real and synthetic bars side by side, with a y-axis of the share of rows and labelled x values."""
     real, fake = column["real"], column["synthetic"]
     n = len(real)
-    top = max([*real, *fake, 1e-9])
-    bar = width / max(n, 1)
+    left, bottom, top_pad = 40, 18 if column["numeric"] else 52, 8
+    plot_w, plot_h = width - left - 4, height - bottom - top_pad
+    top = _nice_ceiling(max([*real, *fake, 1e-9]))
+    bar = plot_w / max(n, 1)
     shapes = []
+    for tick in (0.0, top / 2, top):
+        y = top_pad + plot_h - tick / top * plot_h
+        shapes.append(f"<line x1='{left - 3}' x2='{left + plot_w}' y1='{y:.1f}' y2='{y:.1f}' stroke='#e2e8f0'/>"
+                      f"<text x='{left - 5}' y='{y + 3:.1f}' text-anchor='end' font-size='9'>{_percent(tick)}</text>")
+    shapes.append(f"<line x1='{left}' x2='{left}' y1='{top_pad}' y2='{top_pad + plot_h}' stroke='#718096'/>")
     for i, (a, b) in enumerate(zip(real, fake, strict=True)):
-        for offset, value, colour in ((0.0, a, REAL_COLOUR), (0.5, b, SYNTHETIC_COLOUR)):
-            h = value / top * (height - 20)
-            shapes.append(f"<rect x='{i * bar + offset * bar:.1f}' y='{height - h:.1f}' width='{bar / 2:.1f}' "
-                          f"height='{h:.1f}' fill='{colour}'/>")
+        for offset, value, colour, who in ((0.0, a, REAL_COLOUR, "real"), (0.5, b, SYNTHETIC_COLOUR, "synthetic")):
+            h = value / top * plot_h
+            shapes.append(f"<rect x='{left + i * bar + offset * bar:.1f}' y='{top_pad + plot_h - h:.1f}' "
+                          f"width='{bar / 2:.1f}' height='{h:.1f}' fill='{colour}'><title>{who}: "
+                          f"{_percent(value, 2)}</title></rect>")
+    axis_y = top_pad + plot_h
+    shapes.append(f"<line x1='{left}' x2='{left + plot_w}' y1='{axis_y}' y2='{axis_y}' stroke='#718096'/>")
     if column["numeric"]:
         edges = column["edges"]
-        label = f"{edges[0]:,.4g} … {edges[-1]:,.4g}"
+        for fraction, anchor in ((0.0, "start"), (0.5, "middle"), (1.0, "end")):
+            value = edges[0] + fraction * (edges[-1] - edges[0])
+            shapes.append(f"<text x='{left + fraction * plot_w:.1f}' y='{axis_y + 12}' text-anchor='{anchor}' "
+                          f"font-size='9'>{html.escape(_number(value))}</text>")
     else:
-        label = ", ".join(map(str, column["categories"][:4])) + (" …" if len(column["categories"]) > 4 else "")
+        for i, category in enumerate(column["categories"]):
+            x, name = left + (i + 0.5) * bar, str(category)
+            short = name if len(name) <= 12 else name[:11] + "…"
+            shapes.append(f"<text x='{x:.1f}' y='{axis_y + 8}' font-size='9' text-anchor='end' "
+                          f"transform='rotate(-45 {x:.1f} {axis_y + 8})'><title>{html.escape(name)}</title>"
+                          f"{html.escape(short)}</text>")
     nulls = column["null_rate"]
     null_text = (f" · nulls {nulls['real']:.1%} / {nulls['synthetic']:.1%}"
                  if nulls["real"] or nulls["synthetic"] else "")
     return (f"<figure><figcaption>{html.escape(column['name'])}{null_text}</figcaption>"
-            f"<svg width='{width}' height='{height}' role='img'>{''.join(shapes)}</svg>"
-            f"<div class='axis'>{html.escape(label)}</div></figure>")
+            f"<svg width='{width}' height='{height}' role='img' aria-label='share of rows per "
+            f"{'bin' if column['numeric'] else 'value'} of {html.escape(column['name'])}'>{''.join(shapes)}</svg>"
+            f"</figure>")
+
+
+def _number(value: float) -> str:
+    """An axis label: 17, 53.5, 12.3k, 1.48M."""
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e4, "k")):
+        if abs(value) >= limit:
+            return f"{value / limit:.3g}{suffix}"
+    return f"{value:,.4g}"
+
+
+def _nice_ceiling(value: float) -> float:
+    """The axis top: the next of 1, 2, 2.5, 5 × 10^k above ``value``."""
+    power = 10 ** np.floor(np.log10(value))
+    return float(next(step * power for step in (1, 2, 2.5, 5, 10) if step * power >= value - 1e-12))
+
+
+def _percent(share: float, decimals: int | None = None) -> str:
+    if decimals is None:
+        decimals = 0 if share == 0 or share >= 0.1 else 1 if share >= 0.01 else 2
+    return f"{share * 100:.{decimals}f}%"
 
 
 def _heatmaps(correlations: dict[str, Any]) -> str:
@@ -192,38 +233,86 @@ def _heatmaps(correlations: dict[str, Any]) -> str:
     return "<div class='grid'>" + "".join(
         _heatmap(matrix, names, title) for matrix, title in
         ((real, "real"), (fake, "synthetic"), (fake - real, "difference (synthetic − real)"))
-    ) + "</div>"
+    ) + "</div>" + _colour_scale()
+
+
+def _correlation_colour(value: float) -> str:
+    fade = int(255 * (1 - min(abs(value), 1.0)))
+    return f"rgb(255,{fade},{fade})" if value >= 0 else f"rgb({fade},{fade},255)"
 
 
 def _heatmap(matrix: np.ndarray, names: list[str], title: str, cell: int = 26) -> str:
     n = len(names)
-    label = 110
+    label = 12 + 6 * max(len(name) for name in names)  # full names: about 6 px a character at 10 px
     cells = []
     for i in range(n):
         cells.append(f"<text x='{label - 4}' y='{label + i * cell + cell * 0.65:.0f}' text-anchor='end' "
-                     f"font-size='10'>{html.escape(names[i][:16])}</text>")
+                     f"font-size='10'>{html.escape(names[i])}</text>")
         for j in range(n):
             value = float(matrix[i, j])
-            fade = int(255 * (1 - min(abs(value), 1.0)))
-            colour = f"rgb(255,{fade},{fade})" if value >= 0 else f"rgb({fade},{fade},255)"
             cells.append(f"<rect x='{label + j * cell}' y='{label + i * cell}' width='{cell}' height='{cell}' "
-                         f"fill='{colour}'><title>{html.escape(names[i])} × {html.escape(names[j])}: "
-                         f"{value:.3f}</title></rect>")
+                         f"fill='{_correlation_colour(value)}'><title>{html.escape(names[i])} × "
+                         f"{html.escape(names[j])}: {value:.3f}</title></rect>")
     for j in range(n):
         x = label + j * cell + cell * 0.6
         cells.append(f"<text x='{x:.0f}' y='{label - 4}' font-size='10' transform='rotate(-60 {x:.0f} {label - 4})'>"
-                     f"{html.escape(names[j][:16])}</text>")
+                     f"{html.escape(names[j])}</text>")
     size = label + n * cell + 4
+    overhang = label // 2  # the last column's label, rotated, reaches past the grid by about half its length
     return (f"<figure><figcaption>{html.escape(title)}</figcaption>"
-            f"<svg width='{size}' height='{size}' role='img'>{''.join(cells)}</svg></figure>")
+            f"<svg width='{size + overhang}' height='{size}' role='img'>{''.join(cells)}</svg></figure>")
+
+
+def _colour_scale(width: int = 300) -> str:
+    """The legend of the heat maps: Pearson correlation (or its difference) from −1 to +1."""
+    steps = 40
+    stripes = "".join(
+        f"<rect x='{10 + k * width / steps:.1f}' y='14' width='{width / steps + 0.5:.1f}' height='12' "
+        f"fill='{_correlation_colour(-1 + 2 * (k + 0.5) / steps)}'/>" for k in range(steps))
+    ticks = "".join(f"<text x='{10 + (value + 1) / 2 * width:.1f}' y='38' font-size='10' text-anchor='middle'>"
+                    f"{value:+g}</text>" for value in (-1, -0.5, 0, 0.5, 1))
+    return (f"<figure><figcaption>colour scale: Pearson correlation (and difference), −1 to +1</figcaption>"
+            f"<svg width='{width + 20}' height='42' role='img' aria-label='colour scale'>{stripes}"
+            f"<rect x='10' y='14' width='{width}' height='12' fill='none' stroke='#718096'/>{ticks}</svg></figure>")
+
+
+def _privacy_off(run: dict[str, Any]) -> str:
+    turned_off = run.get("privacy_turned_off") or []
+    if not turned_off:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in turned_off)
+    return ("<div class='privacy-off'><strong>Privacy protections turned off by this recipe</strong>"
+            f"<ul>{items}</ul>Rows of this dataset may copy real training rows.</div>")
 
 
 def _run_table(run: dict[str, Any]) -> str:
+    """The run's metadata in words: timings in seconds, rows and params as short lists, not raw JSON."""
     rows = []
     for key, value in run.items():
-        text = json.dumps(value, default=str) if isinstance(value, dict | list) else str(value)
-        rows.append(f"<tr><th>{html.escape(key)}</th><td><code>{html.escape(text)}</code></td></tr>")
-    return "<table>" + "".join(rows) + "</table>"
+        if key == "privacy_turned_off":
+            continue
+        if key == "timings" and isinstance(value, dict):
+            total = sum(value.values())
+            text = " · ".join(f"{stage} {seconds:,.2f} s" for stage, seconds in value.items())
+            text = f"{text} — total {total:,.2f} s"
+        elif key == "rows" and isinstance(value, dict):
+            text = " · ".join(f"{name.replace('_', ' ')} {count:,}" for name, count in value.items())
+        elif isinstance(value, dict):
+            text = " · ".join(f"{name} = {_short(item)}" for name, item in value.items()) or "—"
+        elif isinstance(value, list):
+            text = ", ".join(map(_short, value)) or "—"
+        else:
+            text = _short(value)
+        rows.append(f"<tr><th>{html.escape(key.replace('_', ' '))}</th><td>{html.escape(text)}</td></tr>")
+    return "<table class='run'>" + "".join(rows) + "</table>"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict | list):
+        return json.dumps(value, default=str)
+    return "—" if value is None else str(value)
 
 
 _PAGE = """<!doctype html>
@@ -237,7 +326,10 @@ tr.pass td:nth-child(5) {{ color: #2f855a; }} tr.fail td {{ background: #fed7d7;
 tr.warn td {{ background: #fefcbf; }}
 .verdict {{ font-size: 1.3em; font-weight: bold; }} .ok {{ color: #2f855a; }} .bad {{ color: #c53030; }}
 .grid {{ display: flex; flex-wrap: wrap; gap: 1em; }} figure {{ margin: 0; }} figcaption {{ font-weight: 600; }}
-.axis {{ font-size: 11px; color: #4a5568; }} code {{ font-size: 12px; word-break: break-all; }}
+svg text {{ fill: #2d3748; }} code {{ font-size: 12px; word-break: break-all; }}
+table.run th {{ white-space: nowrap; }} table.run td {{ max-width: 900px; }}
+.privacy-off {{ border: 2px solid #c53030; background: #fff5f5; color: #c53030; padding: 0.6em 1em;
+ margin: 1em 0; }} .privacy-off ul {{ margin: 0.3em 0; }}
 </style></head><body>
 {body}
 </body></html>
