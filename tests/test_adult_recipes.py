@@ -19,6 +19,7 @@ def run_shipped(name: str, tmp_path: Path, pm):
     return run(recipe, pm=pm)
 
 
+@pytest.mark.slow
 def test_adult_synthesize_meets_the_quality_and_privacy_bar(tmp_path, pm):
     result = run_shipped("adult-synthesize.yaml", tmp_path, pm)
     scores = {c.name: c for c in result.checks}
@@ -28,6 +29,7 @@ def test_adult_synthesize_meets_the_quality_and_privacy_bar(tmp_path, pm):
     assert data.height == 32_561
 
 
+@pytest.mark.slow
 def test_adult_rebalance_reaches_fifty_fifty(tmp_path, pm):
     result = run_shipped("adult-rebalance.yaml", tmp_path, pm)
     data = pl.read_csv(result.dataset_path)
@@ -35,6 +37,7 @@ def test_adult_rebalance_reaches_fifty_fifty(tmp_path, pm):
     assert data.filter(~pl.col("is_synthetic")).height == 32_561
 
 
+@pytest.mark.slow
 def test_adult_augment_adds_labelled_rows(tmp_path, pm):
     result = run_shipped("adult-augment.yaml", tmp_path, pm)
     data = pl.read_parquet(result.dataset_path)
@@ -48,3 +51,19 @@ def test_shipped_recipes_need_nothing_outside_the_repository(name):
         if path is not None:
             resolved = recipe.resolve(path)
             assert resolved.exists() and RECIPES in resolved.parents
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["adult-autoregressive.yaml", "adult-impute.yaml", "adult-vae.yaml",
+                                  "adult-gan.yaml", "adult-diffusion.yaml"])
+def test_the_neural_recipes_run_end_to_end_with_one_epoch(name, tmp_path):
+    from synthforge.plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    recipe = load_recipe(RECIPES / name, pm=pm, overrides={"generator.params.epochs": 1})
+    if recipe.output.mode != "impute":
+        recipe.output.rows = 2000
+    recipe.output.path = tmp_path / "out"
+    result = run(recipe, pm=pm)
+    assert result.dataset_path.exists() and (tmp_path / "out" / "model" / "weights.safetensors").exists()
+    assert result.privacy_off == []

@@ -34,6 +34,7 @@ def on_path(tmp_path):
         del sys.modules[name]
 
 
+@pytest.mark.slow
 def test_a_scaffolded_plugin_installs_shows_up_runs_a_recipe_and_passes_its_own_tests(tmp_path, on_path,
                                                                                      write_recipe):
     root = new_plugin("scaffolded_vae", "vae", tmp_path)

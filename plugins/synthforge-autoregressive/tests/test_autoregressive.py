@@ -40,6 +40,7 @@ def test_training_reduces_the_loss():
     assert history.epochs[-1]["val_loss"] < history.epochs[0]["val_loss"]
 
 
+@pytest.mark.slow
 def test_conditions_on_categories_come_from_the_learned_conditional():
     check_conditionals_learned(fitted(AutoregressiveGenerator, BETTER), husbands_male=0.9, wives_female=0.8)
 

@@ -45,6 +45,7 @@ def test_every_scheduler_samples_from_the_same_weights(scheduler: str, tmp_path:
     assert 0.2 < (sample["relationship"] == "Husband").mean() < 0.65
 
 
+@pytest.mark.slow
 def test_conditions_come_from_the_learned_conditional_not_rejection():
     check_conditionals_learned(fitted(TabularDiffusion, {**FAST, "epochs": 120, "hidden_dim": 128,
                                                          "batch_size": 64}))
@@ -71,6 +72,7 @@ def _category_shares(table, column: str) -> dict[str, float]:
     return dict(table.get_column(column).value_counts(normalize=True).iter_rows())
 
 
+@pytest.mark.slow
 def test_bfloat16_training_and_sampling_learn_what_float32_learns(tmp_path: Path):
     """Autocast bfloat16 (``auto`` picks it where the CPU multiplies it natively) trains the same denoiser
     to the same marginals as float32, and sampling in bfloat16 from float32 weights moves them by little."""

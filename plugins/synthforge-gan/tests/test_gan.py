@@ -62,6 +62,7 @@ def test_training_by_sampling_asks_for_rare_categories_by_log_frequency():
     assert torch.equal(condition[:, position + spans[index].width], given[:, index])
 
 
+@pytest.mark.slow
 def test_conditions_come_from_the_learned_conditional_not_rejection():
     check_conditionals_learned(fitted(ConditionalGAN, {**FAST, "epochs": 60, "generator_dim": 128,
                                                        "critic_dim": 128}))
@@ -82,6 +83,7 @@ def test_a_table_smaller_than_a_pack_is_refused():
         ConditionalGAN(FAST).fit(conformance_table().head(7), conformance_schema(), FitContext(seed=0))
 
 
+@pytest.mark.slow
 def test_float32_training_meets_its_conditions_as_bfloat16_does():
     """``train_precision: auto`` trains in bfloat16 on a CPU that has it natively; float32 stays available and
     both learn: the generator's miss rate on given categories falls, the critic stays bounded."""
@@ -103,6 +105,7 @@ def test_every_recipe_mode_runs_by_name(tmp_path: Path, output):
     check_recipe_mode("gan", {**FAST, "epochs": 3}, output, tmp_path)
 
 
+@pytest.mark.slow
 def test_calibration_brings_the_marginals_to_the_training_ones():
     table = conformance_table()
 

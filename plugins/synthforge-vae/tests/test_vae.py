@@ -33,6 +33,7 @@ def test_training_reduces_the_loss():
     assert losses[-1] < losses[0]
 
 
+@pytest.mark.slow
 def test_conditions_come_from_the_learned_conditional_not_rejection():
     check_conditionals_learned(fitted(ConditionalVAE, {**FAST, "epochs": 60, "hidden_dim": 128, "patience": 0}))
 
