@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
     from synthforge_diffusion import TabularDiffusion
 
     from synthforge.generator import FitContext
+    from synthforge.seeds import derive_seed
 
     data = load("adult", None, args.seed)
     params: dict[str, Any] = json.loads(args.params)
@@ -48,10 +49,10 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for scheduler in args.schedulers.split(","):
         for steps in [int(s) for s in args.steps.split(",")]:
-            model.params = model.params.model_copy(update={"scheduler": scheduler, "sampling_steps": steps})
             redrawn_before = model.copies_redrawn_
             started = time.perf_counter()
-            synthetic = model.sample(data.train.height, seed=args.seed + 1)
+            synthetic = model.sample(data.train.height, seed=derive_seed(args.seed, "sample"), scheduler=scheduler,
+                                     steps=steps)
             sample_s = time.perf_counter() - started
             row = {"scheduler": scheduler, "steps": steps, "sample_s": round(sample_s, 2),
                    "copies_redrawn": model.copies_redrawn_ - redrawn_before,

@@ -27,6 +27,7 @@ def fit_and_sample(generator: str, train: pl.DataFrame, rows: int, epochs: int |
         return _mostlyai(train, rows, epochs, seed)
     import synthforge
     from synthforge.generator import FitContext
+    from synthforge.seeds import derive_seed
 
     pm = synthforge.get_plugin_manager()
     name = "copula" if generator == "baseline" else generator
@@ -36,7 +37,7 @@ def fit_and_sample(generator: str, train: pl.DataFrame, rows: int, epochs: int |
     started = time.perf_counter()
     model.fit(train, None, FitContext(seed=seed))
     fitted = time.perf_counter()
-    synthetic = model.sample(rows, seed=seed + 1)
+    synthetic = model.sample(rows, seed=derive_seed(seed, "sample"))
     sampled = time.perf_counter()
     # Sampling includes drawing again the rows that copied a rare training row, as every SynthForge run does.
     return fitted - started, sampled - fitted, synthetic, {"params": model.params.model_dump(mode="json"),

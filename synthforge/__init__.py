@@ -26,6 +26,8 @@ __all__ = [
     "EncoderConfig",
     "FitContext",
     "Generator",
+    "GeneratorParams",
+    "RandomStreams",
     "SynthForgeError",
     "fit",
     "get_plugin_manager",
@@ -41,6 +43,8 @@ _LAZY = {
     "EncoderConfig": "synthforge.data.encoder",
     "FitContext": "synthforge.generator",
     "Generator": "synthforge.generator",
+    "GeneratorParams": "synthforge.generator",
+    "RandomStreams": "synthforge.seeds",
     "SynthForgeError": "synthforge.errors",
     "fit": "synthforge.api",
     "load": "synthforge.api",
@@ -54,9 +58,10 @@ if TYPE_CHECKING:
     from synthforge.checks.base import Check, CheckResult
     from synthforge.data.encoder import EncoderConfig
     from synthforge.errors import SynthForgeError
-    from synthforge.generator import FitContext, Generator
+    from synthforge.generator import FitContext, Generator, GeneratorParams
     from synthforge.plugins import get_plugin_manager
     from synthforge.recipe import load_recipe
+    from synthforge.seeds import RandomStreams
 
 
 def __getattr__(name: str) -> Any:

@@ -48,7 +48,7 @@ class GaussianCopula(Generator):
     params: CopulaParams
 
     def _fit(self, data: np.ndarray, context: FitContext) -> None:
-        rng = np.random.default_rng(context.seed)
+        rng = context.rng("copula")
         if len(data) > self.params.max_fit_rows:
             data = data[rng.choice(len(data), self.params.max_fit_rows, replace=False)]
         self.edges_ = [self._edges(span) for span in self.encoder_.spans_]

@@ -155,13 +155,16 @@ def sample(
         exists=True, dir_okay=False)] = None,
     protect_rows_below: Annotated[int, typer.Option(
         min=1, help="With --protect-rows-of: protect rows fewer than this many training rows share.")] = 5,
+    sampling: Annotated[list[str] | None, typer.Option(
+        "--set", help="A sampling param of the generator, key=value (e.g. steps=10), repeatable.")] = None,
     plugins_dir: PluginsDir = None,
 ) -> None:
     """Sample from a saved model, streamed to a file (or parquet parts) that appears only when complete."""
     from synthforge.api import load
     from synthforge.data.io import atomic_table, read_table
-    from synthforge.engine import batch_plan, derive_seed
-    from synthforge.generator import as_polars, coerce_conditions
+    from synthforge.engine import batch_plan
+    from synthforge.generator import as_polars, coerce_conditions, validate_params
+    from synthforge.seeds import derive_seed
     from synthforge.threads import limited_threads, thread_share
 
     pm = _plugin_manager(plugins_dir)
@@ -173,6 +176,8 @@ def sample(
         key, value = item.split("=", 1)
         raw[key.strip()] = value.strip()
     conditions = coerce_conditions(model.schema_, raw)
+    sample_params = dict(validate_params(model.SampleParams, _key_values(sampling or [], "--set"),
+                                         f"generator {model.name!r}'s sampling").model_dump(exclude_unset=True))
     protection = (str(protect_rows_of), protect_rows_below) if protect_rows_of else None
     if partitions > 1:
         from synthforge.jobs.partitioned import sample_partitioned
@@ -181,7 +186,7 @@ def sample(
             raise typer.BadParameter(f"{executor!r}: use ray or local", param_hint="--executor")
         manifest = sample_partitioned(model_dir, rows, out, partitions=partitions, batch_size=batch_size, seed=seed,
                                       conditions=conditions, executor=executor, ray_address=ray_address,  # type: ignore[arg-type]
-                                      plugins_dir=plugins_dir, protection=protection)
+                                      plugins_dir=plugins_dir, protection=protection, sample_params=sample_params)
         _console().print(f"wrote {manifest['rows']:,} rows in {len(manifest['parts'])} parts to {out}/ "
                          f"in {manifest['seconds']:.1f} s ({executor})")
         return
@@ -189,9 +194,19 @@ def sample(
         model.protect_rows(read_table(protect_rows_of, None, pm=pm), below=protect_rows_below)
     with limited_threads(thread_share()), atomic_table(out, pm=pm) as sink:
         for offset, count in batch_plan(rows, batch_size):
-            sink.write(as_polars(model.sample(count, conditions, seed=derive_seed(seed, offset))))
+            sink.write(as_polars(model.sample(count, conditions, seed=derive_seed(seed, offset), **sample_params)))
     redrawn = f" ({model.copies_redrawn_:,} copies of rare training rows drawn again)" if protection else ""
     _console().print(f"wrote {rows:,} rows to {out}{redrawn}")
+
+
+def _key_values(items: list[str], option: str) -> dict[str, Any]:
+    """``key=value`` options to a dict, values read as YAML scalars (``10``, ``true``, ``ddim``)."""
+    from synthforge.recipe import parse_overrides
+
+    for item in items:
+        if "=" not in item:
+            raise typer.BadParameter(f"{item!r} is not key=value", param_hint=option)
+    return parse_overrides(items)
 
 
 @app.command()
@@ -219,7 +234,7 @@ def evaluate(
 @app.command("new-plugin")
 def new_plugin(
     name: Annotated[str, typer.Argument(help="The generator's name, e.g. 'mymodel' (lower case, digits, _).")],
-    family: Annotated[str, typer.Option(help="Template: vae, gan or diffusion.")] = "vae",
+    family: Annotated[str, typer.Option(help="Template: vae, gan, diffusion (torch) or numpy (no torch).")] = "vae",
     directory: Annotated[Path, typer.Option("--dir", help="Where to create synthforge-NAME/.")] = Path("."),
 ) -> None:
     """Write a ready plugin distribution: pyproject with the entry point, a real torch model, a conformance test."""

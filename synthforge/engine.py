@@ -8,11 +8,7 @@ finished. A failed gate leaves its reports, and nothing else, in ``<path>.failed
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import os
-import platform
 import shutil
 import time
 import uuid
@@ -32,7 +28,9 @@ from synthforge.data.schema import ColumnKind, Schema, infer_schema, prepare_sou
 from synthforge.errors import GateFailed, RecipeError, SynthForgeError
 from synthforge.generator import FitContext, Generator
 from synthforge.plugins import SynthForgePluginManager, get_plugin_manager
+from synthforge.provenance import file_sha256, machine, package_versions
 from synthforge.recipe import CheckSpec, Recipe, load_recipe, validate_plugins
+from synthforge.seeds import RandomStreams, derive_seed
 from synthforge.threads import limited_threads, thread_share
 
 FORMAT_EXTENSIONS = {"csv": "csv", "parquet": "parquet", "ndjson": "ndjson", "ipc": "arrow"}
@@ -208,7 +206,7 @@ def _split(recipe: Recipe, table: pl.DataFrame,
         return table, holdout.select(table.columns).cast(table.schema, strict=False)
     if recipe.holdout.fraction == 0:
         return table, None
-    order = np.random.default_rng(derive_seed(recipe.seed, "split")).permutation(table.height)
+    order = RandomStreams(recipe.seed).rng("split").permutation(table.height)
     cut = round(table.height * recipe.holdout.fraction)
     if cut == 0 or cut == table.height:
         raise RecipeError(f"{recipe.file}: holdout.fraction {recipe.holdout.fraction} of {table.height} rows leaves "
@@ -266,7 +264,7 @@ def _write_dataset(recipe: Recipe, generator: Generator, train: pl.DataFrame, sc
     kept: list[pl.DataFrame] = []
     kept_rows = 0
     rows = {"real": 0, "synthetic": 0}
-    rng = np.random.default_rng(derive_seed(recipe.seed, "identifiers"))
+    rng = RandomStreams(recipe.seed).rng("identifiers")
     try:
         if output.real_rows_included:
             real = _strip_identifiers(train, schema, generator, rng)
@@ -277,7 +275,7 @@ def _write_dataset(recipe: Recipe, generator: Generator, train: pl.DataFrame, sc
         for segment, (count, conditions) in enumerate(plan):
             for batch_index, batch_rows in enumerate(_batches(count, output.batch_size)):
                 seed = derive_seed(base_seed, segment, batch_index)
-                batch = generator.sample(batch_rows, conditions or None, seed=seed)
+                batch = generator.sample(batch_rows, conditions or None, seed=seed, **output.sampling)
                 sink.write(_label(batch, output.label_column, True))
                 rows["synthetic"] += batch.height
                 if kept_rows < MAX_CHECK_ROWS:
@@ -304,7 +302,7 @@ def _write_imputed(recipe: Recipe, generator: Generator, schema: Schema, path: P
     if absent:
         raise RecipeError(f"{recipe.file}: output.impute_path {source} lacks the learned column(s) "
                           f"{', '.join(map(repr, absent))} of the source.")
-    rng = np.random.default_rng(derive_seed(recipe.seed, "identifiers"))
+    rng = RandomStreams(recipe.seed).rng("identifiers")
     base_seed = output.sample_seed if output.sample_seed is not None else derive_seed(recipe.seed, "impute")
     rows = {"real": 0, "synthetic": 0, "imputed_rows": 0, "imputed_cells": 0}
     kept: list[pl.DataFrame] = []
@@ -314,7 +312,7 @@ def _write_imputed(recipe: Recipe, generator: Generator, schema: Schema, path: P
             batch = table.slice(start, output.batch_size)
             nulls = batch.select(pl.col(learned).is_null())
             had_nulls = nulls.select(pl.any_horizontal(pl.all())).to_series()
-            filled = generator.impute(batch, seed=derive_seed(base_seed, index))
+            filled = generator.impute(batch, seed=derive_seed(base_seed, index), **output.sampling)
             filled = _strip_identifiers(filled, schema, generator, rng)
             sink.write(filled)
             rows["real"] += batch.height
@@ -425,40 +423,6 @@ def _keep_failed_reports(temporary: Path, output_path: Path) -> None:
 # --- provenance ---------------------------------------------------------------------------
 
 
-def derive_seed(seed: int, *labels: Any) -> int:
-    """A stable child seed for one purpose, so every random stream follows the recipe's one seed."""
-    text = json.dumps([seed, *labels], default=str)
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def package_versions(generator: Generator | None = None) -> dict[str, str]:
-    import importlib.metadata
-    import sys
-
-    versions = {"python": platform.python_version()}
-    for name in ("synthforge", "polars", "numpy", "scipy", "pydantic", "pluggy"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            versions[name] = importlib.metadata.version(name)
-    if "torch" in sys.modules:
-        versions["torch"] = sys.modules["torch"].__version__
-    if generator is not None:
-        module = type(generator).__module__.split(".")[0]
-        try:
-            distribution = importlib.metadata.packages_distributions().get(module, [module])[0]
-            versions[distribution] = importlib.metadata.version(distribution)
-        except (importlib.metadata.PackageNotFoundError, IndexError):
-            pass
-    return versions
-
-
 def _describe_run(info: RunInfo, recipe: Recipe, source: Path, generator: Generator,
                   result: RunResult, versions: dict[str, str]) -> dict[str, Any]:
     return {
@@ -475,7 +439,7 @@ def _describe_run(info: RunInfo, recipe: Recipe, source: Path, generator: Genera
         "privacy_turned_off": result.privacy_off,
         "started_at": info.started_at,
         "versions": versions,
-        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
+        "machine": machine(),
         "threads": result.threads,
     }
 

@@ -29,7 +29,7 @@ def align(table: pl.DataFrame, reference: pl.DataFrame, what: str) -> pl.DataFra
 def evaluate_frames(real: pl.DataFrame, synthetic: pl.DataFrame, *, holdout: pl.DataFrame | None = None,
                     target: str | None = None, schema: Schema | None = None, out: Path | None = None,
                     pm: SynthForgePluginManager | None = None, checks: list[str] | None = None) -> list[CheckResult]:
-    from synthforge.engine import package_versions
+    from synthforge.provenance import package_versions
     from synthforge.recipe import CheckSpec
 
     pm = pm or get_plugin_manager()

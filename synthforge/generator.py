@@ -1,31 +1,38 @@
-"""The Generator contract: the base class owns the public API, a plugin fills in two methods.
+"""The Generator contract: the base class owns the public API, a plugin fills in its model.
 
-A generator plugin subclasses :class:`Generator`, gives it a ``name`` and a pydantic
-``Params`` model, and implements:
+A generator plugin subclasses :class:`Generator` (a torch one :class:`synthforge.nn.TorchGenerator`),
+gives it a ``name``, a ``Params`` model (:class:`GeneratorParams`) and, if sampling has knobs of its
+own, a ``SampleParams`` model, and implements (``PLUGIN_METHODS``):
 
 - ``_fit(self, data, context)``: learn from ``data``, the encoded float32 matrix
-  whose column groups are described by ``self.encoder_.spans_``;
+  whose column groups are described by ``self.encoder_.spans_``; draw randomness from
+  ``context``'s named streams (``context.rng("init")``);
 - ``_sample(self, n, conditions, rng)``: return an encoded ``(n, width)`` matrix;
-  ``conditions`` maps spans to the encoded values they must hold (only when the
-  class sets ``supports_conditions = True``);
+  ``conditions`` maps spans to the 1-D encoded values they must hold (only when the
+  class sets ``supports_conditions = True``); ``self.sample_params`` holds the call's
+  sampling params;
 - ``_impute(self, data, missing, rng)`` (only with ``supports_imputation = True``):
   ``data`` is an encoded matrix and ``missing`` a boolean ``(rows, learned
-  columns)`` mask; return ``data`` with the missing columns' spans filled;
+  columns)`` mask, columns in ``self.encoder_.columns`` order; return ``data`` with
+  the missing columns' spans filled;
 - ``_get_state()`` / ``_set_state(arrays, extra)``: the fitted state as numpy arrays
-  (saved as safetensors) plus JSON-able extras. Never pickle.
+  (saved as safetensors) plus JSON-able extras. Never pickle;
+- optionally ``encoder_config()``, when the encoding depends on params.
 
 The base class does everything else, the same way for every plugin: input
-checks, schema inference, encoding and decoding, seeding, conditions, identifier
-columns, schema enforcement on output, pandas/polars in and out, save and load.
-Fitted attributes end in ``_``, as in scikit-learn.
+checks, schema inference, encoding and decoding, seeding, conditions, copies of
+rare training rows and the pool of rare values drawn again, identifier columns,
+schema enforcement on output, pandas/polars in and out, save and load. Its names
+(``RESERVED_NAMES``) cannot be defined by a subclass. Fitted attributes end in
+``_``, as in scikit-learn.
 """
-
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -34,11 +41,13 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from synthforge.data.encoder import EncoderConfig, Span, TableEncoder
+from synthforge.data.encoder import RARE, EncoderConfig, Span, TableEncoder
 from synthforge.data.identifiers import plan_identifier, regenerate
 from synthforge.data.io import with_umask
 from synthforge.data.schema import ColumnKind, Schema, check_columns, enforce, infer_schema
 from synthforge.errors import ConditionError, DataError, ModelError, SynthForgeError
+from synthforge.provenance import own_version
+from synthforge.seeds import RandomStreams, derive_seed
 
 MODEL_FORMAT = "synthforge-model"
 MODEL_FORMAT_VERSION = 1
@@ -46,10 +55,50 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 # A model that still copies rare training rows after this many fresh draws has memorised them.
 MAX_REDRAWS = 20
+# A model that still samples the pool of rare values after this many rounds learned little else for a column.
+MAX_POOLED_REDRAWS = 100
+
+#: What a plugin implements or may override: the model, and how its state is saved.
+PLUGIN_METHODS = ("_fit", "_sample", "_impute", "_get_state", "_set_state", "encoder_config")
+#: What the base class owns, the same for every plugin; a subclass defining one of these fails when it is
+#: created, so a helper of the same name cannot silently replace the machinery that keeps the promises.
+RESERVED_NAMES = frozenset({
+    "fit", "sample", "impute", "save", "load", "protect_rows",
+    "_check_fitted", "_check_conditions", "_encode_conditions", "_draw", "_redraw_forbidden",
+    "_sample_by_rejection", "_finish", "_pooled_columns", "_sampling_with",
+})
 
 
-class NoParams(BaseModel):
+class GeneratorParams(BaseModel):
+    """The base of every generator's (and check's) ``Params``: an unknown key is an error that names it.
+
+    A subclass changes inherited defaults without declaring the fields again (their bounds and
+    descriptions stay the parent's)::
+
+        class MyParams(TrainingParams):
+            defaults = {"epochs": 50, "batch_size": 1000}
+            latent_dim: int = Field(128, ge=1, description="Size of the latent code.")
+    """
+
     model_config = ConfigDict(extra="forbid")
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        own = cls.__dict__.get("defaults") or {}
+        unknown = sorted(set(own) - set(cls.model_fields))
+        if unknown:
+            raise TypeError(f"{cls.__qualname__}.defaults names {', '.join(unknown)}, not a field of its parents; "
+                            f"declare new fields as fields.")
+        for name, value in own.items():
+            cls.model_fields[name].default = value
+        if own:
+            cls.model_rebuild(force=True)
+
+
+#: The params of a generator that has none.
+NoParams = GeneratorParams
 
 
 class ParamsError(SynthForgeError):
@@ -66,6 +115,24 @@ class FitContext:
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None
     # Synthetic rows identical to a training row shared by fewer training rows than this are drawn again.
     protect_rows_below: int = 5
+
+    # Named random streams (synthforge.seeds): what a plugin uses for every random draw while it fits.
+
+    def rng(self, *name: Any) -> np.random.Generator:
+        """A numpy ``Generator`` for the stream ``name`` of this fit, e.g. ``context.rng("init")``."""
+        return self.streams.rng(*name)
+
+    def torch_generator(self, *name: Any, device: Any = "cpu") -> Any:
+        """A seeded ``torch.Generator`` on ``device`` for the stream ``name``, e.g. ``("noise", device=d)``."""
+        return self.streams.torch_generator(*name, device=device)
+
+    def seed_for(self, *name: Any) -> int:
+        """The seed of the stream ``name``, for a library that takes a seed rather than a generator."""
+        return self.streams.seed_for(*name)
+
+    @property
+    def streams(self) -> RandomStreams:
+        return RandomStreams(self.seed, "fit")
 
 
 def seed_everything(seed: int, torch: bool = False) -> None:
@@ -97,6 +164,9 @@ class Generator:
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     Params: ClassVar[type[BaseModel]] = NoParams
+    #: Knobs that change only how a fitted model samples (a scheduler, steps, a temperature, precision):
+    #: given per call, ``sample(n, steps=10)``, validated here; ``self.sample_params`` inside ``_sample``.
+    SampleParams: ClassVar[type[BaseModel]] = NoParams
     encoding: ClassVar[EncoderConfig] = EncoderConfig()
     supports_conditions: ClassVar[bool] = False
     supports_imputation: ClassVar[bool] = False
@@ -105,9 +175,24 @@ class Generator:
     uses_torch: ClassVar[bool] = False
     supports_gpu: ClassVar[bool] = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A base class between (synthforge.nn.TorchGenerator) reserves what it implements for its subclasses.
+        reserved = RESERVED_NAMES.union(*(vars(base).get("_reserved_names", ()) for base in cls.__mro__[1:]))
+        clashes = sorted(reserved & set(vars(cls)))
+        if clashes:
+            from synthforge.errors import PluginError
+
+            raise PluginError(
+                f"{cls.__module__}.{cls.__qualname__} defines {', '.join(clashes)}, reserved by "
+                f"synthforge.Generator (its public API and the machinery behind it). Rename "
+                f"{'it' if len(clashes) == 1 else 'them'}; a plugin implements {', '.join(PLUGIN_METHODS)} (a "
+                f"synthforge.nn.TorchGenerator: _build and _train instead of _fit, _get_state and _set_state).")
+
     def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **kwargs: Any) -> None:
         merged = {**(params.model_dump() if isinstance(params, BaseModel) else dict(params or {})), **kwargs}
         self.params = validate_params(self.Params, merged, f"generator {self.name!r}")
+        self.sample_params = self.SampleParams()
 
     def __repr__(self) -> str:
         defaults = self.Params()
@@ -127,13 +212,13 @@ class Generator:
         check_columns(frame, self.schema_)
         self.seed_ = context.seed
         self.sample_calls_ = 0
-        seed_everything(context.seed, torch=self.uses_torch)
+        seed_everything(context.seed_for("global"), torch=self.uses_torch)
         self.identifiers_ = {
             column.name: plan_identifier(frame.get_column(column.name), column)
             for column in self.schema_.columns
             if not column.kind.learned and column.handling == "regenerate" and column.name in frame.columns
         }
-        self.encoder_ = TableEncoder(self.encoder_config()).fit(frame, self.schema_, seed=context.seed)
+        self.encoder_ = TableEncoder(self.encoder_config()).fit(frame, self.schema_, seed=context.seed_for("encoder"))
         self._fit(self.encoder_.encode(frame), context)
         return self.protect_rows(frame, below=context.protect_rows_below)
 
@@ -153,7 +238,7 @@ class Generator:
         self._check_fitted()
         frame, _ = _to_polars(table)
         columns = [c.name for c in self.schema_.learned if c.name in frame.columns]
-        self.copies_redrawn_ = 0
+        self.copies_redrawn_ = self.pooled_redrawn_ = 0
         self._protected: tuple[pl.Schema, pl.Series] | None = None
         if below > 0 and columns and frame.height:
             learned = frame.select(columns)
@@ -162,22 +247,37 @@ class Generator:
             self._protected = (learned.schema, rare.implode())  # one list, looked up by every sample call
         return self
 
-    def sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int | None = None) -> Any:
-        """``n`` synthetic rows; every row holds ``conditions`` exactly; same seed, same rows."""
+    def sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int | None = None,
+               **sample_params: Any) -> Any:
+        """``n`` synthetic rows; every row holds ``conditions`` exactly; same seed, same rows.
+
+        ``sample_params`` are the generator's ``SampleParams`` for this call (e.g. a diffusion
+        model's ``steps=10``); unknown ones are an error that lists the known ones.
+        """
         self._check_fitted()
         if not isinstance(n, int | np.integer) or n < 0:
             raise DataError(f"the number of rows to sample must be a whole number ≥ 0, not {n!r}.")
         if seed is None:
-            seed = hash((self.seed_, self.sample_calls_)) % 2**63
+            seed = derive_seed(self.seed_, "sample", self.sample_calls_)
             self.sample_calls_ += 1
         rng = np.random.default_rng(seed)
-        seed_everything(int(rng.integers(2**31)))
+        seed_everything(derive_seed(seed, "global"))
         conditions = dict(conditions or {})
         self._check_conditions(conditions)
-        frame = self._redraw_copies(self._draw(int(n), conditions, rng), conditions, rng)
+        with self._sampling_with(sample_params):
+            frame = self._redraw_forbidden(self._draw(int(n), conditions, rng), conditions, rng)
         return frame.to_pandas() if getattr(self, "frame_kind_", "polars") == "pandas" else frame
 
-    def impute(self, table: Any, seed: int | None = None) -> Any:
+    @contextlib.contextmanager
+    def _sampling_with(self, given: Mapping[str, Any]) -> Iterator[None]:
+        """``self.sample_params`` validated from ``given`` for one call, the defaults again afterwards."""
+        self.sample_params = validate_params(self.SampleParams, given, f"sampling params of generator {self.name!r}")
+        try:
+            yield
+        finally:
+            self.sample_params = self.SampleParams()
+
+    def impute(self, table: Any, seed: int | None = None, **sample_params: Any) -> Any:
         """``table`` with the nulls of its learned columns filled from the learned conditional of each row.
 
         Given cells are kept exactly; only nulls change. Identifier and free-text
@@ -195,10 +295,11 @@ class Generator:
             raise DataError(f"the table to impute lacks the learned column(s) {', '.join(map(repr, absent))}.")
         missing = np.column_stack([frame.get_column(c).is_null().to_numpy() for c in columns]) if columns else \
             np.zeros((frame.height, 0), dtype=bool)
-        rng = np.random.default_rng(seed if seed is not None else self.seed_)
+        rng = np.random.default_rng(seed if seed is not None else derive_seed(self.seed_, "impute"))
         learned = frame.select(
             pl.col(c).cast(self.encoder_.transformer(c).source_dtype, strict=False) for c in columns)
-        filled = self.encoder_.decode(self._impute(self.encoder_.encode(learned), missing, rng))
+        with self._sampling_with(sample_params):
+            filled = self.encoder_.decode(self._impute(self.encoder_.encode(learned), missing, rng))
         filled = enforce(filled, self.schema_)
         frame = frame.with_columns(
             pl.coalesce(frame.get_column(c), filled.get_column(c).cast(
@@ -222,7 +323,7 @@ class Generator:
             "format_version": MODEL_FORMAT_VERSION,
             "generator": self.name,
             "generator_class": f"{type(self).__module__}.{type(self).__qualname__}",
-            "synthforge_version": _own_version(),
+            "synthforge_version": own_version(),
             "params": self.params.model_dump(mode="json"),
             "seed": self.seed_,
             "schema": self.schema_.model_dump(mode="json"),
@@ -244,13 +345,13 @@ class Generator:
         config = read_model_config(directory)
         if cls.name and config["generator"] != cls.name:
             raise ModelError(f"{directory} holds a {config['generator']!r} model, not {cls.name!r}.")
-        generator = cls(config["params"])
+        generator = cls(config["params"])  # sample_params start at the SampleParams defaults
         generator.schema_ = Schema.model_validate(config["schema"])
         generator.encoder_ = TableEncoder.from_state(config["encoder"], generator.schema_)
         generator.identifiers_ = config["identifiers"]
         generator.seed_ = config["seed"]
         generator.sample_calls_ = 0
-        generator.copies_redrawn_ = 0
+        generator.copies_redrawn_ = generator.pooled_redrawn_ = 0
         generator.frame_kind_ = config.get("frame_kind", "polars")  # pandas in, pandas out, after a save too
         generator._set_state(load_file(str(Path(directory) / WEIGHTS_FILE)), config["state"])
         return generator
@@ -288,7 +389,8 @@ class Generator:
                 continue  # conditioning a derived column conditions its source; encode_value says when it cannot
             transformer = self.encoder_.transformer(column)
             if spec.kind in (ColumnKind.categorical, ColumnKind.boolean):
-                categories = transformer.categories_
+                pooled = RARE if spec.kind == ColumnKind.categorical else object()  # the pool is no value
+                categories = [c for c in transformer.categories_ if c != pooled]
                 if value not in categories:
                     known = ", ".join(repr(c) for c in categories[:30])
                     more = f" and {len(categories) - 30} more" if len(categories) > 30 else ""
@@ -325,27 +427,56 @@ class Generator:
             frame = self.encoder_.decode(self._sample(n, encoded or None, rng))
         return self._finish(frame, conditions, rng)
 
-    def _redraw_copies(self, frame: pl.DataFrame, conditions: dict[str, Any],
-                       rng: np.random.Generator) -> pl.DataFrame:
-        """Replace rows that copy a protected training row with fresh draws (see :meth:`protect_rows`)."""
+    def _redraw_forbidden(self, frame: pl.DataFrame, conditions: dict[str, Any],
+                          rng: np.random.Generator) -> pl.DataFrame:
+        """Replace rows that may not be output with fresh draws under the same conditions.
+
+        Two kinds: a copy of a protected training row (see :meth:`protect_rows`), counted in
+        ``copies_redrawn_``; and a row holding the pool of rare values (``_RARE_``), which stands for
+        real values too rare to show and is no value itself, counted in ``pooled_redrawn_``.
+        """
         protected = getattr(self, "_protected", None)
-        if protected is None or frame.height == 0:
+        pooled = self._pooled_columns()
+        if (protected is None and not pooled) or frame.height == 0:
             return frame
-        schema, hashes = protected
         first_draw = frame.height
-        for _ in range(MAX_REDRAWS):
-            copies = frame.select(pl.col(name).cast(dtype, strict=False) for name, dtype in schema.items()) \
-                .hash_rows().is_in(hashes)
-            count = int(copies.sum())
-            if count == 0:
+        copies_left = pooled_left = 0
+        for round_ in range(MAX_POOLED_REDRAWS):
+            copies = pl.repeat(False, frame.height, eager=True)
+            if protected is not None:
+                schema, hashes = protected
+                copies = frame.select(pl.col(name).cast(dtype, strict=False) for name, dtype in schema.items()) \
+                    .hash_rows().is_in(hashes)
+            holds_pool = frame.select(pl.any_horizontal(pl.col(c) == RARE for c in pooled).fill_null(False)) \
+                .to_series() if pooled else pl.repeat(False, frame.height, eager=True)
+            copies_left, pooled_left = int(copies.sum()), int((holds_pool & ~copies).sum())
+            if copies_left + pooled_left == 0:
                 return frame
-            self.copies_redrawn_ += count
-            frame = pl.concat([frame.filter(~copies), self._draw(count, conditions, rng)])
+            if copies_left and round_ >= MAX_REDRAWS:
+                raise SynthForgeError(
+                    f"generator {self.name!r} keeps reproducing rare training rows: {copies_left:,} of "
+                    f"{first_draw:,} rows still copied one after {MAX_REDRAWS} fresh draws, so it has memorised "
+                    f"them. Train it for fewer epochs or with more regularisation; `protect_rows_below: off` "
+                    f"turns this protection off.")
+            self.copies_redrawn_ += copies_left
+            self.pooled_redrawn_ += pooled_left
+            frame = pl.concat([frame.filter(~(copies | holds_pool)), self._draw(copies_left + pooled_left, conditions,
+                                                                                  rng)])
+        shares = {c: self.encoder_.transformer(c).counts_[-1] / max(sum(self.encoder_.transformer(c).counts_), 1)
+                  for c in pooled}
+        worst = max(shares, key=shares.__getitem__)
         raise SynthForgeError(
-            f"generator {self.name!r} keeps reproducing rare training rows: {count:,} of {first_draw:,} rows still "
-            f"copied one after {MAX_REDRAWS} fresh draws, so it has memorised them. Train it for fewer epochs or "
-            f"with more regularisation; `protect_rows_below: 0` turns this protection off."
-        )
+            f"generator {self.name!r} keeps sampling the pool of rare values of {worst!r}: {pooled_left:,} of "
+            f"{first_draw:,} rows still held it after {MAX_POOLED_REDRAWS} fresh draws ({shares[worst]:.0%} of its "
+            f"training values are each held by fewer than {self.encoder_.config.min_category_count} rows, and "
+            f"are pooled so that no rare real value is shown). If {worst!r} is a number or a date, set its "
+            f"`kind` under source.columns; if it identifies people, make it an identifier.")
+
+    def _pooled_columns(self) -> list[str]:
+        """Learned categorical columns with a pool of rare values (``_RARE_``) among their categories."""
+        return [name for name in self.encoder_.columns if name not in self.encoder_.derived_
+                and self.schema_[name].kind == ColumnKind.categorical
+                and RARE in self.encoder_.transformer(name).categories_]
 
     def _sample_by_rejection(self, n: int, conditions: dict[str, Any], rng: np.random.Generator) -> pl.DataFrame:
         """For generators without native conditioning: keep sampling until ``n`` rows match."""
@@ -445,9 +576,3 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"cannot store {type(value).__name__} in a model config")
-
-
-def _own_version() -> str:
-    from synthforge import __version__
-
-    return __version__

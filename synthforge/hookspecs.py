@@ -37,9 +37,12 @@ hookimpl = pluggy.HookimplMarker("synthforge")
 def synthforge_generators() -> list[type[Generator]]:
     """Return the generator classes this plugin provides.
 
-    Each class subclasses :class:`synthforge.Generator` and has a unique ``name``
-    (the string a recipe writes as ``generator: {name: ...}``). Two plugins that
-    provide the same name are an error reported by ``synthforge plugins``.
+    Each class subclasses :class:`synthforge.Generator` (a torch model
+    :class:`synthforge.nn.TorchGenerator`) and has a unique ``name`` (the string a
+    recipe writes as ``generator: {name: ...}``). Two plugins that provide the same
+    name are an error reported by ``synthforge plugins``; a class that defines one of
+    the base class's reserved names fails when its module is imported, and the plugin
+    is reported as broken.
 
     Called once each time a plugin manager is asked for its generators; do not do
     expensive work here (import torch inside ``fit``, not at module import).

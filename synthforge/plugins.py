@@ -23,6 +23,7 @@ import pluggy
 
 from synthforge import hookspecs
 from synthforge.errors import PluginError
+from synthforge.provenance import own_version
 
 if TYPE_CHECKING:
     from synthforge.checks.base import Check
@@ -126,9 +127,9 @@ class SynthForgePluginManager(pluggy.PluginManager):
             source = self.sources.get(name, PluginSource(name, "registered"))
             provided: dict[str, list[str]] = {"generators": [], "checks": []}
             for hook_name, key in (("synthforge_generators", "generators"), ("synthforge_checks", "checks")):
-                implementation = getattr(plugin, hook_name, None)
-                if implementation is not None:
-                    provided[key] = sorted(cls.name for cls in implementation() or [])
+                for plugin_name, classes in _provided(self, hook_name):
+                    if plugin_name == name:
+                        provided[key] = sorted(cls.name for cls in classes)
             plugins.append(
                 {
                     "name": name,
@@ -166,7 +167,7 @@ def get_plugin_manager(
     for module_name in DEFAULT_PLUGINS:
         if module_name not in disabled_names:
             pm.register_plugin(importlib.import_module(module_name), module_name, origin="builtin",
-                               distribution="synthforge", version=_own_version())
+                               distribution="synthforge", version=own_version())
     if entry_points and "all" not in disabled_names:
         _load_entry_points(pm, disabled_names)
     if plugins_dir is not None:
@@ -233,7 +234,7 @@ def _incompatibility(distribution: importlib.metadata.Distribution | None) -> st
             continue
         if requirement.name.lower() != "synthforge" or requirement.marker is not None:
             continue
-        own = _own_version()
+        own = own_version()
         if requirement.specifier and not requirement.specifier.contains(own, prereleases=True):
             return (f"requires synthforge{requirement.specifier} but synthforge {own} is installed; "
                     f"upgrade one of the two (pip install -U {distribution.name}).")
@@ -246,20 +247,22 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}{where}"
 
 
-def _own_version() -> str:
-    from synthforge import __version__
+def _provided(pm: SynthForgePluginManager, hook_name: str) -> list[tuple[str, list[Any]]]:
+    """(plugin name, classes) from each implementation of a collecting hook, through ``pm.hook``.
 
-    return __version__
+    The hook's implementations, not attributes of plugin objects: a plugin's other attributes of the
+    same name are never called, and a hookimpl with ``specname`` is found under the hook's name.
+    """
+    caller = getattr(pm.hook, hook_name)
+    return [(implementation.plugin_name, list(implementation.function() or []))
+            for implementation in caller.get_hookimpls()]
 
 
 def _collect_by_name(pm: SynthForgePluginManager, hook_name: str, what: str) -> dict[str, Any]:
     found: dict[str, Any] = {}
     owners: dict[str, str] = {}
-    for plugin_name, plugin in pm.list_name_plugin():
-        implementation = getattr(plugin, hook_name, None) if plugin is not None else None
-        if implementation is None:
-            continue
-        for cls in implementation() or []:
+    for plugin_name, classes in _provided(pm, hook_name):
+        for cls in classes:
             name = getattr(cls, "name", None)
             if not name:
                 raise PluginError(f"plugin {plugin_name!r} provides a {what} class {cls!r} with no `name`.")

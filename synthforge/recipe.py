@@ -94,6 +94,9 @@ class OutputSpec(_Strict):
     batch_size: int = Field(100_000, ge=1, description="Rows sampled and written per batch.")
     save_model: bool = Field(True, description="Save the fitted model under model/.")
     sample_seed: int | None = Field(None, description="Seed for sampling only (default: derived from `seed`).")
+    sampling: dict[str, Any] = Field(
+        default_factory=dict, description="The generator's sampling params (its SampleParams, e.g. a diffusion "
+                                          "model's steps and scheduler), for this run's sampling.")
     protect_rows_below: int | Literal[False] = Field(
         5, description="A synthetic row identical to a training row that fewer than this many training rows "
                        "share is drawn again; `off` turns this privacy protection off (and the report says so).")
@@ -269,6 +272,10 @@ def validate_plugins(recipe: Recipe, pm: SynthForgePluginManager) -> None:
         validate_params(generator.Params, recipe.generator.params, f"generator {generator.name!r}")
     except SynthForgeError as error:
         raise RecipeError(f"{where(('generator', 'params'))}generator.params: {error}") from None
+    try:
+        validate_params(generator.SampleParams, recipe.output.sampling, f"generator {generator.name!r}'s sampling")
+    except SynthForgeError as error:
+        raise RecipeError(f"{where(('output', 'sampling'))}output.sampling: {error}") from None
     if recipe.output.mode == "impute" and not generator.supports_imputation:
         able = ", ".join(name for name, cls in pm.generators().items() if cls.supports_imputation)
         raise RecipeError(f"{where(('output', 'mode'))}output.mode: generator {generator.name!r} cannot impute; "

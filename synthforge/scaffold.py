@@ -12,7 +12,7 @@ from pathlib import Path
 
 from synthforge.errors import SynthForgeError
 
-FAMILIES = ("vae", "gan", "diffusion")
+FAMILIES = ("vae", "gan", "diffusion", "numpy")
 
 _PYPROJECT = '''[build-system]
 requires = ["setuptools>=68"]
@@ -26,7 +26,7 @@ readme = "README.md"
 requires-python = ">=3.10"
 # The range of SynthForge versions this plugin is written against: SynthForge warns
 # about (and skips) a plugin whose range excludes the installed version.
-dependencies = ["synthforge>={version},<{next_major}", "torch>=2.2"]
+dependencies = [{dependencies}]
 
 [project.optional-dependencies]
 test = ["pytest>=8"]
@@ -51,10 +51,11 @@ def synthforge_generators() -> list[type[synthforge.Generator]]:
     return [{cls}]
 '''
 
-_TEST = '''"""Runs SynthForge's conformance suite against the `{name}` generator, with epochs small enough for CI."""
+_TEST = '''"""SynthForge's conformance suite against the `{name}` generator, and a recipe in every output mode it
+supports (it must be installed: recipes find it by name), with params small enough for CI."""
 
 import pytest
-from synthforge.testing import conformance_checks
+from synthforge.testing import check_recipe_mode, conformance_checks, recipe_modes
 from synthforge_{module} import {cls}
 
 FAST = {fast}
@@ -63,6 +64,11 @@ FAST = {fast}
 @pytest.mark.parametrize("check", conformance_checks(), ids=lambda check: check.__name__)
 def test_conformance(check):
     check({cls}, params=FAST)
+
+
+@pytest.mark.parametrize("output", recipe_modes({cls}), ids=lambda output: output["mode"])
+def test_recipe_modes(tmp_path, output):
+    check_recipe_mode("{name}", FAST, output, tmp_path)
 '''
 
 _README = '''# synthforge-{name}
@@ -86,6 +92,93 @@ generator:
 The model lives in `src/synthforge_{module}/model.py`: `_fit` trains on the encoded table,
 `_sample` returns encoded rows, `_get_state`/`_set_state` hand the weights to safetensors.
 Everything else (encoding, seeding, conditions, identifiers, save/load) is SynthForge's.
+'''
+
+_NUMPY_MODEL = '''"""The `{name}` generator: a latent class model, fitted by expectation-maximisation in numpy.
+
+Each row belongs to one of `components` hidden classes, and within a class every column is
+independent: a Gaussian for each number (the shared encoder maps numbers to a standard normal), a
+categorical for each category and each null indicator. EM alternates the classes' posteriors for
+every row and the classes' parameters. No torch: `uses_torch` stays False.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from synthforge import EncoderConfig, FitContext, Generator, GeneratorParams
+from synthforge.data.encoder import Span
+
+
+class {cls}Params(GeneratorParams):  # extra="forbid": a misspelled param is an error naming it
+    components: int = Field(10, ge=1, le=1000, description="Hidden classes of rows.")
+    iterations: int = Field(40, ge=1, le=10_000, description="Expectation-maximisation steps.")
+    smoothing: float = Field(0.5, gt=0, description="Pseudo-count of every category in every class.")
+
+
+class {cls}(Generator):
+    name = "{name}"
+    description = "A latent class model fitted by EM: independent columns within each hidden class."
+    Params = {cls}Params
+    encoding = EncoderConfig(numeric="quantile", categorical="onehot")
+    params: {cls}Params
+
+    def _fit(self, data: np.ndarray, context: FitContext) -> None:
+        spans = self.encoder_.spans_
+        self.numeric_ = np.array([s.start for s in spans if s.kind == "numeric"], dtype=np.int64)
+        self.groups_ = [(s.start, s.stop) for s in spans if s.kind == "onehot"]
+        classes = min(self.params.components, len(data))
+        # A named random stream of the recipe's seed: the same seed gives the same model.
+        posteriors = context.rng("initial classes").dirichlet(np.ones(classes), size=len(data))
+        for _ in range(self.params.iterations):
+            self._maximise(data, posteriors)
+            posteriors = self._posteriors(data)
+
+    def _maximise(self, data: np.ndarray, posteriors: np.ndarray) -> None:
+        totals = posteriors.sum(axis=0) + 1e-9
+        self.weights_ = totals / totals.sum()
+        numbers = data[:, self.numeric_]
+        self.means_ = posteriors.T @ numbers / totals[:, None]
+        variances = posteriors.T @ numbers**2 / totals[:, None] - self.means_**2
+        self.stds_ = np.sqrt(np.maximum(variances, 1e-4))
+        counts = posteriors.T @ data + self.params.smoothing
+        self.probabilities_ = np.ones_like(counts)
+        for start, stop in self.groups_:
+            self.probabilities_[:, start:stop] = counts[:, start:stop] / counts[:, start:stop].sum(1, keepdims=True)
+
+    def _posteriors(self, data: np.ndarray) -> np.ndarray:
+        numbers = data[:, self.numeric_][:, None, :]
+        log_likelihood = -0.5 * (((numbers - self.means_) / self.stds_) ** 2).sum(-1) - np.log(self.stds_).sum(-1)
+        onehot = np.concatenate([np.arange(a, b) for a, b in self.groups_]) if self.groups_ else np.arange(0)
+        log_likelihood += data[:, onehot] @ np.log(self.probabilities_[:, onehot]).T
+        log_posterior = log_likelihood + np.log(self.weights_)
+        log_posterior -= log_posterior.max(axis=1, keepdims=True)
+        posterior = np.exp(log_posterior)
+        return posterior / posterior.sum(axis=1, keepdims=True)
+
+    def _sample(self, n: int, conditions: dict[Span, np.ndarray] | None, rng: np.random.Generator) -> np.ndarray:
+        # supports_conditions is False: the base class samples by rejection, so conditions are never passed.
+        classes = rng.choice(len(self.weights_), size=n, p=self.weights_)
+        output = np.zeros((n, self.encoder_.width))
+        output[:, self.numeric_] = self.means_[classes] + self.stds_[classes] * rng.standard_normal(
+            (n, len(self.numeric_)))
+        for start, stop in self.groups_:
+            cumulative = self.probabilities_[classes, start:stop].cumsum(axis=1)
+            choice = (cumulative < rng.random((n, 1)) * cumulative[:, -1:]).sum(axis=1)
+            output[np.arange(n), start + choice] = 1.0
+        return output
+
+    def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        names = ("numeric_", "weights_", "means_", "stds_", "probabilities_")
+        return {name: getattr(self, name) for name in names}, {"groups": self.groups_}
+
+    def _set_state(self, arrays: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
+        for name, array in arrays.items():
+            setattr(self, name, np.asarray(array))
+        self.groups_ = [tuple(group) for group in extra["groups"]]
 '''
 
 _MODELS = {
@@ -388,6 +481,7 @@ _FAST = {
     "vae": '{"epochs": 20, "batch_size": 100}',
     "gan": '{"epochs": 60, "batch_size": 100, "learning_rate": 1e-3}',
     "diffusion": '{"epochs": 40, "batch_size": 100}',
+    "numpy": '{"components": 10, "iterations": 30}',
 }
 
 _SAVED_MODULES = {"vae": ["encoder_net_", "decoder_net_"], "gan": ["generator_net_"], "diffusion": ["denoiser_"]}
@@ -408,19 +502,15 @@ def new_plugin(name: str, family: str, directory: Path) -> Path:
     cls = "".join(part.capitalize() for part in name.split("_")) + "Generator"
     major = int(__version__.split(".")[0])
     next_major = f"{major + 1}" if major else "1"
+    requirements = [f"synthforge>={__version__},<{next_major}", *([] if family == "numpy" else ["torch>=2.2"])]
     fields = {"name": name, "module": module, "cls": cls, "family": family, "version": __version__,
-              "next_major": next_major, "fast": _FAST[family]}
-    modules = _SAVED_MODULES[family]
-    state = _STATE.format(
-        modules_save="{\n            " + ",\n            ".join(f"**module_arrays(self.{m}, {m!r})" for m in modules)
-        + ",\n        }",
-        modules_load="\n".join(f"        load_module_arrays(self.{m}, arrays, {m!r})" for m in modules),
-    )
+              "next_major": next_major, "fast": _FAST[family],
+              "dependencies": ", ".join(f'"{requirement}"' for requirement in requirements)}
     files = {
         "pyproject.toml": _PYPROJECT.format(**fields),
         "README.md": _README.format(**fields),
         f"src/synthforge_{module}/__init__.py": _INIT.format(**fields),
-        f"src/synthforge_{module}/model.py": _MODELS[family].format(**fields) + _REBUILD[family] + state,
+        f"src/synthforge_{module}/model.py": model_source(family, name, cls),
         f"tests/test_{module}_conformance.py": _TEST.format(**fields),
     }
     for relative, text in files.items():
@@ -428,3 +518,17 @@ def new_plugin(name: str, family: str, directory: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     return root
+
+
+def model_source(family: str, name: str, cls: str) -> str:
+    """The ``model.py`` of a template (the ``numpy`` one is the plugin guide's worked example)."""
+    if family == "numpy":
+        return _NUMPY_MODEL.replace("{name}", name).replace("{cls}", cls)
+    fields = {"name": name, "module": name, "cls": cls, "family": family}
+    modules = _SAVED_MODULES[family]
+    state = _STATE.format(
+        modules_save="{\n            " + ",\n            ".join(f"**module_arrays(self.{m}, {m!r})" for m in modules)
+        + ",\n        }",
+        modules_load="\n".join(f"        load_module_arrays(self.{m}, arrays, {m!r})" for m in modules),
+    )
+    return _MODELS[family].format(**fields) + _REBUILD[family] + state

@@ -116,7 +116,7 @@ def check_values_stay_in_domain(cls: type[Generator], params: Mapping[str, Any] 
     for column in conformance_schema().learned:
         values = sample.get_column(column.name).drop_nulls()
         if column.kind in (ColumnKind.categorical, ColumnKind.boolean):
-            known = set(source.get_column(column.name).drop_nulls().to_list()) | {RARE}
+            known = set(source.get_column(column.name).drop_nulls().to_list())
             unknown = set(values.to_list()) - known
             assert not unknown, f"{column.name!r} produced values never seen in training: {sorted(unknown)[:5]}"
         elif column.kind.numeric and values.len():
@@ -143,6 +143,29 @@ def check_seeds_reproduce(cls: type[Generator], params: Mapping[str, Any] | None
     assert not first.equals(other), "different sample seeds must give different rows"
     refitted = cls(params).fit(conformance_table(), conformance_schema(), FitContext(seed=0))
     assert refitted.sample(200, seed=5).equals(first), "the same fit seed and sample seed must give the same rows"
+    other_fit = cls(params).fit(conformance_table(), conformance_schema(), FitContext(seed=1))
+    assert not other_fit.sample(200, seed=5).equals(first), \
+        "a different fit seed must give a different model (every random stream follows the fit seed)"
+
+
+def check_pooled_values_never_sampled_or_asked_for(cls: type[Generator],
+                                                   params: Mapping[str, Any] | None = None) -> None:
+    """The pool of rare categories (``_RARE_``: 22 countries of under 5 rows each, 2.6% of the conformance
+    table's native-country values) stands for values too rare to show: it is never output, nor accepted
+    as a condition."""
+    generator = fitted(cls, params)
+    sample = generator.sample(2000, seed=9)
+    for column in conformance_schema().learned:
+        if column.kind == ColumnKind.categorical:
+            pooled = int((sample.get_column(column.name) == RARE).sum())
+            assert pooled == 0, f"{pooled} sampled {column.name!r} values are the pool of rare values {RARE!r}"
+    assert generator.pooled_redrawn_ >= 0
+    try:
+        generator.sample(10, conditions={"native-country": RARE}, seed=0)
+    except ConditionError as error:
+        assert "pooled" in str(error), f"the error must say why {RARE!r} cannot be asked for; got: {error}"
+    else:
+        raise AssertionError(f"a condition on {RARE!r} (the pool of rare values) was accepted")
 
 
 def check_save_load_round_trip(cls: type[Generator], params: Mapping[str, Any] | None = None) -> None:
@@ -300,7 +323,8 @@ def conformance_checks() -> list[Check]:
     return [check_declares_itself, check_rejects_bad_params, check_fit_returns_self, check_sample_shape_and_types,
             check_sample_zero_rows, check_values_stay_in_domain, check_nulls_reproduced, check_seeds_reproduce,
             check_save_load_round_trip, check_conditions_honoured, check_identifiers_never_copied,
-            check_rare_rows_never_copied, check_marginals_learned, check_pandas_in_pandas_out, check_imputation]
+            check_rare_rows_never_copied, check_pooled_values_never_sampled_or_asked_for, check_marginals_learned,
+            check_pandas_in_pandas_out, check_imputation]
 
 
 def check_generator(cls: type[Generator], params: Mapping[str, Any] | None = None) -> None:

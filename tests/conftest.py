@@ -20,6 +20,22 @@ def adult() -> pl.DataFrame:
 
 
 @pytest.fixture()
+def plugin_site(tmp_path: Path):
+    """A folder on sys.path to ``pip install --target`` a plugin into; its modules are forgotten afterwards."""
+    import importlib
+    import sys
+
+    target = tmp_path / "site"
+    sys.path.insert(0, str(target))
+    yield target
+    sys.path.remove(str(target))
+    importlib.invalidate_caches()
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", None) or "").startswith(str(target)):
+            del sys.modules[name]
+
+
+@pytest.fixture()
 def pm():
     """A fresh plugin manager with the built-in plugins only (no installed entry points)."""
     return get_plugin_manager(entry_points=False)

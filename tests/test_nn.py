@@ -8,12 +8,17 @@ torch = pytest.importorskip("torch")
 from synthforge.errors import SynthForgeError  # noqa: E402
 from synthforge.generator import FitContext  # noqa: E402
 from synthforge.nn import (  # noqa: E402
+    EarlyStopping,
     TrainingParams,
     load_module_arrays,
     module_arrays,
     resolve_device,
     train,
 )
+
+
+class StoppingParams(TrainingParams, EarlyStopping):
+    """Training params of a model whose validation loss decides when to stop."""
 
 
 def _regression(seed: int, params: TrainingParams, epochs_seen: list | None = None, noise: float = 0.1):
@@ -44,14 +49,14 @@ def _regression(seed: int, params: TrainingParams, epochs_seen: list | None = No
 
 def test_loss_decreases_and_the_epoch_hook_sees_every_epoch():
     seen: list = []
-    _, history = _regression(0, TrainingParams(epochs=15, batch_size=100, learning_rate=1e-2, patience=0), seen)
+    _, history = _regression(0, StoppingParams(epochs=15, batch_size=100, learning_rate=1e-2, patience=0), seen)
     losses = [e["loss"] for e in history.epochs]
     assert losses[-1] < losses[0] / 5
     assert [e for e, _ in seen] == list(range(1, 16)) and "val_loss" in seen[0][1]
 
 
 def test_early_stopping_stops_and_restores_the_best_epoch():
-    params = TrainingParams(epochs=300, batch_size=2000, learning_rate=5e-2, patience=3, validation_fraction=0.3)
+    params = StoppingParams(epochs=300, batch_size=2000, learning_rate=5e-2, patience=3, validation_fraction=0.3)
     _model, history = _regression(0, params, noise=3.0)
     assert history.stopped_early and len(history.epochs) < 300
     best = min(history.epochs, key=lambda e: e["val_loss"])
@@ -85,7 +90,7 @@ def test_device_resolution():
 
 
 def test_divergence_is_reported():
-    params = TrainingParams(epochs=5, batch_size=100, patience=0)
+    params = StoppingParams(epochs=5, batch_size=100, patience=0)
     model = torch.nn.Linear(1, 1)
 
     def step(batch, epoch):

@@ -14,6 +14,7 @@ costs what a 20k-row one does, and the cap is stated in each check's details.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from itertools import combinations
 from typing import Any
@@ -22,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from synthforge.data.schema import ColumnKind, Schema, as_number
+from synthforge.seeds import RandomStreams
 
 MAX_DISTANCE_ROWS = 10_000
 _BLOCK = 2048
@@ -167,9 +169,11 @@ class DistanceContext:
         self.cap = cap
         encoder = DistanceEncoder(train, schema)
         reference_rows = min(train.height, holdout.height, cap) if holdout is not None else min(train.height, cap)
-        self.train = encoder.encode(subsample(train, reference_rows, seed))
-        self.holdout = encoder.encode(subsample(holdout, reference_rows, seed + 1)) if holdout is not None else None
-        self.synthetic = encoder.encode(subsample(synthetic, cap, seed + 2))
+        streams = RandomStreams(seed, "distances")
+        self.train = encoder.encode(subsample(train, reference_rows, streams.seed_for("train")))
+        self.holdout = (encoder.encode(subsample(holdout, reference_rows, streams.seed_for("holdout")))
+                        if holdout is not None else None)
+        self.synthetic = encoder.encode(subsample(synthetic, cap, streams.seed_for("synthetic")))
         self._cache: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
 
     def distances(self, query: str, reference: str) -> np.ndarray:
@@ -191,11 +195,21 @@ class DistanceContext:
 _contexts: OrderedDict[tuple, DistanceContext] = OrderedDict()
 
 
+def _fingerprint(table: pl.DataFrame | None) -> tuple | None:
+    """What identifies a table's content, rows in order: its shape, columns and a digest of its row hashes.
+
+    Not ``id()``: a frame freed and another allocated at the same address would share the cached distances.
+    """
+    if table is None:
+        return None
+    digest = hashlib.sha256(table.hash_rows(seed=0).to_numpy().tobytes()).hexdigest()
+    return table.height, tuple(table.columns), digest
+
+
 def distance_context(train: pl.DataFrame, holdout: pl.DataFrame | None, synthetic: pl.DataFrame,
                      schema: Schema) -> DistanceContext:
     """The shared distances of one (train, holdout, synthetic) triple; the privacy checks reuse them."""
-    key = tuple((id(t), t.height, t.width) if t is not None else None for t in (train, holdout, synthetic))
-    key += (tuple(schema.names),)
+    key = (*(_fingerprint(t) for t in (train, holdout, synthetic)), tuple(schema.names))
     if key not in _contexts:
         _contexts[key] = DistanceContext(train, holdout, synthetic, schema)
         while len(_contexts) > 2:
@@ -286,8 +300,9 @@ def detection_auc(real: pl.DataFrame, synthetic: pl.DataFrame, schema: Schema, *
     from sklearn.model_selection import cross_val_predict
 
     n = min(real.height, synthetic.height, rows)
-    both = pl.concat([subsample(real, n, seed).select(synthetic.columns), subsample(synthetic, n, seed + 1)],
-                     how="vertical_relaxed")
+    streams = RandomStreams(seed, "detection")
+    both = pl.concat([subsample(real, n, streams.seed_for("real")).select(synthetic.columns),
+                      subsample(synthetic, n, streams.seed_for("synthetic"))], how="vertical_relaxed")
     y = np.r_[np.zeros(n), np.ones(n)]
     if model == "logistic":
         from sklearn.linear_model import LogisticRegression

@@ -38,7 +38,7 @@ def plan_partitions(rows: int, partitions: int, batch_size: int) -> list[list[tu
 
 def sample_partition(model_dir: str, batches: list[tuple[int, int]], seed: int, conditions: dict[str, Any],
                      path: str, plugins_dir: str | None = None, protection: tuple[str, int] | None = None,
-                     threads: int | None = None) -> int:
+                     sample_params: dict[str, Any] | None = None, threads: int | None = None) -> int:
     """Load the model, sample the partition's batches and write them as one parquet file; return its rows.
 
     ``protection`` is (training table path, ``below``) for :meth:`Generator.protect_rows`;
@@ -48,24 +48,26 @@ def sample_partition(model_dir: str, batches: list[tuple[int, int]], seed: int, 
     from synthforge.threads import limited_threads, thread_share
 
     with limited_threads(thread_share(threads)):
-        return _sample_partition(model_dir, batches, seed, conditions, path, plugins_dir, protection)
+        return _sample_partition(model_dir, batches, seed, conditions, path, plugins_dir, protection,
+                                 sample_params or {})
 
 
 def _sample_partition(model_dir: str, batches: list[tuple[int, int]], seed: int, conditions: dict[str, Any],
-                      path: str, plugins_dir: str | None, protection: tuple[str, int] | None) -> int:
+                      path: str, plugins_dir: str | None, protection: tuple[str, int] | None,
+                      sample_params: dict[str, Any]) -> int:
     import polars as pl
 
     from synthforge.api import load
     from synthforge.data.io import read_table
-    from synthforge.engine import derive_seed
     from synthforge.generator import as_polars
     from synthforge.plugins import get_plugin_manager
+    from synthforge.seeds import derive_seed
 
     pm = get_plugin_manager(plugins_dir=Path(plugins_dir) if plugins_dir else None)
     model = load(model_dir, pm=pm)
     if protection is not None:
         model.protect_rows(read_table(Path(protection[0]), None, pm=pm), below=protection[1])
-    frames = [as_polars(model.sample(count, conditions or None, seed=derive_seed(seed, offset)))
+    frames = [as_polars(model.sample(count, conditions or None, seed=derive_seed(seed, offset), **sample_params))
               for offset, count in batches]
     frame = pl.concat(frames) if frames else as_polars(model.sample(0))
     frame.write_parquet(path)
@@ -76,7 +78,8 @@ def sample_partitioned(model_dir: str | Path, rows: int, out: str | Path, *, par
                        batch_size: int = 100_000, seed: int = 0, conditions: dict[str, Any] | None = None,
                        executor: Literal["ray", "local"] = "ray", ray_address: str | None = None,
                        plugins_dir: str | Path | None = None,
-                       protection: tuple[str | Path, int] | None = None) -> dict[str, Any]:
+                       protection: tuple[str | Path, int] | None = None,
+                       sample_params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``rows`` rows as parquet parts in the folder ``out``; return the manifest.
 
     ``protection`` is (training table path, ``below``): each partition then redraws rows
@@ -97,7 +100,8 @@ def sample_partitioned(model_dir: str | Path, rows: int, out: str | Path, *, par
     started = time.perf_counter()
     arguments = [(str(model_dir), batches, seed, dict(conditions or {}), str(staging / f"part-{index:05d}.parquet"),
                   str(plugins_dir) if plugins_dir else None,
-                  (str(Path(protection[0]).resolve()), protection[1]) if protection else None)
+                  (str(Path(protection[0]).resolve()), protection[1]) if protection else None,
+                  dict(sample_params or {}))
                  for index, batches in enumerate(plan)]
     try:
         counts = _run_ray(arguments, ray_address) if executor == "ray" else _run_local(arguments)

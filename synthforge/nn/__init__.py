@@ -1,8 +1,13 @@
 """Shared machinery for neural generator plugins, so that a plugin's own file is its model and its loss.
 
+- :class:`TorchGenerator`: the skeleton of a torch generator (device, moves, the declared
+  modules' weights in safetensors, the history); a plugin implements ``_build`` and ``_train``
+  (importable without torch);
 - :class:`TrainingParams`: the usual training knobs, with defaults, to subclass (and
-  :class:`OneHotModelParams`, with the encoding and calibration knobs of the VAE and the GAN)
-  (importable without torch, so a plugin's ``Params`` cost nothing at start-up);
+  :class:`EarlyStopping` to mix in for a model a validation loss stops, :class:`OneHotModelParams`
+  with the encoding and calibration knobs of the VAE and the GAN, :class:`PrecisionSampleParams`
+  for sampling in bfloat16) (importable without torch, so a plugin's ``Params`` cost nothing at
+  start-up);
 - :func:`resolve_device`: ``auto``/``cpu``/``cuda``/``cuda:N``/``mps`` to a device;
 - :func:`torch_generator`: a seeded ``torch.Generator`` on that device;
 - :func:`train`: the loop — seeded shuffling, batching, a validation split,
@@ -16,7 +21,7 @@
 - :class:`CategoricalConditions`: the condition input of generators that learn to
   condition on categorical values.
 
-Everything but :class:`TrainingParams` lives in ``synthforge.nn.training`` or
+Everything but the params and :class:`TorchGenerator` lives in ``synthforge.nn.training`` or
 ``synthforge.nn.conditions`` and is imported, with torch, on first use.
 """
 
@@ -24,7 +29,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from synthforge.nn.params import ConditionalTrainingParams, OneHotModelParams, Precision, TrainingParams
+from synthforge.nn.generator import CalibratedTorchGenerator, TorchGenerator
+from synthforge.nn.params import (
+    ConditionalTrainingParams,
+    EarlyStopping,
+    OneHotModelParams,
+    Precision,
+    PrecisionSampleParams,
+    TrainingParams,
+)
 
 if TYPE_CHECKING:
     from synthforge.nn.conditions import CategoricalConditions
@@ -42,7 +55,9 @@ if TYPE_CHECKING:
 
 _TORCH_NAMES = {"History", "forward_in_chunks", "load_module_arrays", "module_arrays", "one_cycle", "resolve_device",
                 "torch_generator", "train", "use_bfloat16"}
-__all__ = ["CategoricalConditions", "ConditionalTrainingParams", "History", "OneHotModelParams", "Precision",
+__all__ = ["CalibratedTorchGenerator", "CategoricalConditions", "ConditionalTrainingParams", "EarlyStopping", "History",
+           "OneHotModelParams",
+           "Precision", "PrecisionSampleParams", "TorchGenerator",
            "TrainingParams",
            "forward_in_chunks", "load_module_arrays", "module_arrays", "one_cycle", "resolve_device", "torch_generator",
            "train", "use_bfloat16"]

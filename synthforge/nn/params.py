@@ -4,24 +4,38 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from synthforge.data.encoder import EncoderConfig
+from synthforge.generator import GeneratorParams
 
 Precision = Literal["auto", "float32", "bfloat16"]
 """Arithmetic of a model's matrix products: as named, or ``auto`` for bfloat16 where the CPU has it natively
 (:func:`synthforge.nn.use_bfloat16`)."""
 
 
-class TrainingParams(BaseModel):
-    """Training parameters every neural generator accepts; subclass to add the model's own."""
+class PrecisionSampleParams(GeneratorParams):
+    """``SampleParams`` of a torch model that can sample in bfloat16; subclass to add the model's own."""
 
-    model_config = ConfigDict(extra="forbid")
+    precision: Precision = Field(
+        "auto", description="Arithmetic of the model's matrix products when sampling; auto: bfloat16 where the CPU "
+                            "has it natively.")
+
+
+class TrainingParams(GeneratorParams):
+    """Training parameters every neural generator accepts; subclass to add the model's own, and change
+    their defaults with ``defaults = {"epochs": 50}`` (see :class:`synthforge.GeneratorParams`)."""
 
     epochs: int = Field(100, ge=1, le=100_000, description="Most passes over the training rows.")
     batch_size: int = Field(500, ge=2, le=1_000_000, description="Rows per optimisation step.")
-    learning_rate: float = Field(1e-3, gt=0, lt=1, description="Adam's step size.")
-    weight_decay: float = Field(0.0, ge=0, lt=1, description="L2 penalty on the weights.")
+    learning_rate: float = Field(1e-3, gt=0, lt=1, description="The optimiser's (peak) step size.")
+    weight_decay: float = Field(0.0, ge=0, lt=1, description="Weight decay (an L2 penalty; decoupled for AdamW).")
+
+
+class EarlyStopping(BaseModel):
+    """Mix into the Params of a model whose validation loss says when to stop (not a GAN's):
+    :func:`synthforge.nn.train` holds rows back and restores the best epoch's weights."""
+
     validation_fraction: float = Field(0.1, ge=0, lt=0.5, description="Rows held back to decide early stopping.")
     patience: int = Field(10, ge=0, description="Epochs without validation improvement before stopping (0: never).")
 

@@ -68,10 +68,11 @@ def train(
     without improvement, restoring the weights of the best epoch.
     """
     modules = list(modules)
-    rng = torch_generator(context.seed, "cpu")
+    rng = context.torch_generator("batches")
     rows = data.shape[0]
     permutation = torch.randperm(rows, generator=rng)
-    n_validation = int(rows * params.validation_fraction) if validation_loss is not None else 0
+    validation_fraction = getattr(params, "validation_fraction", 0.0)  # EarlyStopping params
+    n_validation = int(rows * validation_fraction) if validation_loss is not None else 0
     if n_validation and rows - n_validation < 2:
         n_validation = 0
     validation = data[permutation[:n_validation].to(data.device)] if n_validation else None
@@ -113,7 +114,7 @@ def train(
             if context.on_epoch_end is not None:
                 context.on_epoch_end(epoch, metrics)
             advance(epoch, metrics)
-            if params.patience and since_best >= params.patience:
+            if getattr(params, "patience", 0) and since_best >= params.patience:
                 history.stopped_early = True
                 break
     if best_state is not None:
@@ -133,7 +134,7 @@ def one_cycle(optimiser: torch.optim.Optimizer, params: TrainingParams, rows: in
     Returns the function to call after each optimiser step; it stops stepping at the
     schedule's end, so an estimate of the steps that falls one short does no harm.
     """
-    training_rows = rows - int(rows * params.validation_fraction)
+    training_rows = rows - int(rows * getattr(params, "validation_fraction", 0.0))
     steps_per_epoch = max(training_rows // min(params.batch_size, max(training_rows, 1)), 1)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=params.learning_rate, total_steps=params.epochs * steps_per_epoch + 1, pct_start=0.05,

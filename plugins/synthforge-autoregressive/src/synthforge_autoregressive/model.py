@@ -29,31 +29,31 @@ The table is factorised column by column, ``p(x) = Π p(x_j | x_visible)``:
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import Field
 from scipy.special import ndtr, ndtri
 
-from synthforge import EncoderConfig, FitContext, Generator
+from synthforge import EncoderConfig, FitContext
 from synthforge.data.encoder import RARE, Span
 from synthforge.generator import ParamsError
-from synthforge.nn import Precision, TrainingParams
+from synthforge.nn import EarlyStopping, PrecisionSampleParams, TorchGenerator, TrainingParams
+
+if TYPE_CHECKING:
+    from synthforge.nn import History
 
 _SAMPLE_CHUNK = 4096  # rows per pass: the activations stay in cache
 
 
-class AutoregressiveParams(TrainingParams):
-    epochs: int = Field(60, ge=1, le=100_000, description="Most passes over the training rows.")
-    batch_size: int = Field(512, ge=2, le=1_000_000, description="Rows per optimisation step.")
-    learning_rate: float = Field(2e-3, gt=0, lt=1, description="AdamW's peak step size (cosine decay).")
-    weight_decay: float = Field(1e-5, ge=0, lt=1, description="Decoupled weight decay.")
+class AutoregressiveParams(TrainingParams, EarlyStopping):
+    # AdamW with a one-cycle schedule: learning_rate is its peak, weight_decay decoupled.
+    defaults: ClassVar[dict[str, Any]] = {"epochs": 60, "batch_size": 512, "learning_rate": 2e-3, "weight_decay": 1e-5,
+                "patience": 0, "validation_fraction": 0.0}
     # The learning rate anneals to zero at `epochs`, and annealed weights sample better than an early stop's:
     # on Adult, 60 annealed epochs scored 0.988 SDMetrics overall, a stop at epoch 73 of 100 scored 0.977.
     # So the schedule decides the end, and every row trains (0.990 with no validation split, 0.988 with 10%);
     # set validation_fraction (and patience) to watch a validation NLL.
-    patience: int = Field(0, ge=0, description="Epochs without validation improvement before stopping (0: never).")
-    validation_fraction: float = Field(0.0, ge=0, lt=0.5, description="Rows held back to report a validation NLL.")
     # Measured on Adult (seeds 0/1, TSTR AUC on the holdout): integers with at most 128 values as categories
     # of their values (capital-gain/-loss, age, hours-per-week, education-num) lifted TSTR from 0.914-0.915 to
     # 0.918-0.920 at 250 bins and to 0.920 at 100 bins; bins then only shape fnlwgt-like columns, and 100 bins
@@ -72,25 +72,25 @@ class AutoregressiveParams(TrainingParams):
         0.5, ge=0, le=1, description="Share of training rows that also show some later columns, for conditions.")
     column_order: list[str] | None = Field(
         None, description="Canonical column order for sampling (default: the table's order).")
-    sample_precision: Precision = Field(
-        "auto", description="Arithmetic of sampling's trunk passes; auto: bfloat16 where the CPU has it natively.")
+
+    def encoder_config(self) -> EncoderConfig:
+        """Numbers to normal scores (then binned into tokens), categories as indices (one token each)."""
+        return EncoderConfig(numeric="quantile", categorical="index", discrete_integer_max=self.discrete_integer_max)
+
+
+class AutoregressiveSampleParams(PrecisionSampleParams):
     temperature: float = Field(1.0, gt=0, le=10, description="Sampling temperature; below 1 sharpens, above flattens.")
 
 
-class AutoregressiveGenerator(Generator):
+class AutoregressiveGenerator(TorchGenerator):
     name = "autoregressive"
     description = "Any-order autoregressive model over binned columns: exact conditions on any columns, imputation."
     Params = AutoregressiveParams
-    encoding = EncoderConfig(numeric="quantile", categorical="index")
+    SampleParams = AutoregressiveSampleParams
     supports_conditions = True
     supports_imputation = True
-    supports_gpu = True
-    uses_torch = True
+    weights: ClassVar[dict[str, str]] = {"network_": "network."}
     params: AutoregressiveParams
-
-    def encoder_config(self) -> EncoderConfig:
-        return EncoderConfig(numeric="quantile", categorical="index",
-                             discrete_integer_max=self.params.discrete_integer_max)
 
     # --- tokens: one per column -------------------------------------------------------------
 
@@ -224,19 +224,19 @@ class AutoregressiveGenerator(Generator):
 
     # --- the Generator contract ---------------------------------------------------------------
 
-    def _fit(self, data: np.ndarray, context: FitContext) -> None:
+    def _prepare(self, data: np.ndarray, context: FitContext) -> None:
+        self._fit_bins(data)
+
+    def _train(self, data: np.ndarray, context: FitContext) -> History:
         import torch
 
-        from synthforge.nn import one_cycle, resolve_device, torch_generator, train
+        from synthforge.nn import one_cycle, train
 
-        device = resolve_device(context.device)
-        self._fit_bins(data)
-        self._build()
-        self.network_.to(device)
+        device = self.device_
         optimiser = torch.optim.AdamW(self.network_.parameters(), lr=self.params.learning_rate,
                                       weight_decay=self.params.weight_decay)
         advance_schedule = one_cycle(optimiser, self.params, len(data))
-        generator = torch_generator(context.seed + 1, device)
+        generator = context.torch_generator("noise", device=device)
 
         def step(batch: Any, epoch: int) -> dict[str, float]:
             optimiser.zero_grad()
@@ -247,10 +247,9 @@ class AutoregressiveGenerator(Generator):
             return {"loss": loss.item()}
 
         tokens = torch.as_tensor(self._tokenize(data), device=device)
-        self.history_ = train(data=tokens, step=step, modules=[self.network_], params=self.params, context=context,
-                              description="autoregressive",
-                              validation_loss=lambda rows: self._negative_log_likelihood(rows).item())
-        self.network_.cpu()
+        return train(data=tokens, step=step, modules=[self.network_], params=self.params, context=context,
+                     description="autoregressive",
+                     validation_loss=lambda rows: self._negative_log_likelihood(rows).item())
 
     def _sample(self, n: int, conditions: dict[Span, np.ndarray] | None, rng: np.random.Generator) -> np.ndarray:
         known = np.zeros((n, len(self.vocab_sizes_)), dtype=np.int64)
@@ -310,8 +309,8 @@ class AutoregressiveGenerator(Generator):
                 inputs = pre[:1] if alike else pre if everyone else pre[index]
                 hidden = rest(inputs.to(head_weight.dtype, copy=True))
                 logits = torch.nn.functional.linear(hidden, head_weight[part], head_bias[part]).float()
-                if self.params.temperature != 1.0:
-                    logits /= self.params.temperature
+                if self.sample_params.temperature != 1.0:
+                    logits /= self.sample_params.temperature
                 if excluded[j]:
                     logits[:, excluded[j]] = -torch.inf
                 # Inverse-CDF sampling with one uniform per row, from the one numpy generator (reproducible);
@@ -339,7 +338,7 @@ class AutoregressiveGenerator(Generator):
         revealing a column's token adds that token's row of ``updates[j]`` (its
         contribution minus the mask's) — one lookup per sampled cell. The rest of
         the trunk and the heads run in bfloat16 where the CPU multiplies it
-        natively (``sample_precision: auto``): about 2.4× the float32 throughput on
+        natively (the sampling param ``precision: auto``): about 2.4× the float32 throughput on
         an AVX512-BF16 core, and the same rows for the same seed on one machine.
         """
         if getattr(self, "sampling_network_", None) is None:
@@ -356,7 +355,7 @@ class AutoregressiveGenerator(Generator):
             masked = [table[size] for table, size in zip(tables, self.vocab_sizes_, strict=True)]
             start = first.bias + torch.stack(masked).sum(dim=0)
             updates = [table - mask for table, mask in zip(tables, masked, strict=True)]
-            dtype = torch.bfloat16 if use_bfloat16(self.params.sample_precision) else torch.float32
+            dtype = torch.bfloat16 if use_bfloat16(self.sample_params.precision) else torch.float32
             # In place: each pass's input is a fresh copy of the running sum, and dropout is off in sampling.
             rest = copy.deepcopy(nn.Sequential(*(m for m in self.trunk_[1:] if not isinstance(m, nn.Dropout))))
             rest.to(dtype)
@@ -379,29 +378,19 @@ class AutoregressiveGenerator(Generator):
                 excluded[index] = [k for k, c in enumerate(categories) if c is None or c == RARE]
         return excluded
 
-    def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        from synthforge.nn import module_arrays
-
-        arrays = module_arrays(self.network_, "network.")
+    def _extra_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays = {}
         for name in self.bin_low_:
             arrays[f"bins.{name}.low"], arrays[f"bins.{name}.high"] = self.bin_low_[name], self.bin_high_[name]
-        history = {"epochs_trained": len(self.history_.epochs), "best_epoch": self.history_.best_epoch}
-        return arrays, {"vocab_sizes": self.vocab_sizes_, **history}
+        return arrays, {"vocab_sizes": self.vocab_sizes_}
 
-    def _set_state(self, arrays: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
-        from synthforge.nn import load_module_arrays
-        from synthforge.nn.training import History
-
+    def _load_extra_state(self, arrays: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
         self.vocab_sizes_ = list(extra["vocab_sizes"])
         self.bin_low_, self.bin_high_ = {}, {}
         for name, value, _ in self._columns():
             if value.kind == "numeric":
                 self.bin_low_[name] = np.asarray(arrays[f"bins.{name}.low"], dtype=np.float64)
                 self.bin_high_[name] = np.asarray(arrays[f"bins.{name}.high"], dtype=np.float64)
-        self._build()
-        load_module_arrays(self.network_, arrays, "network.")
-        self.network_.train(False)
-        self.history_ = History(epochs=[{}] * extra["epochs_trained"], best_epoch=extra["best_epoch"])
 
 
 def _rank_bins(ranks: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:

@@ -32,25 +32,26 @@ one-hot) or quantile normalised; categories and null indicators one-hot.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from pydantic import Field, model_validator
 
-from synthforge import EncoderConfig, FitContext, Generator
+from synthforge import FitContext
 from synthforge.data.encoder import Span
-from synthforge.nn import OneHotModelParams, Precision
+from synthforge.nn import CalibratedTorchGenerator, OneHotModelParams, Precision, PrecisionSampleParams
+
+if TYPE_CHECKING:
+    from synthforge.nn import History
 
 
 class GANParams(OneHotModelParams):
     # Measured on Adult, 2 CPU cores: 150 epochs fit in 349 s and score 0.979 SDMetrics overall, TSTR AUC 0.894;
     # 30 epochs, 72 s, 0.951 and 0.823 (the conditional p(income | rest) is the slowest thing a GAN learns).
-    epochs: int = Field(150, ge=1, le=100_000, description="Passes over the training rows.")
-    batch_size: int = Field(500, ge=2, le=1_000_000, description="Rows per step; a multiple of pac.")
-    learning_rate: float = Field(2e-4, gt=0, lt=1, description="Adam's step size, for generator and critic.")
-    weight_decay: float = Field(1e-6, ge=0, lt=1, description="L2 penalty on both networks' weights.")
-    validation_fraction: float = Field(0.0, ge=0, lt=0.5, description="Unused: a GAN's losses do not say when to stop.")
-    patience: int = Field(0, ge=0, le=0, description="Unused: a GAN trains for its epochs.")
+    # A GAN's losses do not say when to stop, so it has no early-stopping params: it trains for its epochs.
+    # batch_size is a multiple of pac; learning_rate and weight_decay are Adam's, for generator and critic.
+    defaults: ClassVar[dict[str, Any]] = {"epochs": 150, "batch_size": 500, "learning_rate": 2e-4, "weight_decay": 1e-6,
+                "numeric_encoding": "quantile"}
     noise_dim: int = Field(128, ge=1, le=4096, description="Size of the generator's noise input.")
     generator_dim: int = Field(256, ge=8, le=8192, description="Width of each generator layer.")
     generator_layers: int = Field(2, ge=1, le=8, description="Residual layers in the generator.")
@@ -62,11 +63,6 @@ class GANParams(OneHotModelParams):
     gradient_penalty: float = Field(10.0, ge=0, description="Weight of WGAN-GP's gradient penalty.")
     gumbel_temperature: float = Field(0.2, gt=0, le=10, description="Temperature of the Gumbel-softmax outputs.")
     log_frequency: bool = Field(True, description="Ask for categories by log frequency in training-by-sampling.")
-    unconditional_rate: float = Field(0.5, ge=0, le=1, description="Share of training rows with no condition.")
-    numeric_encoding: Literal["mode_specific", "quantile"] = Field(
-        "quantile", description="How numbers are normalised before training.")
-    sample_precision: Precision = Field(
-        "auto", description="Arithmetic of the generator when sampling; auto: bfloat16 where the CPU has it natively.")
     # bfloat16 autocast on an AVX512-BF16 CPU, Adult, 150 epochs: fit 235 s instead of 342 s, SDMetrics overall
     # 0.977 (0.979 in float32), TSTR AUC 0.892 (0.892-0.894).
     train_precision: Precision = Field(
@@ -80,26 +76,17 @@ class GANParams(OneHotModelParams):
         return self
 
 
-class ConditionalGAN(Generator):
+class ConditionalGAN(CalibratedTorchGenerator):
     name = "gan"
     description = ("A CTGAN-style conditional WGAN-GP: training-by-sampling, PacGAN critic, Gumbel-softmax "
                    "categories, native conditions.")
     Params = GANParams
+    SampleParams = PrecisionSampleParams
     supports_conditions = True
-    supports_gpu = True
-    uses_torch = True
+    weights: ClassVar[dict[str, str]] = {"generator_net_": "generator."}  # the critic is for training only
     params: GANParams
 
-    def encoder_config(self) -> EncoderConfig:
-        return self.params.encoder_config()
-
     # --- the layout of the data and of the condition vector ------------------------------
-
-    def _layout(self) -> None:
-        from synthforge.nn import CategoricalConditions
-
-        self.conditions_ = CategoricalConditions(self.encoder_, self.schema_)
-        self.bounded_ = self.params.numeric_encoding == "mode_specific"
 
     def _category_sampler(self, data: Any) -> None:
         """Tables for drawing, per condition span, a category (by log frequency) and then a real row holding it."""
@@ -146,8 +133,13 @@ class ConditionalGAN(Generator):
 
     # --- the networks --------------------------------------------------------------------
 
-    def _build_generator(self, width: int) -> None:
+    def _build(self) -> None:
         from torch import nn
+
+        from synthforge.nn import CategoricalConditions
+
+        self.conditions_ = CategoricalConditions(self.encoder_, self.schema_)
+        self.bounded_ = self.params.numeric_encoding == "mode_specific"
 
         class Residual(nn.Module):
             def __init__(self, inputs: int, outputs: int) -> None:
@@ -164,7 +156,7 @@ class ConditionalGAN(Generator):
         for _ in range(self.params.generator_layers):
             layers.append(Residual(inputs, self.params.generator_dim))
             inputs += self.params.generator_dim
-        self.generator_net_ = nn.Sequential(*layers, nn.Linear(inputs, width))
+        self.generator_net_ = nn.Sequential(*layers, nn.Linear(inputs, self.encoder_.width))
 
     def _build_critic(self, width: int) -> None:
         from torch import nn
@@ -226,27 +218,29 @@ class ConditionalGAN(Generator):
 
     # --- the Generator contract ----------------------------------------------------------------
 
-    def _fit(self, data: np.ndarray, context: FitContext) -> None:
-        import torch
+    # --- training ------------------------------------------------------------------------------
 
+    def _prepare(self, data: np.ndarray, context: FitContext) -> None:
         from synthforge.errors import DataError
-        from synthforge.nn import resolve_device, torch_generator, train, use_bfloat16
 
         if len(data) < self.params.pac:
             raise DataError(f"the gan generator judges rows in packs of pac={self.params.pac}, but the table has "
                             f"{len(data)} rows; lower pac.")
-        device = resolve_device(context.device)
-        self._layout()
-        self._build_generator(data.shape[1])
+
+    def _train(self, data: np.ndarray, context: FitContext) -> History:
+        import torch
+
+        from synthforge.nn import train, use_bfloat16
+
+        device = self.device_
         self._build_critic(data.shape[1])
+        self.critic_net_.to(device)
         self.data_ = torch.as_tensor(data, device=device)
         self._category_sampler(self.data_)
-        self.generator_net_.to(device)
-        self.critic_net_.to(device)
         settings = {"lr": self.params.learning_rate, "betas": (0.5, 0.9), "weight_decay": self.params.weight_decay}
         generator_optimiser = torch.optim.Adam(self.generator_net_.parameters(), **settings)
         critic_optimiser = torch.optim.Adam(self.critic_net_.parameters(), **settings)
-        generator = torch_generator(context.seed + 1, device)
+        generator = context.torch_generator("noise", device=device)
         pac = self.params.pac
 
         def fake_rows(real: Any, condition: Any) -> tuple[Any, Any]:
@@ -280,13 +274,15 @@ class ConditionalGAN(Generator):
             generator_optimiser.step()
             return {"wasserstein": distance.item(), "penalty": penalty.item(), "condition": condition_loss.item()}
 
-        self.history_ = train(data=self.data_, step=step, modules=[self.generator_net_, self.critic_net_],
-                              params=self.params, context=context, description="gan")
-        self.generator_net_.cpu()
-        self._calibrate(data, torch_generator(context.seed + 2))
+        history = train(data=self.data_, step=step, modules=[self.generator_net_, self.critic_net_],
+                        params=self.params, context=context, description="gan")
         # Sampling needs the generator only: drop the critic and training-by-sampling's tables of real rows.
         del self.data_, self.critic_net_, self.rows_by_category_, self.category_probabilities_, self.span_offset_
         del self.category_count_, self.category_first_
+        return history
+
+    def _after_training(self, data: np.ndarray, context: FitContext) -> None:
+        self._calibrate(data, context.torch_generator("calibration"))
 
     def _calibrate(self, data: np.ndarray, generator: Any) -> None:
         """Fit the marginal calibration on unconditional output for fresh noise (see the module notes)."""
@@ -301,7 +297,7 @@ class ConditionalGAN(Generator):
         rows = calibration_draws(len(data))
         noise = torch.randn(rows, self.params.noise_dim, generator=generator)
         raw = forward_in_chunks(self.generator_net_, torch.cat([noise, torch.zeros(rows, self.conditions_.width)], 1),
-                                bfloat16=use_bfloat16(self.params.sample_precision))  # as sampling will run it
+                                bfloat16=use_bfloat16(self.sample_params.precision))  # as sampling will run it
         self.calibration_.fit(self._bound(raw.numpy().astype(np.float64)), data)
 
     def _bound(self, raw: np.ndarray) -> np.ndarray:
@@ -322,30 +318,9 @@ class ConditionalGAN(Generator):
         condition = self.conditions_.for_sampling(n, conditions, "gan", "the copula generator for numeric conditions")
         noise = torch.from_numpy(rng.standard_normal((n, self.params.noise_dim), dtype=np.float32))
         output = forward_in_chunks(self.generator_net_, torch.cat([noise, condition], dim=1),
-                                   bfloat16=use_bfloat16(self.params.sample_precision)).numpy()
+                                   bfloat16=use_bfloat16(self.sample_params.precision)).numpy()
         output = self.calibration_.apply(self._bound(output.astype(np.float64)))
         sample_categories(output, self.encoder_.spans_, rng)
         for span, value in conditions.items():
             output[:, span.start : span.stop] = value
         return output
-
-    def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        from synthforge.nn import module_arrays
-
-        arrays = {**module_arrays(self.generator_net_, "generator."), **self.calibration_.arrays()}
-        return arrays, {"epochs_trained": len(self.history_.epochs)}
-
-    def _set_state(self, arrays: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
-        from synthforge.nn import load_module_arrays
-        from synthforge.nn.training import History
-
-        self._layout()
-        self._build_generator(self.encoder_.width)
-        load_module_arrays(self.generator_net_, arrays, "generator.")
-        self.generator_net_.train(False)
-        from synthforge.nn.calibration import MarginalCalibration
-
-        self.calibration_ = MarginalCalibration(self.encoder_.spans_).load(arrays)
-        self.history_ = History(epochs=[{}] * extra["epochs_trained"], best_epoch=extra["epochs_trained"])
-
-

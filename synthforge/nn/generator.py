@@ -1,0 +1,135 @@
+"""The skeleton every torch generator shares, so that a plugin's file is its model and its loss.
+
+A torch plugin subclasses :class:`TorchGenerator`, names the modules whose weights it
+saves, and implements what only it knows::
+
+    class MyGenerator(TorchGenerator):
+        name = "mymodel"
+        Params = MyParams
+        weights = {"decoder_": "decoder."}          # module attribute → prefix in weights.safetensors
+
+        def _build(self) -> None: ...               # create self.decoder_ from self.encoder_ and self.params
+        def _train(self, data, context) -> History: ...   # the optimiser and the loss, on self.device_
+        def _sample(self, n, conditions, rng) -> np.ndarray: ...
+
+The base class owns the rest, the same way for every plugin: the device
+(``context.device`` → ``self.device_``), moving the modules there for training and
+back to the CPU (in eval mode) for sampling, the declared modules' weights in
+safetensors, the training history in the saved config, and the encoding from
+``Params.encoder_config()`` when the Params define one. Optional hooks:
+``_prepare(data, context)`` runs before ``_build`` in ``fit`` (what the modules'
+shapes depend on: bins, vocabularies), ``_after_training(data, context)`` after it
+with the modules on the CPU (a calibration), and ``_extra_state()`` /
+``_load_extra_state(arrays, extra)`` save and restore state beyond the modules
+(the latter runs before ``_build`` on load).
+
+Importing this module does not import torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from synthforge.data.encoder import EncoderConfig
+from synthforge.generator import FitContext, Generator
+
+if TYPE_CHECKING:
+    from synthforge.nn.training import History
+
+
+class TorchGenerator(Generator):
+    """Base class of the torch generators; see the module documentation."""
+
+    uses_torch = True
+    supports_gpu = True
+    #: What this skeleton implements for its subclasses, who implement _build and _train instead.
+    _reserved_names: ClassVar[frozenset[str]] = frozenset({"_fit", "_get_state", "_set_state", "weight_modules"})
+    #: The modules whose weights are saved: attribute name → prefix of their arrays in weights.safetensors.
+    weights: ClassVar[dict[str, str]] = {}
+
+    def encoder_config(self) -> EncoderConfig:
+        """The Params' ``encoder_config()`` when they define one (the encoding follows params), else ``encoding``."""
+        from_params = getattr(self.params, "encoder_config", None)
+        return from_params() if callable(from_params) else super().encoder_config()
+
+    # --- what a torch plugin implements -----------------------------------------------------
+
+    def _build(self) -> None:
+        """Create the modules named in ``weights`` (and what they need) from ``self.encoder_`` and ``self.params``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _build")
+
+    def _train(self, data: np.ndarray, context: FitContext) -> History:
+        """Train the built modules, which are on ``self.device_``, and return the history of
+        :func:`synthforge.nn.train`."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _train")
+
+    def _prepare(self, data: np.ndarray, context: FitContext) -> None:
+        """Learn, before ``_build``, what the modules' shapes depend on."""
+
+    def _after_training(self, data: np.ndarray, context: FitContext) -> None:
+        """Fit what follows training (a calibration), with the modules on the CPU in eval mode."""
+
+    def _extra_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Arrays and JSON-able extras to save besides the modules' weights."""
+        return {}, {}
+
+    def _load_extra_state(self, arrays: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
+        """Restore what ``_extra_state`` saved; runs before ``_build``."""
+
+    # --- the skeleton -------------------------------------------------------------------------
+
+    def weight_modules(self) -> list[Any]:
+        """The modules named in ``weights``, in their order."""
+        return [getattr(self, attribute) for attribute in self.weights]
+
+    def _fit(self, data: np.ndarray, context: FitContext) -> None:
+        from synthforge.nn.training import resolve_device
+
+        self.device_ = resolve_device(context.device)
+        self._prepare(data, context)
+        self._build()
+        for module in self.weight_modules():
+            module.to(self.device_)
+        self.history_ = self._train(data, context)
+        for module in self.weight_modules():
+            module.cpu()
+            module.train(False)
+        self._after_training(data, context)
+
+    def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        from synthforge.nn.training import module_arrays
+
+        arrays: dict[str, np.ndarray] = {}
+        for attribute, prefix in self.weights.items():
+            arrays |= module_arrays(getattr(self, attribute), prefix)
+        more, extra = self._extra_state()
+        history = {"epochs_trained": len(self.history_.epochs), "best_epoch": self.history_.best_epoch}
+        return {**arrays, **more}, {**extra, **history}
+
+    def _set_state(self, arrays: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
+        from synthforge.nn.training import History, load_module_arrays, resolve_device
+
+        self._load_extra_state(arrays, extra)
+        self._build()
+        for attribute, prefix in self.weights.items():
+            module = getattr(self, attribute)
+            load_module_arrays(module, arrays, prefix)
+            module.train(False)
+        self.device_ = resolve_device("cpu")
+        epochs = int(extra.get("epochs_trained", 0))
+        self.history_ = History(epochs=[{}] * epochs, best_epoch=int(extra.get("best_epoch", epochs)))
+
+
+class CalibratedTorchGenerator(TorchGenerator):
+    """A torch generator whose samples get marginal calibration (:mod:`synthforge.nn.calibration`), fitted in
+    ``_after_training`` into ``self.calibration_`` and saved with the weights (the VAE and the GAN)."""
+
+    def _extra_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        return self.calibration_.arrays(), {}
+
+    def _load_extra_state(self, arrays: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
+        from synthforge.nn.calibration import MarginalCalibration
+
+        self.calibration_ = MarginalCalibration(self.encoder_.spans_).load(arrays)
