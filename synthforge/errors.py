@@ -1,7 +1,9 @@
 """One hierarchy for every failure a user can act on.
 
-The CLI prints a ``SynthForgeError`` as a one-paragraph message and exits 2, with
-no traceback; any other exception reaching the user is a bug in SynthForge.
+The CLI prints a ``SynthForgeError`` as a one-paragraph message, with no traceback,
+and exits 2 (bad input: a recipe, data, a model, a plugin), or 3 for
+:class:`GateFailed` (the input was fine, the output did not pass its gates); any
+other exception reaching the user is a bug in SynthForge.
 """
 
 from __future__ import annotations

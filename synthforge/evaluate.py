@@ -54,14 +54,35 @@ def evaluate_frames(real: pl.DataFrame, synthetic: pl.DataFrame, *, holdout: pl.
 
 
 def evaluate_tables(real: Path, synthetic: Path, *, holdout: Path | None = None, target: str | None = None,
-                    out: Path | None = None, pm: SynthForgePluginManager | None = None) -> list[CheckResult]:
+                    out: Path | None = None, pm: SynthForgePluginManager | None = None,
+                    columns: dict[str, str] | None = None, max_categories: int | None = None) -> list[CheckResult]:
+    """:func:`evaluate_frames` on files; ``columns`` maps a column to its kind, as a recipe's ``source.columns``."""
+    from synthforge.data.schema import DEFAULT_MAX_CATEGORIES, ColumnOverride
+
     pm = pm or get_plugin_manager()
     real_table = read_table(real, pm=pm)
+    from synthforge.data.schema import ColumnKind
+
+    kinds = [kind.value for kind in ColumnKind]
+    wrong = {name: kind for name, kind in (columns or {}).items() if kind not in kinds}
+    if wrong:
+        raise DataError(f"--column {', '.join(f'{n}={k}' for n, k in wrong.items())}: a kind is one of "
+                        f"{', '.join(kinds)}.")
+    overrides = {name: ColumnOverride(kind=kind) for name, kind in (columns or {}).items()}
+    unknown = [name for name in overrides if name not in real_table.columns]
+    if unknown:
+        raise DataError(f"--column names {', '.join(map(repr, unknown))}, not a column of {real}; its columns: "
+                        f"{', '.join(real_table.columns)}.")
+    try:
+        schema = infer_schema(real_table, overrides, max_categories=max_categories or DEFAULT_MAX_CATEGORIES)
+    except ValueError as error:
+        raise DataError(f"--column: {error}") from None
     return evaluate_frames(
         real_table,
         read_table(synthetic, pm=pm),
         holdout=read_table(holdout, pm=pm) if holdout is not None else None,
         target=target,
+        schema=schema,
         out=out,
         pm=pm,
     )

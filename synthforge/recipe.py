@@ -48,6 +48,9 @@ class SourceSpec(_Strict):
     drop: list[str] = Field(default_factory=list, description="Columns to leave out entirely.")
     nan_as_null: bool = Field(False, description="Treat NaN and ±inf in float columns as missing values.")
     max_categories: int = Field(1000, ge=2, description="Above this many distinct values, text needs a `kind`.")
+    ragged_rows: Literal["refuse", "allow"] = Field(
+        "refuse", description="CSV lines with another number of fields than the header: refused with their line "
+                              "numbers, or allowed (missing fields read as nulls, extra ones dropped).")
 
     @field_validator("columns", mode="before")
     @classmethod

@@ -70,3 +70,18 @@ def test_copy_protection_is_not_turned_off_by_a_zero_or_a_typo(write_recipe, val
     with pytest.raises(RecipeError, match=r"recipe.yaml:2: output.protect_rows_below: .*`off` to turn copy "
                                           r"protection off"):
         load_recipe(write_recipe({}, text=text))
+
+
+def test_a_failed_gate_exits_3_and_bad_input_2(write_recipe, tmp_path):
+    import subprocess
+    import sys
+
+    recipe = basic_recipe()
+    recipe["checks"] = [{"name": "column_shapes", "min": 0.9999, "on_fail": "error"}]  # a gate no copula reaches
+    failed = subprocess.run([sys.executable, "-m", "synthforge.cli", "run", str(write_recipe(recipe))],
+                            capture_output=True, text=True)
+    assert failed.returncode == 3 and "failed its gates" in failed.stderr
+    recipe["output"]["rows"] = -1
+    bad = subprocess.run([sys.executable, "-m", "synthforge.cli", "run", str(write_recipe(recipe, "bad.yaml"))],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "output.rows" in bad.stderr

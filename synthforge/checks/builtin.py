@@ -67,7 +67,7 @@ class ColumnShapes(Check):
 
 def copy_share(rows: pl.DataFrame, reference: pl.DataFrame, columns: list[str]) -> float:
     """Share of ``rows`` identical to some row of ``reference`` on ``columns`` (nulls equal nulls)."""
-    if rows.height == 0:
+    if rows.height == 0 or not columns:
         return 0.0
     matched = rows.select(columns).join(reference.select(columns).unique(), on=columns, how="semi", nulls_equal=True)
     return matched.height / rows.height

@@ -234,6 +234,9 @@ def _features(frame: pl.DataFrame, schema: Schema, target: str, categories: dict
     return np.column_stack(blocks)
 
 
+MAX_MODEL_CATEGORIES = 254
+
+
 def ml_efficacy(train: pl.DataFrame, holdout: pl.DataFrame, synthetic: pl.DataFrame, schema: Schema, target: str,
                 seed: int = 0) -> dict[str, Any]:
     """Train on synthetic and on real, test both on the real holdout (ROC AUC or R²)."""
@@ -242,11 +245,14 @@ def ml_efficacy(train: pl.DataFrame, holdout: pl.DataFrame, synthetic: pl.DataFr
 
     spec = schema[target]
     categorical = [c for c in schema.learned if c.name != target and not c.kind.numeric]
-    categories = {c.name: train[c.name].drop_nulls().unique().sort().to_list() for c in categorical}
+    # HistGradientBoosting takes at most 255 categories a feature: the 254 most frequent, the rest as missing.
+    categories = {c.name: train[c.name].drop_nulls().value_counts(sort=True).head(MAX_MODEL_CATEGORIES)
+                  .get_column(c.name).sort().to_list() for c in categorical}
     mask = [not c.kind.numeric for c in schema.learned if c.name != target]
     x_train, x_synthetic, x_holdout = (_features(t, schema, target, categories) for t in (train, synthetic, holdout))
     result: dict[str, Any] = {"target": target}
-    if spec.kind.numeric:
+    two_values = train[target].drop_nulls().n_unique() == 2  # a 0/1 (or two-valued) number is a class, not R²
+    if spec.kind.numeric and not two_values:
         def score(x: np.ndarray, y: np.ndarray) -> float:
             model = HistGradientBoostingRegressor(categorical_features=mask, random_state=seed).fit(x, y)
             return float(r2_score(y_holdout, model.predict(x_holdout)))

@@ -258,6 +258,9 @@ class RareCombinations(Check):
 
     def measure(self, train, holdout, synthetic, schema):
         columns = _quasi_identifiers(schema, train)
+        if not columns:  # every column a number with over 100 values: no record is told apart by these
+            return None, "skipped: no categorical or low-cardinality column to form quasi-identifiers", {
+                "skipped": True, "columns": []}
         unique = train.select(columns).group_by(columns).len().filter(pl.col("len") == 1).drop("len")
         share = copy_share(synthetic, unique, columns)
         details: dict[str, Any] = {"columns": columns, "unique_records": unique.height, "rows": synthetic.height}

@@ -54,7 +54,46 @@ class Writer:
 
 
 def _read_csv(path: Path, **options: Any) -> pl.DataFrame:
+    ragged_rows = options.pop("ragged_rows", "refuse")
+    _check_csv_shape(path, options.get("separator", ","), ragged_rows=ragged_rows)
+    if ragged_rows == "allow":
+        options.setdefault("truncate_ragged_lines", True)
     return pl.read_csv(path, infer_schema_length=10_000, null_values=options.pop("null_values", [""]), **options)
+
+
+def _check_csv_shape(path: Path, separator: str, ragged_rows: str) -> None:
+    """Refuse what polars reads without a word: a header naming a column twice (the copy would become
+    ``<name>_duplicated_0``) and, unless allowed, lines with fewer fields than the header (nulls)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle, delimiter=separator)
+        header = next(reader, [])
+        _refuse_repeated_names(path, header)
+        if ragged_rows == "allow":
+            return
+        ragged, examples = 0, []
+        for row in reader:
+            if row and len(row) != len(header):
+                ragged += 1
+                if len(examples) < 5:
+                    examples.append(f"line {reader.line_num}: {len(row)}")
+    if ragged:
+        raise DataError(f"{path}: {ragged:,} line(s) hold another number of fields than the header's {len(header)} "
+                        f"({', '.join(examples)}{', …' if ragged > len(examples) else ''}). Fix the file, or set "
+                        f"`source.ragged_rows: allow` to read the missing fields as nulls.")
+
+
+def _refuse_repeated_names(path: Path, header: list[str]) -> None:
+    from collections import Counter
+
+    counts = Counter(header)
+    repeated = [name for name, count in counts.items() if count > 1]
+    if repeated:
+        named = ", ".join(f"{name!r} ({counts[name]} times)" for name in repeated)
+        raise DataError(f"{path}: its header names {named}; a run would otherwise call the copies "
+                        f"{repeated[0]!r}_duplicated_0, …. Give each column its own name in the file (or remove the "
+                        f"copy) and run again.")
 
 
 class _CsvSink:
@@ -144,7 +183,7 @@ def _choose(options: list[Any], path: Path, format: str | None, what: str) -> An
 
 
 def read_table(path: str | Path, format: str | None = None, *, pm: SynthForgePluginManager | None = None,
-               **options: Any) -> pl.DataFrame:
+               ragged_rows: str = "refuse", **options: Any) -> pl.DataFrame:
     """Read a table, with errors that name the file and say what went wrong."""
     path = Path(path)
     readers = pm.readers() if pm is not None else READERS
@@ -153,6 +192,8 @@ def read_table(path: str | Path, format: str | None = None, *, pm: SynthForgePlu
         raise DataError(f"source file {path} does not exist.")
     if path.is_dir():
         raise DataError(f"source {path} is a folder; name a file.")
+    if reader.format == "csv":
+        options["ragged_rows"] = ragged_rows
     try:
         return reader.read(path, **options)
     except (pl.exceptions.PolarsError, OSError, ValueError) as error:
