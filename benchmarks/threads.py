@@ -7,8 +7,10 @@ Scenarios, each run ``--repeats`` times (the best fit is kept, since this machin
 - ``alone``: one job, ``synthforge worker --concurrency 1`` (the job gets every core);
 - ``two jobs, shared cores``: two jobs at once, ``--concurrency 2`` (each gets its share: the cores
   divided by the concurrency, ``synthforge.threads``);
-- ``two jobs, every core each``: the same with ``--threads <cores>`` and OpenMP's default wait policy,
-  as every job ran before the share (torch, BLAS and OpenMP one thread per core each);
+- ``two jobs, every core each``: the same with ``--threads <cores>`` and ``OMP_WAIT_POLICY=ACTIVE``
+  (waiting threads spin), the worst of oversubscription (torch, BLAS and OpenMP one thread per core
+  each); run ``--scenarios alone,shared`` on a checkout from before ``synthforge.threads`` for the old
+  behaviour itself;
 - ``beside an outside process``: one job while a plain ``synthforge run`` of the same recipe runs
   outside the worker, each at its default (so no one divides the cores).
 

@@ -2,7 +2,9 @@
 
 Heavy imports (polars, numpy, torch) happen inside the commands, so ``synthforge
 --help`` answers at once. A :class:`SynthForgeError` is printed as a message, with
-no traceback, and exits 2; a failed quality gate in ``evaluate`` exits 1.
+no traceback. Exit status: 0 done, 2 bad input (recipe, data, model, plugin), 3 a
+failed gate (``run``, and ``evaluate`` when an error gate fails), so a scheduler can
+tell "fix the input" from "the output was not good enough".
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ Store = Annotated[
                       help="Job store URL: sqlite:///path.db or postgresql+psycopg://user@host/db.")
 ]
 DEFAULT_STORE = "sqlite:///synthforge-jobs.db"
+EXIT_BAD_INPUT, EXIT_GATE_FAILED = 2, 3
 
 
 def _plugin_manager(plugins_dir: Path | None = None) -> Any:
@@ -216,19 +219,27 @@ def evaluate(
     holdout: Annotated[Path | None, typer.Option(help="Real rows the generator never saw.")] = None,
     target: Annotated[str | None, typer.Option(help="Column to predict, for ML efficacy.")] = None,
     out: Annotated[Path | None, typer.Option(help="Folder for report.json and report.html.")] = None,
+    column: Annotated[list[str] | None, typer.Option(
+        "--column", help="A column's kind, name=kind (continuous, integer, categorical, boolean, datetime, "
+                         "identifier, free_text), as a recipe's source.columns; repeatable.")] = None,
+    max_categories: Annotated[int | None, typer.Option(
+        min=2, help="Above this many distinct values, text needs a --column kind (a recipe's "
+                    "source.max_categories).")] = None,
     plugins_dir: PluginsDir = None,
 ) -> None:
-    """Score any synthetic table against its real source, whoever generated it; exit 1 if a gate fails."""
+    """Score any synthetic table against its real source, whoever generated it; exit 3 if a gate fails."""
     from synthforge.evaluate import evaluate_tables
 
     pm = _plugin_manager(plugins_dir)
-    results = evaluate_tables(real, synthetic, holdout=holdout, target=target, out=out, pm=pm)
+    kinds = {key: str(value) for key, value in _key_values(column or [], "--column").items()}
+    results = evaluate_tables(real, synthetic, holdout=holdout, target=target, out=out, pm=pm, columns=kinds,
+                              max_categories=max_categories)
     console = _console()
     _print_checks(console, results)
     if out is not None:
         console.print(f"report: {out / 'report.html'}")
     if any(not r.passed and r.on_fail == "error" for r in results):
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_GATE_FAILED)
 
 
 @app.command("new-plugin")
@@ -450,11 +461,13 @@ def _print_checks(console: Any, results: list[Any]) -> None:
 
 
 def main() -> None:
+    from synthforge.errors import GateFailed
+
     try:
         app()
     except SynthForgeError as error:
         _console(stderr=True).print(f"[bold red]error:[/bold red] {escape(error)}", soft_wrap=True)
-        sys.exit(2)
+        sys.exit(EXIT_GATE_FAILED if isinstance(error, GateFailed) else EXIT_BAD_INPUT)
 
 
 if __name__ == "__main__":

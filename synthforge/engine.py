@@ -120,6 +120,7 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
         device=recipe.generator.device,
         progress=progress,
         protect_rows_below=recipe.copy_protection_below,
+        log=None if progress else log,
         on_epoch_end=lambda epoch, metrics: pm.hook.synthforge_epoch_end(run=info, epoch=epoch, metrics=metrics),
     )
     with timer("fit"):
@@ -137,7 +138,7 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
         dataset = temporary / f"data.{FORMAT_EXTENSIONS.get(output.format, output.format)}"
         with timer("sample"):
             synthetic_for_checks, rows = _write_dataset(recipe, generator, train, schema, dataset, pm, log)
-        result.rows = rows
+        result.rows = {"training": train.height, "holdout": holdout.height if holdout is not None else 0, **rows}
         with timer("checks"):
             result.checks = run_checks(recipe.checks, pm, train, holdout, synthetic_for_checks, schema,
                                        target=recipe.target, impute=output.mode == "impute")
@@ -171,7 +172,7 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
 
 
 def _load(recipe: Recipe, path: Path, pm: SynthForgePluginManager) -> pl.DataFrame:
-    table = read_table(path, recipe.source.format, pm=pm)
+    table = read_table(path, recipe.source.format, pm=pm, ragged_rows=recipe.source.ragged_rows)
     return prepare_source(table, drop=recipe.source.drop, nan_as_null=recipe.source.nan_as_null)
 
 
@@ -198,7 +199,7 @@ def _check_recipe_against_schema(recipe: Recipe, schema: Schema) -> None:
 def _split(recipe: Recipe, table: pl.DataFrame,
            pm: SynthForgePluginManager) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     if recipe.holdout.path is not None:
-        holdout = read_table(recipe.resolve(recipe.holdout.path), None, pm=pm)
+        holdout = read_table(recipe.resolve(recipe.holdout.path), None, pm=pm, ragged_rows=recipe.source.ragged_rows)
         holdout = prepare_source(holdout, drop=recipe.source.drop, nan_as_null=recipe.source.nan_as_null)
         missing = [c for c in table.columns if c not in holdout.columns]
         if missing:
@@ -295,7 +296,8 @@ def _write_imputed(recipe: Recipe, generator: Generator, schema: Schema, path: P
     """Fill the nulls of the table to impute, batch by batch; return the rows that had nulls, for checks."""
     output = recipe.output
     source = recipe.resolve(output.impute_path or recipe.source.path)
-    table = prepare_source(read_table(source, None if output.impute_path else recipe.source.format, pm=pm),
+    table = prepare_source(read_table(source, None if output.impute_path else recipe.source.format, pm=pm,
+                                      ragged_rows=recipe.source.ragged_rows),
                            drop=recipe.source.drop, nan_as_null=recipe.source.nan_as_null)
     learned = [c.name for c in schema.learned]
     absent = [c for c in learned if c not in table.columns]
@@ -446,11 +448,18 @@ def _describe_run(info: RunInfo, recipe: Recipe, source: Path, generator: Genera
 
 def _manifest(info: RunInfo, recipe: Recipe, source: Path, generator: Generator, result: RunResult,
               versions: dict[str, str]) -> dict[str, Any]:
+    dumped = recipe.model_dump(mode="json")
+    if recipe.holdout.path is not None:  # the file was the holdout; the split fraction played no part
+        dumped["holdout"].pop("fraction", None)
+        holdout = {"path": str(recipe.resolve(recipe.holdout.path)), "rows": result.rows.get("holdout", 0)}
+    else:
+        holdout = {"fraction": recipe.holdout.fraction, "rows": result.rows.get("holdout", 0)}
     return {
         "run_id": info.id,
         "recipe_file": recipe.file,
         "recipe_sha256": recipe.canonical_hash(),
-        "recipe": recipe.model_dump(mode="json"),
+        "recipe": dumped,
+        "holdout": holdout,
         "source": str(source),
         "source_sha256": file_sha256(source),
         "seed": recipe.seed,

@@ -115,6 +115,8 @@ class FitContext:
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None
     # Synthetic rows identical to a training row shared by fewer training rows than this are drawn again.
     protect_rows_below: int = 5
+    # Where progress lines go when there is no progress bar (a job's log, a run without a terminal).
+    log: Callable[[str], None] | None = None
 
     # Named random streams (synthforge.seeds): what a plugin uses for every random draw while it fits.
 
@@ -441,7 +443,7 @@ class Generator:
             return frame
         first_draw = frame.height
         copies_left = pooled_left = 0
-        for round_ in range(MAX_POOLED_REDRAWS):
+        for round_ in range(MAX_POOLED_REDRAWS + 1):
             copies = pl.repeat(False, frame.height, eager=True)
             if protected is not None:
                 schema, hashes = protected
@@ -458,6 +460,8 @@ class Generator:
                     f"{first_draw:,} rows still copied one after {MAX_REDRAWS} fresh draws, so it has memorised "
                     f"them. Train it for fewer epochs or with more regularisation; `protect_rows_below: off` "
                     f"turns this protection off.")
+            if round_ == MAX_POOLED_REDRAWS:
+                break
             self.copies_redrawn_ += copies_left
             self.pooled_redrawn_ += pooled_left
             frame = pl.concat([frame.filter(~(copies | holds_pool)), self._draw(copies_left + pooled_left, conditions,

@@ -166,3 +166,56 @@ def test_generators_and_checks_are_collected_through_the_hooks_not_attributes():
     assert "sampling_copula" in pm.generators()
     described = {p["name"]: p["generators"] for p in pm.describe()["plugins"]}
     assert described["not-a-hook"] == []
+
+
+def test_a_torch_plugin_writes_build_and_train_and_the_skeleton_keeps_the_rest():
+    from synthforge.nn import TorchGenerator
+
+    with pytest.raises(PluginError, match=r"defines _fit, _get_state.*_build and _train instead"):
+        class Old(TorchGenerator):
+            name = "old"
+
+            def _fit(self, data, context):
+                return None
+
+            def _get_state(self):
+                return {}, {}
+
+    class Tiny(TorchGenerator):
+        """A model of independent Gaussians: the smallest torch model with weights to save."""
+
+        name = "tiny_torch"
+        weights: ClassVar[dict[str, str]] = {"location_": "location."}
+
+        def _build(self):
+            import torch
+
+            self.location_ = torch.nn.Linear(1, self.encoder_.width, bias=False)
+
+        def _train(self, data, context):
+            import torch
+
+            from synthforge.nn import History
+
+            with torch.no_grad():
+                self.location_.weight[:, 0] = torch.as_tensor(data.mean(axis=0), device=self.device_)
+            return History(epochs=[{"loss": 0.0}], best_epoch=1)
+
+        def _sample(self, n, conditions, rng):
+            import torch
+
+            with torch.no_grad():
+                centre = self.location_(torch.ones(1, 1)).numpy()[0]
+            return centre + 0.1 * rng.standard_normal((n, len(centre)))
+
+    table = pl.read_csv(DATA / "adult_4k.csv").select("age", "hours-per-week").head(500)
+    model = Tiny().fit(table, context=FitContext(seed=0, protect_rows_below=0))  # a loaded model protects none
+    assert str(model.device_) == "cpu" and not model.location_.training
+    assert model.history_.best_epoch == 1
+    from pathlib import Path
+    from tempfile import mkdtemp
+
+    saved = model.save(Path(mkdtemp()) / "model")
+    loaded = Tiny.load(saved)
+    assert loaded.sample(50, seed=3).equals(model.sample(50, seed=3))
+    assert len(loaded.history_.epochs) == 1

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -123,3 +125,46 @@ def test_marginal_calibration_matches_frequencies_and_keeps_ranks():
     shifted = logits + proportional_fit(logits, np.array([0.1, 0.2, 0.3, 0.4]))
     probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
     assert np.allclose(probabilities.mean(axis=0), [0.1, 0.2, 0.3, 0.4], atol=1e-4)
+
+
+def test_without_a_progress_bar_a_log_gets_a_line_every_tenth_of_the_epochs():
+    lines: list[str] = []
+    data = torch.randn(200, 3)
+    model = torch.nn.Linear(3, 3)
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def step(batch, epoch):
+        optimiser.zero_grad()
+        value = (model(batch) - batch).pow(2).mean()
+        value.backward()
+        optimiser.step()
+        return {"loss": value.item()}
+
+    train(data=data, step=step, modules=[model], params=TrainingParams(epochs=20, batch_size=50),
+          context=FitContext(seed=0, progress=False, log=lines.append), description="toy")
+    assert [line.split(",")[0] for line in lines] == [f"toy: epoch {e}/20" for e in (1, 2, 4, 6, 8, 10, 12, 14, 16,
+                                                                                   18, 20)]
+    assert re.search(r"loss \d+\.\d{4}; \d+ s, about \d+ s left$", lines[0]), lines[0]
+
+
+def test_max_training_time_stops_cleanly_after_the_epoch_that_passes_it():
+    import time
+
+    data = torch.randn(20_000, 8)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8))
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step(batch, epoch):
+        optimiser.zero_grad()
+        value = (model(batch) - batch).pow(2).mean()
+        value.backward()
+        optimiser.step()
+        return {"loss": value.item()}
+
+    started = time.perf_counter()
+    history = train(data=data, step=step, modules=[model],
+                    params=TrainingParams(epochs=100_000, batch_size=500, max_training_time=1.0),
+                    context=FitContext(seed=0))
+    assert history.out_of_time and history.stopped_early and 1 <= len(history.epochs) < 100_000
+    assert time.perf_counter() - started < 10
+    assert not model.training, "the model is left in evaluation mode, ready to sample"

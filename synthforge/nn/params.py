@@ -30,6 +30,9 @@ class TrainingParams(GeneratorParams):
     batch_size: int = Field(500, ge=2, le=1_000_000, description="Rows per optimisation step.")
     learning_rate: float = Field(1e-3, gt=0, lt=1, description="The optimiser's (peak) step size.")
     weight_decay: float = Field(0.0, ge=0, lt=1, description="Weight decay (an L2 penalty; decoupled for AdamW).")
+    max_training_time: float | None = Field(
+        None, gt=0, description="Seconds of training at most: training stops after the epoch that passes them, "
+                                "with the best weights so far (a validation loss's best, else the last).")
 
 
 class EarlyStopping(BaseModel):

@@ -46,6 +46,7 @@ class History:
     epochs: list[dict[str, float]] = field(default_factory=list)
     best_epoch: int = 0
     stopped_early: bool = False
+    out_of_time: bool = False  # stopped by ``max_training_time``
     seconds: float = 0.0
 
 
@@ -83,7 +84,7 @@ def train(
     history = History()
     best_loss, best_state, since_best = math.inf, None, 0
     started = time.perf_counter()
-    with _progress(context.progress, description, params.epochs) as advance:
+    with _progress(context.progress, description, params.epochs, context.log) as advance:
         for epoch in range(1, params.epochs + 1):
             for module in modules:
                 module.train()
@@ -117,6 +118,10 @@ def train(
             if getattr(params, "patience", 0) and since_best >= params.patience:
                 history.stopped_early = True
                 break
+            budget = getattr(params, "max_training_time", None)
+            if budget and time.perf_counter() - started >= budget and epoch < params.epochs:
+                history.stopped_early = history.out_of_time = True
+                break
     if best_state is not None:
         for module, state in zip(modules, best_state, strict=True):
             module.load_state_dict(state)
@@ -148,14 +153,16 @@ def one_cycle(optimiser: torch.optim.Optimizer, params: TrainingParams, rows: in
 
 
 class _progress:
-    """A rich progress bar (epochs, losses, ETA) when asked for; otherwise nothing."""
+    """A rich progress bar (epochs, losses, ETA) when asked for; otherwise, given a ``log``, a line at the
+    first epoch, every tenth of the epochs and the last (a job's log, a terminal-less run); else nothing."""
 
-    def __init__(self, enabled: bool, description: str, total: int) -> None:
-        self.enabled, self.description, self.total = enabled, description, total
+    def __init__(self, enabled: bool, description: str, total: int,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.enabled, self.description, self.total, self.log = enabled, description, total, log
 
     def __enter__(self) -> Callable[[int, dict[str, float]], None]:
         if not self.enabled:
-            return lambda epoch, metrics: None
+            return self._lines() if self.log is not None else (lambda epoch, metrics: None)
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -172,6 +179,20 @@ class _progress:
     def __exit__(self, *exc: object) -> None:
         if self.enabled:
             self.bar.__exit__(None, None, None)
+
+    def _lines(self) -> Callable[[int, dict[str, float]], None]:
+        log, every, started = self.log, max(1, self.total // 10), time.perf_counter()
+        assert log is not None
+
+        def advance(epoch: int, metrics: dict[str, float]) -> None:
+            if epoch == 1 or epoch % every == 0 or epoch == self.total:
+                elapsed = time.perf_counter() - started
+                left = elapsed / epoch * (self.total - epoch)
+                losses = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+                log(f"{self.description}: epoch {epoch}/{self.total}, {losses}; {elapsed:,.0f} s, "
+                    f"about {left:,.0f} s left")
+
+        return advance
 
 
 def use_bfloat16(precision: str) -> bool:
