@@ -397,7 +397,10 @@ def test_a_scheduled_job_runs_at_its_time(workspace: Path):
     runs = sorted(store.list_jobs(), key=lambda job: job.id)
     assert len(runs) >= 2 and all(job.schedule_id == 1 for job in runs)
     assert runs[0].run_after == planned and runs[1].run_after == planned + 3
-    assert all(job.started_at >= job.run_after for job in runs), "no run starts before its time"
+    # A run due while the worker finished its two may be queued, not started, when it exits.
+    started = [job for job in runs if job.started_at is not None]
+    assert len(started) >= 2 and all(job.started_at >= job.run_after for job in started), \
+        "no run starts before its time"
     assert runs[0].status == "succeeded"
 
 
