@@ -127,11 +127,8 @@ def test_marginal_calibration_matches_frequencies_and_keeps_ranks():
     assert np.allclose(probabilities.mean(axis=0), [0.1, 0.2, 0.3, 0.4], atol=1e-4)
 
 
-def test_without_a_progress_bar_a_log_gets_a_line_every_tenth_of_the_epochs():
-    lines: list[str] = []
-    data = torch.randn(200, 3)
-    model = torch.nn.Linear(3, 3)
-    optimiser = torch.optim.SGD(model.parameters(), lr=0.01)
+def _reconstruction_step(model, optimiser):
+    """A training step teaching ``model`` to reproduce its input."""
 
     def step(batch, epoch):
         optimiser.zero_grad()
@@ -139,6 +136,15 @@ def test_without_a_progress_bar_a_log_gets_a_line_every_tenth_of_the_epochs():
         value.backward()
         optimiser.step()
         return {"loss": value.item()}
+
+    return step
+
+
+def test_without_a_progress_bar_a_log_gets_a_line_every_tenth_of_the_epochs():
+    lines: list[str] = []
+    data = torch.randn(200, 3)
+    model = torch.nn.Linear(3, 3)
+    step = _reconstruction_step(model, torch.optim.SGD(model.parameters(), lr=0.01))
 
     train(data=data, step=step, modules=[model], params=TrainingParams(epochs=20, batch_size=50),
           context=FitContext(seed=0, progress=False, log=lines.append), description="toy")
@@ -152,14 +158,7 @@ def test_max_training_time_stops_cleanly_after_the_epoch_that_passes_it():
 
     data = torch.randn(20_000, 8)
     model = torch.nn.Sequential(torch.nn.Linear(8, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8))
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-    def step(batch, epoch):
-        optimiser.zero_grad()
-        value = (model(batch) - batch).pow(2).mean()
-        value.backward()
-        optimiser.step()
-        return {"loss": value.item()}
+    step = _reconstruction_step(model, torch.optim.Adam(model.parameters(), lr=1e-3))
 
     started = time.perf_counter()
     history = train(data=data, step=step, modules=[model],
