@@ -267,7 +267,23 @@ _UNOWNED_AFTER_SECONDS = 3600
 def staging_path(destination: Path, stage: str = "tmp") -> Path:
     """A fresh hidden sibling of ``destination`` that names this process as its owner."""
     token = uuid.uuid4().hex[:12]
-    return destination.parent / f".{destination.name}.{stage}-{token}-{os.getpid()}@{socket.gethostname()}"
+    return destination.parent / f".{destination.name}.{stage}-{token}-{owner_tag()}"
+
+
+def owner_tag() -> str:
+    """This process as the owner of what it is writing, for a file or folder name: ``<pid>@<host>``."""
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def owner_gone(path: Path, pid: str | None, host: str | None) -> bool:
+    """Whether nobody writes ``path`` any more: its owner (``pid`` on ``host``) is dead on this host, or, named
+    before owners were recorded (no pid), it has not changed for an hour."""
+    if pid is None or not host:
+        try:
+            return time.time() - path.stat().st_mtime > _UNOWNED_AFTER_SECONDS
+        except OSError:
+            return False
+    return host == socket.gethostname() and not process_alive(int(pid))
 
 
 def replace_atomically(source: Path, destination: Path) -> None:
@@ -288,13 +304,7 @@ def abandoned_staging(destination: Path) -> list[Path]:
     found = []
     for candidate in destination.parent.iterdir():
         match = _STAGING.match(candidate.name)
-        if not match or match["name"] != destination.name:
-            continue
-        if match["pid"] is None:
-            with contextlib.suppress(OSError):
-                if time.time() - candidate.stat().st_mtime > _UNOWNED_AFTER_SECONDS:
-                    found.append(candidate)
-        elif match["host"] == socket.gethostname() and not process_alive(int(match["pid"])):
+        if match and match["name"] == destination.name and owner_gone(candidate, match["pid"], match["host"]):
             found.append(candidate)
     return sorted(found)
 

@@ -259,8 +259,10 @@ class _RayExecution(_Execution):
 
 def result_file(store: JobStore, job: Job) -> Path:
     """Where the child running ``job`` writes its result: the temp folder, named for the store, job and owner."""
+    from synthforge.data.io import owner_tag
+
     return Path(tempfile.gettempdir()) / (f"{_RESULT_PREFIX}{_store_key(store)}-{job.id}-{job.attempts}-"
-                                          f"{os.getpid()}@{socket.gethostname()}.json")
+                                          f"{owner_tag()}.json")
 
 
 def result_files(store: JobStore, job_id: int) -> list[Path]:
@@ -269,16 +271,13 @@ def result_files(store: JobStore, job_id: int) -> list[Path]:
 
 def abandoned_result_files() -> list[Path]:
     """Result files whose worker is gone: it died before reading them (``kill -9``)."""
-    from synthforge.data.io import process_alive
+    from synthforge.data.io import owner_gone
 
     found = []
     for path in Path(tempfile.gettempdir()).glob(f"{_RESULT_PREFIX}*.json"):
         before, _, host = path.stem.rpartition("@")  # host names may hold dashes, never an @
         pid = before.rsplit("-", 1)[-1]
-        if host and pid.isdigit():
-            if host == socket.gethostname() and not process_alive(int(pid)):
-                found.append(path)
-        elif time.time() - path.stat().st_mtime > 3600:  # named before owners were: abandoned after an hour
+        if owner_gone(path, pid if host and pid.isdigit() else None, host or None):
             found.append(path)
     return sorted(found)
 
