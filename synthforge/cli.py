@@ -104,13 +104,44 @@ def run(
 @app.command()
 def validate(
     recipe: Annotated[Path, typer.Argument(help="The recipe YAML file.")],
+    data: Annotated[bool, typer.Option("--data/--no-data", help="Also read the source and check every column and "
+                                                               "rule against it (default).")] = True,
     plugins_dir: PluginsDir = None,
 ) -> None:
-    """Check a recipe (keys, types, generator and check names, params) without running it."""
+    """Check a recipe and its data without training: every problem at once, each with its fix."""
+    from synthforge.engine import validate_recipe
     from synthforge.recipe import load_recipe
 
-    loaded = load_recipe(recipe, pm=_plugin_manager(plugins_dir))
-    _console().print(f"{recipe}: valid ({loaded.output.mode} with {loaded.generator.name!r})")
+    pm = _plugin_manager(plugins_dir)
+    loaded = load_recipe(recipe, pm=pm)
+    console = _console()
+    if data:
+        for line in validate_recipe(loaded, pm):
+            console.print(f"[dim]•[/dim] {escape(line)}")
+    console.print(f"{escape(recipe)}: valid ({loaded.output.mode} with {loaded.generator.name!r}"
+                  f"{', data checked' if data else ''})")
+
+
+@app.command()
+def profile(
+    data: Annotated[Path, typer.Argument(help="A table (CSV, Parquet, NDJSON, Arrow IPC).")],
+    column: Annotated[list[str] | None, typer.Option(
+        "--column", help="A column's kind, name=kind, as a recipe's source.columns; repeatable.")] = None,
+    max_categories: Annotated[int, typer.Option(min=2, help="As a recipe's source.max_categories.")] = 1000,
+    generator: Annotated[str, typer.Option(help="The generator the starter recipe names.")] = "copula",
+    plugins_dir: PluginsDir = None,
+) -> None:
+    """Print a table's profile and the rules every row keeps, as a starter recipe: `profile data.csv > recipe.yaml`."""
+    from synthforge.data.io import read_table
+    from synthforge.data.schema import ColumnOverride
+    from synthforge.profile import profile_table, starter_recipe
+
+    pm = _plugin_manager(plugins_dir)
+    pm.get_generator(generator)  # an unknown name lists the installed ones
+    table = read_table(data, pm=pm)
+    overrides = {key: ColumnOverride(kind=str(value)) for key, value in _key_values(column or [], "--column").items()}
+    found = profile_table(table, path=str(data), overrides=overrides, max_categories=max_categories)
+    typer.echo(starter_recipe(found, generator=generator), nl=False)
 
 
 @app.command()

@@ -22,11 +22,12 @@ import numpy as np
 import polars as pl
 
 from synthforge.checks.base import CheckResult, Gate
+from synthforge.constraints import check_constraints
 from synthforge.data.identifiers import regenerate
 from synthforge.data.io import open_writer, read_table, remove_abandoned_staging, replace_atomically, staging_path
-from synthforge.data.schema import ColumnKind, Schema, infer_schema, prepare_source
+from synthforge.data.schema import ColumnKind, Schema, infer_schema, prepare_source, to_internal, to_source
 from synthforge.errors import GateFailed, RecipeError, SynthForgeError
-from synthforge.generator import FitContext, Generator
+from synthforge.generator import FitContext, Generator, as_polars
 from synthforge.plugins import SynthForgePluginManager, get_plugin_manager
 from synthforge.provenance import file_sha256, machine, package_versions
 from synthforge.recipe import CheckSpec, Recipe, load_recipe, validate_plugins
@@ -109,8 +110,13 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
     with timer("infer"):
         schema = infer_schema(table, recipe.source.columns, max_categories=recipe.source.max_categories)
         _check_recipe_against_schema(recipe, schema)
+        for column in schema.columns:
+            if column.note and (column.format or not column.kind.learned):
+                log(f"column {column.name!r}: {column.kind.value}, {column.note}")
+        table = to_internal(table, schema, invalid=_invalid_policy(recipe))
     with timer("split"):
-        train, holdout = _split(recipe, table, pm)
+        train, holdout = _split(recipe, table, pm, schema)
+        schema = _with_constraints(recipe, schema, train)
         log(f"training on {train.height:,} rows, holding out {holdout.height if holdout is not None else 0:,}")
 
     generator_class = pm.get_generator(recipe.generator.name)
@@ -168,6 +174,28 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
             shutil.rmtree(temporary, ignore_errors=True)
 
 
+def validate_recipe(recipe: Recipe, pm: SynthForgePluginManager | None = None) -> list[str]:
+    """Read a recipe's source and check it as a run would, without training; raise on the first step that fails.
+
+    Every column's problem is reported at once (:func:`infer_schema`), then the recipe's columns and
+    rules against the schema. Returns notes: the columns written back as they are, the text dates, and
+    each rule's share in the real rows.
+    """
+    pm = pm or get_plugin_manager()
+    validate_plugins(recipe, pm)
+    table = _load(recipe, recipe.resolve(recipe.source.path), pm)
+    schema = infer_schema(table, recipe.source.columns, max_categories=recipe.source.max_categories)
+    _check_recipe_against_schema(recipe, schema)
+    table = to_internal(table, schema, invalid=_invalid_policy(recipe))
+    notes = [f"{table.height:,} rows × {table.width} columns read"]
+    notes += [f"column {c.name!r}: {c.kind.value}, {c.note}" for c in schema.columns if c.note]
+    for rule in _with_constraints(recipe, schema, table).constraints:
+        held = float(rule.holds(table).mean() or 0.0)
+        notes.append(f"rule {rule.describe()!r}: {held:.2%} of real rows keep it"
+                     + ("" if held == 1 else " (synthetic rows will all keep it; is the rule right?)"))
+    return notes
+
+
 # --- the steps --------------------------------------------------------------------------
 
 
@@ -196,11 +224,25 @@ def _check_recipe_against_schema(recipe: Recipe, schema: Schema) -> None:
         raise RecipeError(f"{where}: output.label_column {output.label_column!r} already is a column of the source.")
 
 
-def _split(recipe: Recipe, table: pl.DataFrame,
-           pm: SynthForgePluginManager) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+def _with_constraints(recipe: Recipe, schema: Schema, train: pl.DataFrame) -> Schema:
+    """The schema with the recipe's rules, fitted on the training rows (a fixed rule keeps their combinations)."""
+    if not recipe.constraints:
+        return schema
+    check_constraints(recipe.constraints, [c.name for c in schema.learned], where=f"{recipe.file}: constraints")
+    fitted = [rule.fit(train, max(recipe.copy_protection_below, 1)) for rule in recipe.constraints]
+    return schema.model_copy(update={"constraints": fitted})
+
+
+def _invalid_policy(recipe: Recipe) -> dict[str, str]:
+    return {name: column.invalid for name, column in recipe.source.columns.items()}
+
+
+def _split(recipe: Recipe, table: pl.DataFrame, pm: SynthForgePluginManager,
+           schema: Schema) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     if recipe.holdout.path is not None:
         holdout = read_table(recipe.resolve(recipe.holdout.path), None, pm=pm, ragged_rows=recipe.source.ragged_rows)
         holdout = prepare_source(holdout, drop=recipe.source.drop, nan_as_null=recipe.source.nan_as_null)
+        holdout = to_internal(holdout, schema, invalid=_invalid_policy(recipe))
         missing = [c for c in table.columns if c not in holdout.columns]
         if missing:
             raise RecipeError(f"{recipe.file}: holdout.path lacks column(s) {', '.join(missing)} of the source.")
@@ -268,7 +310,7 @@ def _write_dataset(recipe: Recipe, generator: Generator, train: pl.DataFrame, sc
     rng = RandomStreams(recipe.seed).rng("identifiers")
     try:
         if output.real_rows_included:
-            real = _strip_identifiers(train, schema, generator, rng)
+            real = to_source(_strip_identifiers(train, schema, generator, rng), schema)
             sink.write(_label(real, output.label_column, False))
             rows["real"] = real.height
         plan = sampling_plan(recipe, generator, train)
@@ -287,8 +329,8 @@ def _write_dataset(recipe: Recipe, generator: Generator, train: pl.DataFrame, sc
             + f"; {rows['copies_redrawn']:,} copies of rare training rows drawn again")
     finally:
         sink.close()
-    synthetic = pl.concat(kept) if kept else generator.sample(0)
-    return synthetic, rows
+    synthetic = pl.concat(kept) if kept else as_polars(generator.sample(0))
+    return to_internal(synthetic, schema), rows
 
 
 def _write_imputed(recipe: Recipe, generator: Generator, schema: Schema, path: Path, pm: SynthForgePluginManager,
@@ -326,7 +368,7 @@ def _write_imputed(recipe: Recipe, generator: Generator, schema: Schema, path: P
         sink.close()
     log(f"imputed {rows['imputed_cells']:,} cells in {rows['imputed_rows']:,} of {rows['real']:,} rows")
     checked = pl.concat(kept).head(MAX_CHECK_ROWS) if rows["imputed_rows"] else table.head(MAX_CHECK_ROWS)
-    return checked, rows
+    return to_internal(checked, schema, invalid=_invalid_policy(recipe)), rows
 
 
 def batch_plan(rows: int, batch_size: int) -> list[tuple[int, int]]:
@@ -347,7 +389,7 @@ def _batches(total: int, size: int) -> Iterator[int]:
 def _strip_identifiers(table: pl.DataFrame, schema: Schema, generator: Generator,
                        rng: np.random.Generator) -> pl.DataFrame:
     """Real rows in the output never carry real identifiers either: regenerate or drop them."""
-    table = table.with_columns(regenerate(name, plan, table.height, rng)
+    table = table.with_columns(regenerate(name, plan, table.height, rng, table)
                                for name, plan in generator.identifiers_.items())
     return table.select([name for name in schema.output_names if name in table.columns])
 
@@ -366,13 +408,15 @@ def run_checks(checks: list[CheckSpec] | None, pm: SynthForgePluginManager, trai
     """
     kinds = ("quality",) if impute else ("quality", "privacy")
     if checks is None:
-        specs = [(cls, {}, Gate()) for cls in pm.checks().values() if cls.default and cls.kind in kinds]
+        specs = [(cls, {}, Gate()) for cls in pm.checks().values()
+                 if cls.default and cls.kind in kinds and cls.applies(schema)]
     else:
         specs = [(pm.get_check(spec.name), dict(spec.params), Gate(min=spec.min, max=spec.max, on_fail=spec.on_fail))
                  for spec in checks if spec.enabled]
         named = {spec.name for spec in checks}
         specs += [(cls, {}, Gate()) for name, cls in pm.checks().items()
-                  if cls.mandatory and cls.kind in kinds and name not in named]
+                  if cls.mandatory and cls.kind in kinds and name not in named and cls.applies(schema)
+                  and not (impute and cls.kind != "privacy")]
     results = []
     for cls, params, gate in specs:
         if target is not None and "target" in cls.Params.model_fields and params.get("target") is None:
@@ -388,6 +432,8 @@ def privacy_turned_off(recipe: Recipe, pm: SynthForgePluginManager) -> list[str]
     off = []
     for spec in recipe.checks or []:
         check = pm.get_check(spec.name)
+        if check.kind != "privacy":
+            continue
         if check.mandatory and not spec.enabled:
             off.append(f"the {spec.name} gate is turned off (checks: {spec.name} enabled: off)")
         elif check.mandatory and spec.on_fail == "warn":

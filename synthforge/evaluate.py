@@ -10,7 +10,7 @@ import polars as pl
 
 from synthforge.checks.base import CheckResult
 from synthforge.data.io import read_table
-from synthforge.data.schema import Schema, infer_schema
+from synthforge.data.schema import Schema, infer_schema, to_internal
 from synthforge.errors import DataError
 from synthforge.plugins import SynthForgePluginManager, get_plugin_manager
 
@@ -26,6 +26,11 @@ def align(table: pl.DataFrame, reference: pl.DataFrame, what: str) -> pl.DataFra
         raise DataError(f"the {what} table's columns do not match the real table's types: {error}") from None
 
 
+def _everything_null(schema: Schema) -> dict[str, str]:
+    """A synthetic table's unreadable dates count as missing (and so score lower), not as an error."""
+    return {column.name: "null" for column in schema.columns if column.format}
+
+
 def evaluate_frames(real: pl.DataFrame, synthetic: pl.DataFrame, *, holdout: pl.DataFrame | None = None,
                     target: str | None = None, schema: Schema | None = None, out: Path | None = None,
                     pm: SynthForgePluginManager | None = None, checks: list[str] | None = None) -> list[CheckResult]:
@@ -34,8 +39,10 @@ def evaluate_frames(real: pl.DataFrame, synthetic: pl.DataFrame, *, holdout: pl.
 
     pm = pm or get_plugin_manager()
     schema = schema or infer_schema(real)
-    synthetic = align(synthetic, real, "synthetic")
-    holdout = align(holdout, real, "holdout") if holdout is not None else None
+    # Dates held as text are compared as dates: every table is parsed the way the real one's schema says.
+    real = to_internal(real, schema)
+    synthetic = align(to_internal(synthetic, schema, invalid=_everything_null(schema)), real, "synthetic")
+    holdout = align(to_internal(holdout, schema), real, "holdout") if holdout is not None else None
     if target is not None and target not in real.columns:
         raise DataError(f"--target {target!r} is not a column; columns: {', '.join(real.columns)}.")
     from synthforge.engine import run_checks

@@ -44,7 +44,16 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from synthforge.data.encoder import RARE, EncoderConfig, Span, TableEncoder
 from synthforge.data.identifiers import plan_identifier, regenerate
 from synthforge.data.io import with_umask
-from synthforge.data.schema import ColumnKind, Schema, check_columns, enforce, infer_schema
+from synthforge.data.schema import (
+    ColumnKind,
+    ColumnSpec,
+    Schema,
+    check_columns,
+    enforce,
+    infer_schema,
+    to_internal,
+    to_source,
+)
 from synthforge.errors import ConditionError, DataError, ModelError, SynthForgeError
 from synthforge.provenance import own_version
 from synthforge.seeds import RandomStreams, derive_seed
@@ -211,12 +220,13 @@ class Generator:
         frame, self.frame_kind_ = _to_polars(table)
         context = context or FitContext()
         self.schema_ = schema or infer_schema(frame)
+        frame = to_internal(frame, self.schema_)  # dates held as text, parsed as the schema's format says
         check_columns(frame, self.schema_)
         self.seed_ = context.seed
         self.sample_calls_ = 0
         seed_everything(context.seed_for("global"), torch=self.uses_torch)
         self.identifiers_ = {
-            column.name: plan_identifier(frame.get_column(column.name), column)
+            column.name: plan_identifier(frame.get_column(column.name), column, frame, self.schema_.learned)
             for column in self.schema_.columns
             if not column.kind.learned and column.handling == "regenerate" and column.name in frame.columns
         }
@@ -231,22 +241,28 @@ class Generator:
         the same conditions, so ``sample(n)`` still returns ``n`` rows; the count of
         redrawn rows adds up in ``copies_redrawn_``. A row that ``below`` or more
         people share identifies none of them, and refusing it would distort tables
-        whose rows often repeat. Rows are compared on the learned columns.
+        whose rows often repeat. Rows are compared on the learned columns; and, where some
+        learned columns are not quasi-identifiers (:attr:`Schema.quasi_identifiers`: a date, a
+        measurement with many values), a row that reproduces a training record *unique* on its
+        quasi-identifiers is drawn again too.
 
         Only 64-bit hashes of the protected rows are kept, in memory, and never
         saved with the model: a model loaded from disk protects nothing until it is
         given the training table again.
         """
         self._check_fitted()
-        frame, _ = _to_polars(table)
+        frame = to_internal(_to_polars(table)[0], self.schema_)
         columns = [c.name for c in self.schema_.learned if c.name in frame.columns]
-        self.copies_redrawn_ = self.pooled_redrawn_ = 0
+        self.copies_redrawn_ = self.pooled_redrawn_ = self.constraint_redrawn_ = 0
         self._protected: tuple[pl.Schema, pl.Series] | None = None
+        self._protected_records: tuple[pl.Schema, pl.Series] | None = None
         if below > 0 and columns and frame.height:
-            learned = frame.select(columns)
-            counts = learned.hash_rows().value_counts(name="count")
-            rare = counts.filter(pl.col("count") < below).to_series(0)
-            self._protected = (learned.schema, rare.implode())  # one list, looked up by every sample call
+            self._protected = _rare_row_hashes(frame.select(columns), below)
+            # A row may differ from every training row in a measurement nobody knows (a date, a weight) and still
+            # single out a person by what can be known: a training record unique on its quasi-identifiers.
+            known = [c for c in self.schema_.quasi_identifiers if c in frame.columns]
+            if known and len(known) < len(columns):
+                self._protected_records = _rare_row_hashes(frame.select(known), 2)
         return self
 
     def sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int | None = None,
@@ -268,6 +284,7 @@ class Generator:
         self._check_conditions(conditions)
         with self._sampling_with(sample_params):
             frame = self._redraw_forbidden(self._draw(int(n), conditions, rng), conditions, rng)
+        frame = to_source(frame, self.schema_)  # dates the source held as text written back in its format
         return frame.to_pandas() if getattr(self, "frame_kind_", "polars") == "pandas" else frame
 
     @contextlib.contextmanager
@@ -291,6 +308,7 @@ class Generator:
             raise SynthForgeError(f"the {self.name!r} generator cannot impute; use one that sets "
                                   f"supports_imputation (e.g. 'autoregressive').")
         frame, kind = _to_polars(table)
+        frame = to_internal(frame, self.schema_)
         columns = self.encoder_.columns
         absent = [c for c in columns if c not in frame.columns]
         if absent:
@@ -310,6 +328,7 @@ class Generator:
         frame = frame.with_columns(  # a derived column's nulls follow from its (now complete) source
             pl.coalesce(frame.get_column(c), self.encoder_.derive(frame, c).cast(frame.schema[c], strict=False))
             for c in self.encoder_.derived_ if c in frame.columns)
+        frame = to_source(frame, self.schema_)
         return frame.to_pandas() if kind == "pandas" else frame
 
     def save(self, directory: str | Path) -> Path:
@@ -353,7 +372,7 @@ class Generator:
         generator.identifiers_ = config["identifiers"]
         generator.seed_ = config["seed"]
         generator.sample_calls_ = 0
-        generator.copies_redrawn_ = generator.pooled_redrawn_ = 0
+        generator.copies_redrawn_ = generator.pooled_redrawn_ = generator.constraint_redrawn_ = 0
         generator.frame_kind_ = config.get("frame_kind", "polars")  # pandas in, pandas out, after a save too
         generator._set_state(load_file(str(Path(directory) / WEIGHTS_FILE)), config["state"])
         return generator
@@ -382,11 +401,13 @@ class Generator:
             raise SynthForgeError(f"this {self.name!r} generator is not fitted yet: call fit(table) first.")
 
     def _check_conditions(self, conditions: dict[str, Any]) -> None:
-        for column, value in conditions.items():
+        for column, value in list(conditions.items()):
             if column not in self.schema_ or not self.schema_[column].kind.learned:
                 learned = ", ".join(c.name for c in self.schema_.learned)
                 raise ConditionError(f"cannot condition on {column!r}: it is not a learned column ({learned}).")
             spec = self.schema_[column]
+            if spec.kind == ColumnKind.datetime and isinstance(value, str):
+                conditions[column] = value = _parse_condition(spec, value)
             if column in self.encoder_.derived_:
                 continue  # conditioning a derived column conditions its source; encode_value says when it cannot
             transformer = self.encoder_.transformer(column)
@@ -439,20 +460,32 @@ class Generator:
         """
         protected = getattr(self, "_protected", None)
         pooled = self._pooled_columns()
-        if (protected is None and not pooled) or frame.height == 0:
+        rules = [rule for rule in self.schema_.constraints if rule.derive is None]
+        if (protected is None and not pooled and not rules and getattr(self, "_protected_records", None) is None) \
+                or frame.height == 0:
             return frame
         first_draw = frame.height
         copies_left = pooled_left = 0
+        first_held: dict[str, float] = {}
         for round_ in range(MAX_POOLED_REDRAWS + 1):
+            broken = pl.repeat(False, frame.height, eager=True)
+            broken_by: dict[str, int] = {}
+            for rule in rules:
+                held = rule.holds(frame)
+                broken_by[rule.describe()] = int((~held).sum())
+                first_held.setdefault(rule.describe(), float(held.mean() or 0.0))
+                broken = broken | ~held
             copies = pl.repeat(False, frame.height, eager=True)
-            if protected is not None:
-                schema, hashes = protected
-                copies = frame.select(pl.col(name).cast(dtype, strict=False) for name, dtype in schema.items()) \
-                    .hash_rows().is_in(hashes)
+            for protection in (protected, getattr(self, "_protected_records", None)):
+                if protection is not None:
+                    schema, hashes = protection
+                    copies = copies | frame.select(pl.col(name).cast(dtype, strict=False)
+                                                   for name, dtype in schema.items()).hash_rows().is_in(hashes)
             holds_pool = frame.select(pl.any_horizontal(pl.col(c) == RARE for c in pooled).fill_null(False)) \
                 .to_series() if pooled else pl.repeat(False, frame.height, eager=True)
             copies_left, pooled_left = int(copies.sum()), int((holds_pool & ~copies).sum())
-            if copies_left + pooled_left == 0:
+            broken_left = int((broken & ~copies & ~holds_pool).sum())
+            if copies_left + pooled_left + broken_left == 0:
                 return frame
             if copies_left and round_ >= MAX_REDRAWS:
                 raise SynthForgeError(
@@ -464,8 +497,18 @@ class Generator:
                 break
             self.copies_redrawn_ += copies_left
             self.pooled_redrawn_ += pooled_left
-            frame = pl.concat([frame.filter(~(copies | holds_pool)), self._draw(copies_left + pooled_left, conditions,
-                                                                                  rng)])
+            self.constraint_redrawn_ = getattr(self, "constraint_redrawn_", 0) + broken_left
+            redraw = copies | holds_pool | broken
+            frame = pl.concat([frame.filter(~redraw), self._draw(copies_left + pooled_left + broken_left,
+                                                                 conditions, rng)])
+        if not pooled_left:
+            rule = max(broken_by, key=broken_by.__getitem__)
+            raise SynthForgeError(
+                f"generator {self.name!r} keeps breaking the rule {rule!r}: {broken_by[rule]:,} of {first_draw:,} "
+                f"rows still broke it after {MAX_POOLED_REDRAWS} fresh draws (its first draw kept it in "
+                f"{first_held[rule]:.1%} of rows)" + (f", with conditions {conditions}" if conditions else "")
+                + ". Check that the real table keeps the rule (`synthforge profile` shows its share), train the "
+                "model longer, or write the rule as `derive:` so that it holds by construction.")
         shares = {c: self.encoder_.transformer(c).counts_[-1] / max(sum(self.encoder_.transformer(c).counts_), 1)
                   for c in pooled}
         worst = max(shares, key=shares.__getitem__)
@@ -509,9 +552,11 @@ class Generator:
             pl.lit(value, dtype=frame.schema[column]).alias(column) for column, value in conditions.items()
         )
         frame = frame.with_columns(
-            regenerate(name, plan, n, rng) for name, plan in self.identifiers_.items()
+            regenerate(name, plan, n, rng, frame) for name, plan in self.identifiers_.items()
         )
         frame = enforce(frame, self.schema_)
+        for rule in self.schema_.constraints:  # a derived column is computed, so its rule holds by construction
+            frame = rule.apply(frame)
         return frame.select([c for c in self.schema_.output_names if c in frame.columns])
 
 
@@ -537,6 +582,34 @@ def coerce_conditions(schema: Schema, raw: Mapping[str, str]) -> dict[str, Any]:
         else:
             conditions[column] = text
     return conditions
+
+
+def _rare_row_hashes(frame: pl.DataFrame, below: int) -> tuple[pl.Schema, pl.Series]:
+    """The frame's schema and the hashes of its rows held by fewer than ``below`` rows (one list, for is_in)."""
+    counts = frame.hash_rows().value_counts(name="count")
+    return frame.schema, counts.filter(pl.col("count") < below).to_series(0).implode()
+
+
+def _parse_condition(spec: ColumnSpec, text: str) -> Any:
+    """A date/time condition given as text, read in the column's source format (or ISO)."""
+    from synthforge.data.temporal import detect_format, text_format_of
+
+    series = pl.Series(spec.name, [text])
+    candidates = [text_format_of(spec.format, spec.dtype)] if spec.format else []
+    found = detect_format(pl.Series(spec.name, [text] * 10))
+    candidates += [found] if found else []
+    for candidate in candidates:
+        parsed = candidate.parse(series)
+        if parsed.item(0) is not None:
+            return parsed.cast(_dtype(spec)).item(0)
+    raise ConditionError(f"cannot condition {spec.name!r} on {text!r}: not a date/time"
+                         + (f" written {spec.format!r}" if spec.format else "") + ".")
+
+
+def _dtype(spec: ColumnSpec) -> pl.DataType:
+    from synthforge.data.schema import _polars_dtype
+
+    return _polars_dtype(spec.dtype)
 
 
 def read_model_config(directory: str | Path) -> dict[str, Any]:

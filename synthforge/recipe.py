@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from synthforge.checks.base import OnFail
+from synthforge.constraints import Constraint
 from synthforge.data.schema import ColumnKind, ColumnOverride
 from synthforge.errors import RecipeError, SynthForgeError
 
@@ -157,6 +158,9 @@ class Recipe(_Strict):
     generator: GeneratorSpec = Field(default_factory=GeneratorSpec)
     output: OutputSpec
     target: str | None = Field(None, description="Column to predict, for ML-efficacy checks.")
+    constraints: list[Constraint] = Field(
+        default_factory=list, description="Business rules every output row keeps: comparisons ('end >= start'), "
+                                          "fixed, null_together, derive, unique (see synthforge.constraints).")
     checks: list[CheckSpec] | None = Field(
         None, description="Checks and their gates; without this key every default check runs. The privacy gates "
                           "that run in every run (exact_copies, identifier_leak) run even when not listed."

@@ -97,18 +97,19 @@ def test_missing_source_file(write_recipe, pm):
         run(write_recipe(recipe), pm=pm)
 
 
-def test_constant_and_all_null_columns_fail_with_their_names(write_recipe, pm, tmp_path):
+def test_constant_and_all_null_columns_are_written_back_as_they_are(write_recipe, pm, tmp_path):
     table = pl.read_csv(DATA / "adult_4k.csv").with_columns(pl.lit("US").alias("country_code"),
                                                              pl.lit(None, dtype=pl.String).alias("comment"))
     table.write_csv(tmp_path / "bad.csv")
     recipe = basic_recipe()
     recipe["source"]["path"] = "bad.csv"
-    recipe["source"]["drop"] = ["country_code"]
-    with pytest.raises(DataError, match="'comment' is null in every row"):
-        run(write_recipe(recipe), pm=pm)
-    recipe["source"]["drop"] = ["comment"]
-    with pytest.raises(DataError, match="'country_code' holds the same value \\('US'\\)"):
-        run(write_recipe(recipe), pm=pm)
+    lines: list[str] = []
+    result = run(write_recipe(recipe), pm=pm, log=lines.append)
+    data = pl.read_csv(result.dataset_path)
+    assert (data["country_code"] == "US").all() and data["comment"].null_count() == data.height
+    assert any("'country_code': constant, 'US' in every row" in line for line in lines)
+    recipe["source"]["drop"] = ["comment", "country_code"]  # the recipe saying otherwise
+    assert "comment" not in pl.read_csv(run(write_recipe(recipe), pm=pm).dataset_path).columns
 
 
 def test_identifiers_never_reach_the_output_even_in_augment(write_recipe, pm, tmp_path):

@@ -49,18 +49,35 @@ def test_overrides_win_and_unknown_override_columns_are_named(adult):
     ("table", "message"),
     [
         (pl.DataFrame({"a": pl.Series([], dtype=pl.Int64)}), "no rows"),
-        (pl.DataFrame({"a": [1, 2, 3], "b": [None, None, None]}), "'b' is null in every row.*source.drop"),
-        (pl.DataFrame({"a": [1, 2, 3], "b": ["x", "x", "x"]}), "'b' holds the same value \\('x'\\) in every row"),
         (pl.DataFrame({"a": [1.0, math.nan, 3.0], "b": [1, 2, 3]}), "'a' has 1 NaN or infinite value.*row 2"),
         (pl.DataFrame({"a": [1.0, math.inf, 3.0], "b": [1, 2, 3]}), "nan_as_null"),
         (pl.DataFrame({"a": [f"v{i % 1500}" for i in range(3000)], "b": list(range(3000))}),
          "'a' has 1,500 distinct values.*kind: identifier"),
     ],
-    ids=["empty", "all-null", "constant", "nan", "inf", "huge-cardinality"],
+    ids=["empty", "nan", "inf", "huge-cardinality"],
 )
 def test_unlearnable_data_gets_an_actionable_message(table, message):
     with pytest.raises(DataError, match=message):
         infer_schema(table)
+
+
+def test_constant_and_all_null_columns_are_kept_as_they_are_with_a_note():
+    table = pl.DataFrame({"a": [1, 2, 3], "b": [None, None, None], "c": ["x", "x", "x"], "d": ["y", None, "y"]})
+    schema = infer_schema(table)
+    assert schema["b"].kind == schema["c"].kind == ColumnKind.constant
+    assert schema["c"].value == "x" and schema["b"].value is None
+    assert "every row" in schema["c"].note and "source.drop" in schema["c"].note
+    assert schema["d"].kind == ColumnKind.categorical  # present or missing is information
+
+
+def test_every_problem_is_reported_at_once():
+    table = pl.DataFrame({"a": [1.0, math.nan, 3.0] * 700, "b": [f"v{i}" for i in range(1050)] * 2,
+                          "c": [1.0, math.inf, 2.0] * 700, "d": list(range(2100))})
+    with pytest.raises(DataError) as raised:
+        infer_schema(table)
+    message = str(raised.value)
+    assert message.startswith("3 columns cannot be learned")
+    assert all(f"column {name!r}" in message for name in "abc")
 
 
 def test_nan_as_null_and_drop_prepare_the_source():

@@ -76,6 +76,11 @@ class Check:
     def __init__(self, params: BaseModel | dict[str, Any] | None = None) -> None:
         self.params = validate_params(self.Params, params, f"check {self.name!r}")
 
+    @classmethod
+    def applies(cls, schema: Schema) -> bool:
+        """Whether the check has anything to look at in a table of this schema (not: constraints without rules)."""
+        return True
+
     def measure(self, train: pl.DataFrame, holdout: pl.DataFrame | None, synthetic: pl.DataFrame,
                 schema: Schema) -> tuple[float | None, str, dict[str, Any]]:
         """Return (score, one-line summary, details); implemented by each check."""

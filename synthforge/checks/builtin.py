@@ -73,6 +73,33 @@ def copy_share(rows: pl.DataFrame, reference: pl.DataFrame, columns: list[str]) 
     return matched.height / rows.height
 
 
+class Constraints(Check):
+    name = "constraints"
+    kind = "quality"
+    description = ("Share of synthetic rows that keep each of the recipe's rules (the lowest is the score; 1.0 "
+                   "required), beside the real table's own share.")
+    default = True
+    # A recipe's rules are promises about every row: they are checked whatever `checks:` lists.
+    mandatory = True
+    default_min = 1.0
+
+    @classmethod
+    def applies(cls, schema):
+        return bool(schema.constraints)
+
+    def measure(self, train, holdout, synthetic, schema):
+        if not schema.constraints:
+            return None, "skipped: the recipe declares no constraints", {"skipped": True, "rules": []}
+        rules = []
+        for rule in schema.constraints:
+            rules.append({"rule": rule.describe(), "synthetic": float(rule.holds(synthetic).mean() or 0.0)
+                          if synthetic.height else 1.0, "real": float(rule.holds(train).mean() or 0.0)})
+        worst = min(rules, key=lambda r: r["synthetic"])
+        summary = (f"{len(rules)} rule(s); lowest share kept: {worst['synthetic']:.2%} for {worst['rule']!r} "
+                   f"(real table: {worst['real']:.2%})")
+        return worst["synthetic"], summary, {"rules": rules}
+
+
 class ExactCopies(Check):
     name = "exact_copies"
     kind = "privacy"
@@ -104,7 +131,7 @@ def rate_ceiling(baseline: float, rows: int, *, standard_errors: float, variance
 
 @hookimpl
 def synthforge_checks() -> list[type[Check]]:
-    return [ColumnShapes, ExactCopies]
+    return [ColumnShapes, Constraints, ExactCopies]
 
 
 __all__ = ["ColumnKind", "ColumnShapes", "ExactCopies"]

@@ -24,7 +24,7 @@ from synthforge.checks import metrics
 from synthforge.checks.base import Check
 from synthforge.checks.builtin import copy_share, rate_ceiling
 from synthforge.data.encoder import RARE
-from synthforge.data.schema import ColumnKind, Schema
+from synthforge.data.schema import ColumnKind
 from synthforge.hookspecs import hookimpl
 
 
@@ -245,10 +245,6 @@ class MembershipInference(Check):
             "members": len(members), "non_members": len(non_members)}
 
 
-def _quasi_identifiers(schema: Schema, train: pl.DataFrame) -> list[str]:
-    return [c.name for c in schema.learned if not c.kind.numeric or c.n_unique <= 100]
-
-
 class RareCombinations(Check):
     name = "rare_combinations"
     kind = "privacy"
@@ -257,7 +253,7 @@ class RareCombinations(Check):
     default = True
 
     def measure(self, train, holdout, synthetic, schema):
-        columns = _quasi_identifiers(schema, train)
+        columns = schema.quasi_identifiers
         if not columns:  # every column a number with over 100 values: no record is told apart by these
             return None, "skipped: no categorical or low-cardinality column to form quasi-identifiers", {
                 "skipped": True, "columns": []}
@@ -280,22 +276,41 @@ class RareCombinations(Check):
 class IdentifierLeak(Check):
     name = "identifier_leak"
     kind = "privacy"
-    description = "Real values of identifier and free-text columns found in the synthetic rows (must be 0)."
+    description = ("Real values of identifier, free-text and personal (names, contacts, addresses) columns found "
+                   "in any synthetic column (must be 0).")
     default = True
     mandatory = True
     default_max = 0.0
 
     def measure(self, train, holdout, synthetic, schema):
-        leaks = {}
-        for column in schema.columns:
-            if column.kind.learned or column.name not in synthetic.columns or column.name not in train.columns:
-                continue
-            real = train[column.name].drop_nulls().unique()
-            found = synthetic[column.name].drop_nulls().cast(real.dtype, strict=False).is_in(real.implode())
-            leaks[column.name] = int(found.sum())
+        # A personal column's values are looked for in every text column of the output, not only its own: a
+        # name learned under another column, or a recipe that made a name column categorical, still shows.
+        personal = [c for c in schema.columns if c.name in train.columns
+                    and (c.kind in (ColumnKind.identifier, ColumnKind.free_text) or c.pii)]
+        text_outputs = [name for name, dtype in synthetic.schema.items() if dtype in (pl.String, pl.Categorical)]
+        leaks: dict[str, int] = {}
+        for column in personal:
+            real = train.get_column(column.name).drop_nulls().unique()
+            if real.dtype in (pl.String, pl.Categorical):
+                real = real.cast(pl.String).filter(real.cast(pl.String).str.len_chars() > 0)
+                outputs = text_outputs
+            else:
+                outputs = [column.name] if column.name in synthetic.columns else []
+            for output in outputs:
+                looked_for = real
+                if output != column.name and output in train.columns:  # values the other column really holds
+                    own = train.get_column(output).drop_nulls().cast(pl.String, strict=False)
+                    looked_for = real.filter(~real.is_in(own.implode()))
+                found = synthetic.get_column(output).drop_nulls().cast(real.dtype, strict=False) \
+                    .is_in(looked_for.implode()).sum()
+                key = column.name if output == column.name else f"{column.name} in {output}"
+                if found or output == column.name:
+                    leaks[key] = int(found)
         total = sum(leaks.values())
-        checked = ", ".join(leaks) or "no identifier columns in the output"
-        return float(total), f"{total} real identifier values in the output ({checked})", {"columns": leaks}
+        checked = ", ".join(f"{k}: {v}" for k, v in leaks.items() if v) or (
+            f"none of {len(personal)} personal/identifier column(s)" if personal else "no identifier columns")
+        return float(total), f"{total} real identifier values in the output ({checked})", {
+            "columns": leaks, "personal_columns": [c.name for c in personal]}
 
 
 def _dcr_histogram(synthetic: np.ndarray, holdout: np.ndarray, bins: int = 30) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 from scipy.special import ndtr, ndtri
 
-from synthforge.data.schema import ColumnKind, ColumnSpec, Schema, as_number
+from synthforge.data.schema import ColumnKind, ColumnSpec, Schema, as_number, from_number
 from synthforge.errors import ConditionError
 
 RARE = "_RARE_"
@@ -382,14 +382,14 @@ class _NumericTransformer(_ColumnTransformer):
 
     def _from_float(self, values: np.ndarray, nulls: np.ndarray) -> pl.Series:
         name = self.spec.name
-        if self.spec.kind in (ColumnKind.integer, ColumnKind.datetime):
+        temporal = self.spec.kind in (ColumnKind.datetime, ColumnKind.duration)
+        if temporal and self.spec.step and self.spec.step > 1:  # a source kept to the second gets no microseconds
+            values = np.rint(values / self.spec.step) * self.spec.step
+        if self.spec.kind == ColumnKind.integer or temporal:
             values = np.rint(values)
         series = pl.Series(name, values).set(pl.Series(nulls), None) if nulls.any() else pl.Series(name, values)
-        if self.spec.kind == ColumnKind.datetime:
-            dtype = self.source_dtype
-            if dtype == pl.Date:
-                return series.cast(pl.Int32).cast(pl.Date)
-            return series.cast(pl.Int64).cast(pl.Datetime("us")).cast(dtype)
+        if temporal:
+            return from_number(series, self.source_dtype)
         if self.spec.kind == ColumnKind.integer:
             return series.cast(self.source_dtype)
         return series

@@ -23,10 +23,20 @@ _WORDS = ("lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing",
           "eiusmod", "tempor", "incididunt", "ut", "labore", "et", "dolore", "magna", "aliqua")
 
 
-def plan_identifier(series: pl.Series, spec: ColumnSpec) -> dict[str, Any]:
-    """What is kept about an identifier column to regenerate it: shapes and a safe prefix, no real value."""
+def plan_identifier(series: pl.Series, spec: ColumnSpec, table: pl.DataFrame | None = None,
+                    learned: list[ColumnSpec] | None = None) -> dict[str, Any]:
+    """What is kept about an identifier column to regenerate it: shapes and a safe prefix, no real value.
+
+    With the training ``table`` and its ``learned`` columns, a column null in some rows also keeps
+    the learned column that best tells when it is null (a case number null whenever a flag is 0),
+    so regenerated values are null in the rows where real ones would be.
+    """
+    if spec.kind == ColumnKind.constant:
+        return {"constant": spec.value, "dtype": spec.dtype}
     values = series.drop_nulls()
     plan: dict[str, Any] = {"null_rate": spec.null_rate}
+    if 0 < spec.null_rate < 1 and table is not None and learned:
+        plan["null_given"] = _null_pattern(series.is_null(), table, learned)
     if values.dtype.is_integer():
         plan["integer_above"] = int(values.max()) if values.len() else 0  # type: ignore[arg-type]
         return plan
@@ -54,8 +64,50 @@ def plan_identifier(series: pl.Series, spec: ColumnSpec) -> dict[str, Any]:
     return plan
 
 
-def regenerate(name: str, plan: dict[str, Any], n: int, rng: np.random.Generator) -> pl.Series:
-    """``n`` fresh values for the column described by ``plan``, with its null rate."""
+# A value of the column telling when an identifier is null is used only if this many training rows hold it:
+# a rarer value is a real value too rare to keep.
+MIN_ROWS_PER_VALUE = 5
+MAX_PATTERN_VALUES = 50
+
+
+def _null_pattern(nulls: pl.Series, table: pl.DataFrame, learned: list[ColumnSpec]) -> dict[str, Any] | None:
+    """The discrete learned column whose values best predict ``nulls``, and the null rate given each value.
+
+    "Best" is the lowest expected binary entropy of the null flag given the column; only a column that
+    lowers it by at least a tenth is kept. Values held by fewer than MIN_ROWS_PER_VALUE rows are left out
+    (their rows get the overall rate).
+    """
+    def entropy(p: np.ndarray) -> np.ndarray:
+        p = np.clip(p, 1e-12, 1 - 1e-12)
+        return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+
+    overall = float(nulls.mean() or 0.0)
+    best: tuple[float, dict[str, Any]] | None = None
+    flags = nulls.alias("__null__")
+    for spec in learned:
+        if spec.kind not in (ColumnKind.categorical, ColumnKind.boolean, ColumnKind.integer) or \
+                spec.name not in table.columns or not 2 <= spec.n_unique <= MAX_PATTERN_VALUES:
+            continue
+        groups = pl.DataFrame([table.get_column(spec.name), flags]).group_by(spec.name).agg(
+            pl.len().alias("rows"), pl.col("__null__").mean().alias("rate"))
+        rows, rates = groups.get_column("rows").to_numpy(), groups.get_column("rate").to_numpy()
+        expected = float((rows * entropy(rates)).sum() / rows.sum())
+        if best is None or expected < best[0]:
+            kept = groups.filter((pl.col("rows") >= MIN_ROWS_PER_VALUE) & pl.col(spec.name).is_not_null())
+            best = (expected, {"column": spec.name, "values": kept.get_column(spec.name).to_list(),
+                               "rates": kept.get_column("rate").to_list()})
+    if best is None or best[0] > 0.9 * float(entropy(np.array([overall]))[0]):
+        return None
+    return best[1]
+
+
+def regenerate(name: str, plan: dict[str, Any], n: int, rng: np.random.Generator,
+               frame: pl.DataFrame | None = None) -> pl.Series:
+    """``n`` fresh values for the column described by ``plan``, with its null rate (given ``frame``'s rows)."""
+    if "constant" in plan:
+        from synthforge.data.schema import _polars_dtype
+
+        return pl.repeat(plan["constant"], n, eager=True).cast(_polars_dtype(plan["dtype"])).alias(name)
     if "integer_above" in plan:
         # A wide range keeps values unique across batches in practice; Int64 holds it whatever the source type.
         start = plan["integer_above"] + 1
@@ -71,8 +123,18 @@ def regenerate(name: str, plan: dict[str, Any], n: int, rng: np.random.Generator
         values = [plan["prefix"] + _fill_shape(plan["shapes"][index], rng) for index in chosen]
         series = pl.Series(name, values, dtype=pl.String)
     if plan.get("null_rate", 0) > 0 and n:
-        series = series.set(pl.Series(rng.random(n) < plan["null_rate"]), None)
+        series = series.set(pl.Series(rng.random(n) < _null_rates(plan, n, frame)), None)
     return series
+
+
+def _null_rates(plan: dict[str, Any], n: int, frame: pl.DataFrame | None) -> np.ndarray | float:
+    pattern = plan.get("null_given")
+    if not pattern or frame is None or pattern["column"] not in frame.columns:
+        return plan["null_rate"]
+    given = frame.get_column(pattern["column"])
+    rates = given.replace_strict(pattern["values"], pattern["rates"], default=plan["null_rate"],
+                                 return_dtype=pl.Float64)
+    return rates.fill_null(plan["null_rate"]).to_numpy()
 
 
 _CLASSES = {"A": string.ascii_uppercase, "a": string.ascii_lowercase, "9": string.digits}

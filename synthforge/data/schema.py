@@ -14,8 +14,12 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from synthforge.constraints import Constraint
+from synthforge.data.personal import content_looks_personal as _content_looks_personal
+from synthforge.data.personal import name_looks_personal
+from synthforge.data.temporal import TextFormat, detect_format, parse_text_column, text_format_of
 from synthforge.errors import DataError
 
 
@@ -25,16 +29,19 @@ class ColumnKind(str, Enum):
     categorical = "categorical"
     boolean = "boolean"
     datetime = "datetime"
+    duration = "duration"
     identifier = "identifier"
     free_text = "free_text"
+    #: the same value (or null) in every row: nothing to learn, written back as it is
+    constant = "constant"
 
     @property
     def learned(self) -> bool:
-        return self not in (ColumnKind.identifier, ColumnKind.free_text)
+        return self not in (ColumnKind.identifier, ColumnKind.free_text, ColumnKind.constant)
 
     @property
     def numeric(self) -> bool:
-        return self in (ColumnKind.continuous, ColumnKind.integer, ColumnKind.datetime)
+        return self in (ColumnKind.continuous, ColumnKind.integer, ColumnKind.datetime, ColumnKind.duration)
 
 
 IdentifierHandling = Literal["regenerate", "drop"]
@@ -52,6 +59,17 @@ class ColumnSpec(BaseModel):
     maximum: float | None = None
     decimals: int | None = None
     handling: IdentifierHandling = "regenerate"
+    #: how the source writes a date/time held as text (strftime); outputs are written back the same way
+    format: str | None = None
+    #: a date/time column's resolution on the :func:`as_number` scale (1_000_000: whole seconds)
+    step: float | None = None
+    #: a constant column's one value (None: null in every row)
+    value: Any = None
+    #: holds (or is named like) people's names, contact details or addresses: identifier_leak looks for
+    #: its real values in every output column, whatever kind it was learned as
+    pii: bool = False
+    #: why inference chose this kind, when a person would ask (shown by ``profile`` and the report)
+    note: str | None = None
 
     @property
     def nullable(self) -> bool:
@@ -62,6 +80,8 @@ class Schema(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     columns: list[ColumnSpec]
+    #: the recipe's business rules, kept in every output row (synthforge.constraints)
+    constraints: list[Constraint] = []
 
     def __getitem__(self, name: str) -> ColumnSpec:
         for column in self.columns:
@@ -82,6 +102,11 @@ class Schema(BaseModel):
         return [column for column in self.columns if column.kind.learned]
 
     @property
+    def quasi_identifiers(self) -> list[str]:
+        """Learned columns an attacker could know about a person: categories and numbers with ≤ 100 values."""
+        return [c.name for c in self.learned if not c.kind.numeric or c.n_unique <= 100]
+
+    @property
     def output_names(self) -> list[str]:
         """Columns in an output table: identifiers set to ``drop`` are left out."""
         return [c.name for c in self.columns if c.kind.learned or c.handling == "regenerate"]
@@ -94,6 +119,9 @@ class ColumnOverride(BaseModel):
 
     kind: ColumnKind | None = None
     handling: IdentifierHandling | None = None
+    format: str | None = Field(None, description="strftime format of a text date/time column, e.g. '%d/%m/%Y'.")
+    invalid: Literal["error", "null"] = Field(
+        "error", description="Text a date/time format cannot read: an error (default) or read as missing.")
 
 
 # Names that say "this identifies a person or a record" whatever the values look like.
@@ -115,7 +143,14 @@ def infer_schema(
 ) -> Schema:
     """Infer each column's kind and statistics; raise :class:`DataError` on data that cannot be learned.
 
-    :param overrides: per-column kind/handling chosen by the user; they win over inference.
+    Every column is looked at before anything is raised: the error lists each problem with its
+    fix, so a messy table takes one run to put right, not one per column. Text that holds dates
+    or times is recognised (:mod:`synthforge.data.temporal`) and described as the parsed column,
+    with its text ``format``; :func:`to_internal` parses a table the same way. Columns that look
+    like people's names, e-mails, phone numbers or addresses, by header or by content, are
+    identifiers (never learned) unless the recipe names their kind.
+
+    :param overrides: per-column kind/handling/format chosen by the user; they win over inference.
     :param max_categories: a text column with more distinct values that is not an
         identifier is an error unless the recipe names its kind.
     """
@@ -132,25 +167,84 @@ def infer_schema(
         )
 
     stats = _column_stats(table)
-    columns = []
+    columns, problems = [], []
     for name in table.columns:
-        series = table.get_column(name)
-        override = overrides.get(name, ColumnOverride())
-        null_count, n_unique = stats[name]
-        if null_count == series.len():
-            raise DataError(
-                f"column {name!r} is null in every row, so there is nothing to learn from it. "
-                f"Remove it with `source.drop: [{name}]`, or fill it in the source."
-            )
-        kind = override.kind or _infer_kind(series, n_unique, null_count, max_categories)
-        _reject_unlearnable(series, kind, null_count, n_unique, explicit=override.kind is not None)
-        columns.append(_describe_column(series, kind, null_count, n_unique, override.handling or "regenerate"))
+        try:
+            columns.append(_infer_column(table.get_column(name), overrides.get(name, ColumnOverride()),
+                                         *stats[name], max_categories))
+        except DataError as problem:
+            problems.append(str(problem))
+    if problems:
+        if len(problems) == 1:
+            raise DataError(problems[0])
+        raise DataError(f"{len(problems)} columns cannot be learned as they are; each with its fix:\n"
+                        + "\n".join(f"  - {problem}" for problem in problems))
     if not any(column.kind.learned for column in columns):
         raise DataError(
-            "every column is an identifier or free text, so there is nothing to learn. "
+            "every column is an identifier, free text or constant, so there is nothing to learn. "
             "Set `kind:` for the columns that carry information under source.columns."
         )
     return Schema(columns=columns)
+
+
+def _infer_column(series: pl.Series, override: ColumnOverride, null_count: int, n_unique: int,
+                  max_categories: int) -> ColumnSpec:
+    name = series.name
+    handling = override.handling or "regenerate"
+    if (n_unique == 0 or (n_unique == 1 and null_count == 0)) and override.kind in (None, ColumnKind.constant):
+        return _constant(series, null_count)
+    text_format = _text_format(series, override)
+    if text_format is not None:
+        series = parse_text_column(series, text_format, invalid=override.invalid)
+        null_count = series.null_count()
+        if null_count == series.len():
+            return _constant(series, null_count)
+    note = None
+    kind = override.kind
+    if kind is None:
+        kind, note = _infer_kind(series, n_unique, null_count, max_categories)
+    _reject_unlearnable(series, kind)
+    spec = _describe_column(series, kind, null_count, n_unique, handling)
+    updates: dict[str, Any] = {"note": note}
+    if text_format is not None:
+        updates |= {"format": text_format.format, "note": f"dates/times written {text_format.format!r}"}
+    if name_looks_personal(name) or (kind != ColumnKind.free_text and _content_looks_personal(series)):
+        updates["pii"] = True
+    return spec.model_copy(update=updates)
+
+
+def _constant(series: pl.Series, null_count: int) -> ColumnSpec:
+    present = series.drop_nulls()
+    value = present.item(0) if present.len() else None
+    if value is not None and not isinstance(value, bool | int | float | str):
+        value = str(value)  # a date or time: its ISO text casts back to the column's type
+    what = "null in every row" if value is None else (
+        f"{value!r} in every row" + (f" (null in {null_count:,})" if null_count else ""))
+    return ColumnSpec(name=series.name, kind=ColumnKind.constant, dtype=str(series.dtype),
+                      null_rate=null_count / series.len(), n_unique=present.n_unique(), value=value,
+                      note=f"{what}: nothing to learn, written back as it is (drop it with source.drop)")
+
+
+def _text_format(series: pl.Series, override: ColumnOverride) -> TextFormat | None:
+    """How a text column writes dates/times, if it does (or the recipe says it does)."""
+    if series.dtype not in (pl.String, pl.Categorical) and not isinstance(series.dtype, pl.Enum):
+        if override.format:
+            raise DataError(f"column {series.name!r} has `format: {override.format}` but holds {series.dtype} "
+                            f"values, not text; remove the format.")
+        return None
+    wants_time = override.kind in (ColumnKind.datetime, ColumnKind.duration)
+    if override.format:
+        return text_format_of(override.format)
+    if override.kind is not None and not wants_time:
+        return None
+    found = detect_format(series)
+    if found is None and wants_time:
+        examples = series.drop_nulls().unique(maintain_order=True).head(3).to_list()
+        raise DataError(
+            f"column {series.name!r} is set to `kind: datetime`, but none of the date/time formats SynthForge "
+            f"knows reads its values ({', '.join(map(repr, examples))}); name it with `format:` (strftime, "
+            f"e.g. '%d %b %Y %H.%M') under source.columns.")
+    return found
 
 
 def _column_stats(table: pl.DataFrame) -> dict[str, tuple[int, int]]:
@@ -161,25 +255,36 @@ def _column_stats(table: pl.DataFrame) -> dict[str, tuple[int, int]]:
     return {c: (row[f"nulls:{c}"], row[f"unique:{c}"]) for c in table.columns}
 
 
-def _infer_kind(series: pl.Series, n_unique: int, null_count: int, max_categories: int) -> ColumnKind:
+def _infer_kind(series: pl.Series, n_unique: int, null_count: int,
+                max_categories: int) -> tuple[ColumnKind, str | None]:
     dtype = series.dtype
     non_null = series.len() - null_count
     looks_unique = non_null >= 20 and n_unique >= 0.95 * non_null
     named_like_identifier = bool(_IDENTIFIER_NAME.search(series.name))
     if dtype == pl.Boolean:
-        return ColumnKind.boolean
+        return ColumnKind.boolean, None
+    if dtype == pl.Duration:
+        return ColumnKind.duration, None
     if dtype.is_temporal():
-        return ColumnKind.datetime
+        return ColumnKind.datetime, None
     if dtype.is_integer():
         if named_like_identifier and n_unique >= 0.5 * max(non_null, 1):
-            return ColumnKind.identifier
-        return ColumnKind.integer
+            return ColumnKind.identifier, "its name says it identifies records, and most values are distinct"
+        return ColumnKind.integer, None
     if dtype.is_float():
-        return ColumnKind.continuous
-    if dtype in (pl.String, pl.Categorical, pl.Enum):
+        return ColumnKind.continuous, None
+    if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
         text = series.cast(pl.String).drop_nulls()
+        if name_looks_personal(series.name):
+            return ColumnKind.identifier, ("its name says it holds names, contact details or addresses: never "
+                                           "learned unless the recipe sets its kind")
+        personal = _content_looks_personal(series)
+        if personal:
+            return ColumnKind.identifier, (f"its values look like {personal}: never learned unless the recipe "
+                                           f"sets its kind")
         if looks_unique or (named_like_identifier and n_unique >= 0.5 * max(non_null, 1)):
-            return _identifier_or_text(text)
+            kind = _identifier_or_text(text)
+            return kind, "almost every value is distinct" if looks_unique else "its name says it identifies records"
         if n_unique > max_categories:
             raise DataError(
                 f"column {series.name!r} has {n_unique:,} distinct values, more than the "
@@ -188,7 +293,7 @@ def _infer_kind(series: pl.Series, n_unique: int, null_count: int, max_categorie
                 f"anyway, set `kind: categorical` (its rarest values are then pooled) or raise "
                 f"source.max_categories."
             )
-        return ColumnKind.categorical
+        return ColumnKind.categorical, None
     raise DataError(
         f"column {series.name!r} has type {dtype}, which SynthForge cannot learn. Drop it with "
         f"source.drop or convert it to a number, text, boolean or date."
@@ -203,14 +308,8 @@ def _identifier_or_text(text: pl.Series) -> ColumnKind:
     return ColumnKind.free_text if mean_length > 40 or words >= 3 else ColumnKind.identifier
 
 
-def _reject_unlearnable(series: pl.Series, kind: ColumnKind, null_count: int, n_unique: int, *, explicit: bool) -> None:
+def _reject_unlearnable(series: pl.Series, kind: ColumnKind) -> None:
     name = series.name
-    if kind.learned and n_unique == 1 and null_count == 0:
-        value = series.drop_nulls().item(0)
-        raise DataError(
-            f"column {name!r} holds the same value ({value!r}) in every row, so it carries no information "
-            f"to learn. Remove it with `source.drop: [{name}]` and add it back after synthesis if you need it."
-        )
     if series.dtype.is_float():
         bad = series.is_nan().sum() + series.is_infinite().sum()
         if bad:
@@ -224,7 +323,6 @@ def _reject_unlearnable(series: pl.Series, kind: ColumnKind, null_count: int, n_
             f"column {name!r} is set to kind {kind.value!r} but holds {series.dtype} values. "
             f"Convert it in the source or choose `kind: categorical`."
         )
-    del explicit
 
 
 def _describe_column(
@@ -244,7 +342,28 @@ def _describe_column(
         spec["maximum"] = float(values.max())  # type: ignore[arg-type]
         if kind == ColumnKind.continuous:
             spec["decimals"] = _decimals(values)
+        if kind in (ColumnKind.datetime, ColumnKind.duration):
+            spec["step"] = _temporal_step(values)
     return ColumnSpec(**spec)
+
+
+# Units a date/time column may be counted in, on the as_number scale of datetimes (microseconds).
+_STEPS = (86_400_000_000, 3_600_000_000, 60_000_000, 1_000_000, 1_000, 1)
+
+
+def _temporal_step(values: pl.Series) -> float:
+    """The coarsest unit (day, hour, minute, second, millisecond) that every value is a whole number of.
+
+    Dates count in days already (step 1). Sampled timestamps are rounded to it, so a source kept to
+    the second never gets microseconds back.
+    """
+    if values.dtype in (pl.Int32, pl.Date):
+        return 1.0
+    sample = values.head(20_000).cast(pl.Int64)
+    for step in _STEPS:
+        if (sample % step == 0).all():
+            return float(step)
+    return 1.0
 
 
 def _decimals(values: pl.Series, most: int = 6) -> int | None:
@@ -264,9 +383,44 @@ def as_number(series: pl.Series) -> pl.Series:
     """
     if series.dtype == pl.Date:
         return series.cast(pl.Int32)
+    if series.dtype == pl.Time:
+        return series.cast(pl.Int64) // 1000
+    if series.dtype == pl.Duration:
+        return series.dt.cast_time_unit("us").cast(pl.Int64)
     if series.dtype.is_temporal():
         return series.dt.epoch("us")
     return series
+
+
+def from_number(values: pl.Series, dtype: pl.DataType) -> pl.Series:
+    """The inverse of :func:`as_number`: whole numbers on its scale back to ``dtype``."""
+    if dtype == pl.Date:
+        return values.cast(pl.Int32).cast(pl.Date)
+    if dtype == pl.Time:
+        return (values.cast(pl.Int64) * 1000).cast(pl.Time)
+    if dtype == pl.Duration:
+        return values.cast(pl.Int64).cast(pl.Duration("us")).cast(dtype)
+    return values.cast(pl.Int64).cast(pl.Datetime("us")).cast(dtype)
+
+
+def to_internal(table: pl.DataFrame, schema: Schema, *, invalid: dict[str, str] | None = None) -> pl.DataFrame:
+    """``table`` with its text dates/times parsed as the schema's ``format`` says (other columns unchanged).
+
+    Columns already of a temporal type, or absent, are left as they are, so it is safe to call twice.
+    """
+    invalid = invalid or {}
+    parsed = [parse_text_column(table.get_column(c.name), text_format_of(c.format, c.dtype),
+                                invalid=invalid.get(c.name, "error"))
+              for c in schema.columns if c.format and c.name in table.columns
+              and table.schema[c.name] in (pl.String, pl.Categorical, pl.Null)]
+    return table.with_columns(parsed) if parsed else table
+
+
+def to_source(table: pl.DataFrame, schema: Schema) -> pl.DataFrame:
+    """``table`` with its dates/times written back as text in the source's ``format``, where it had one."""
+    written = [pl.col(c.name).dt.strftime(c.format) for c in schema.columns
+               if c.format and c.name in table.columns and table.schema[c.name].is_temporal()]
+    return table.with_columns(written) if written else table
 
 
 def present_values(series: pl.Series) -> np.ndarray:
@@ -334,13 +488,16 @@ def _polars_dtype(name: str) -> pl.DataType:
         "Int8": pl.Int8, "Int16": pl.Int16, "Int32": pl.Int32, "Int64": pl.Int64,
         "UInt8": pl.UInt8, "UInt16": pl.UInt16, "UInt32": pl.UInt32, "UInt64": pl.UInt64,
         "Float32": pl.Float32, "Float64": pl.Float64, "String": pl.String, "Boolean": pl.Boolean,
-        "Date": pl.Date, "Categorical": pl.String,
+        "Date": pl.Date, "Categorical": pl.String, "Time": pl.Time,
     }
     if name in simple:
         return simple[name]()
     match = re.fullmatch(r"Datetime\(time_unit='(\w+)', time_zone=(?:'([^']*)'|None)\)", name)
     if match:
         return pl.Datetime(match.group(1), match.group(2))  # type: ignore[arg-type]
+    match = re.fullmatch(r"Duration\(time_unit='(\w+)'\)", name)
+    if match:
+        return pl.Duration(match.group(1))  # type: ignore[arg-type]
     if name.startswith("Enum") or name.startswith("Categorical"):
         return pl.String()
     return pl.String()
