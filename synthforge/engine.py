@@ -146,8 +146,14 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
             synthetic_for_checks, rows = _write_dataset(recipe, generator, train, schema, dataset, pm, log)
         result.rows = {"training": train.height, "holdout": holdout.height if holdout is not None else 0, **rows}
         with timer("checks"):
+            output_rows = None
+            if output.real_rows_included and output.mode != "impute":
+                learned = [c.name for c in schema.learned]
+                output_rows = pl.concat([train.select(learned), synthetic_for_checks.select(learned)],
+                                        how="vertical_relaxed")
             result.checks = run_checks(recipe.checks, pm, train, holdout, synthetic_for_checks, schema,
-                                       target=recipe.target, impute=output.mode == "impute")
+                                       target=recipe.target, impute=output.mode == "impute",
+                                       output_rows=output_rows, shifted=output.mode in ("rebalance", "conditions"))
         _log_checks(result.checks, log)
         from synthforge.report import write_reports
 
@@ -400,11 +406,15 @@ def _label(batch: pl.DataFrame, column: str | None, synthetic: bool) -> pl.DataF
 
 def run_checks(checks: list[CheckSpec] | None, pm: SynthForgePluginManager, train: pl.DataFrame,
                holdout: pl.DataFrame | None, synthetic: pl.DataFrame, schema: Schema, *,
-               target: str | None = None, impute: bool = False) -> list[CheckResult]:
+               target: str | None = None, impute: bool = False,
+               output_rows: pl.DataFrame | None = None, shifted: bool = False) -> list[CheckResult]:
     """Run ``checks`` (a recipe's list; ``None``: every default check) and every mandatory check not turned off.
 
     ``target`` reaches the checks that take one. An imputed table (``impute``) is the user's own
     rows, so only quality checks run: row-distance privacy checks would only measure that.
+    ``output_rows`` (augment, rebalance: the real rows with the new ones) go to the checks that
+    score what a user trains on; a ``shifted`` output (rebalance, conditions) differs from the real
+    table on purpose, so whole-distribution gates only warn unless the recipe sets ``on_fail``.
     """
     kinds = ("quality",) if impute else ("quality", "privacy")
     if checks is None:
@@ -421,7 +431,10 @@ def run_checks(checks: list[CheckSpec] | None, pm: SynthForgePluginManager, trai
     for cls, params, gate in specs:
         if target is not None and "target" in cls.Params.model_fields and params.get("target") is None:
             params["target"] = target
-        results.append(cls(params).run(train, holdout, synthetic, schema, gate))
+        scored = output_rows if output_rows is not None and cls.scores_output_rows else synthetic
+        if shifted and cls.warns_when_shifted and gate.on_fail is None:
+            gate = gate.model_copy(update={"on_fail": "warn"})
+        results.append(cls(params).run(train, holdout, scored, schema, gate))
     return results
 
 

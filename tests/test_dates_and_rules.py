@@ -188,6 +188,9 @@ def test_profile_finds_the_rules_and_its_starter_recipe_runs_as_it_is(tmp_path, 
     ran = runner.invoke(app, ["run", "-q", "recipe.yaml"])
     assert ran.exit_code == 0, ran.output
     output = pl.read_csv(tmp_path / "messy-synthetic" / "data.csv")
+    report = (tmp_path / "messy-synthetic" / "report.html").read_text()
+    assert "<h2>Source profile</h2>" in report and "%-m/%-d/%Y" in report
+    assert "<h2>Constraints</h2>" in report and "<td>booked &lt;= released</td><td>100.00%</td>" in report
     assert output["dob"].str.contains(r"^\d{1,2}/\d{1,2}/\d{4}$").all()
     assert (output["booked"] <= output["released"]).all()  # ISO text sorts as time
     assert not set(output["case_no"].drop_nulls()) & set(messy_table()["case_no"].drop_nulls())
@@ -262,3 +265,40 @@ def test_every_problem_of_a_recipe_and_its_data_in_one_validate(tmp_path):
     message = str(result.exception)
     assert message.startswith("3 columns cannot be learned")
     assert all(re.search(f"column '{name}'", message) for name in "abc")
+
+
+# --- honest checks ------------------------------------------------------------------------------
+
+
+def test_a_privacy_score_far_on_the_good_side_fails_as_implausible():
+    from synthforge.checks.suite import DCRShare, MembershipInference
+
+    adult = pl.read_csv(DATA / "adult_4k.csv")
+    train, holdout = adult.head(3000), adult.tail(1000)
+    schema = infer_schema(adult)
+    mismatched = holdout.head(600)  # "synthetic" rows that are holdout rows: closer to the holdout than to training
+    for check in (DCRShare(), MembershipInference()):
+        result = check.run(train, holdout, mismatched, schema)
+        assert not result.passed and "implausibly far on the good side" in result.summary, check.name
+        assert result.minimum is not None and result.score < result.minimum
+
+
+def test_detection_is_an_error_gate_so_a_run_without_target_still_has_a_utility_gate():
+    from synthforge.checks.suite import Detection
+
+    adult = pl.read_csv(DATA / "adult_4k.csv")
+    schema = infer_schema(adult)
+    broken = adult.head(2000).with_columns(pl.col("age") * 0 + 17, pl.lit("Never-married").alias("marital-status"))
+    result = Detection().run(adult.head(2000), None, broken, schema)
+    assert not result.passed and result.on_fail == "error" and result.maximum == 0.9
+
+
+def test_rebalance_scores_utility_on_the_rows_a_user_trains_on(tmp_path):
+    adult = pl.read_csv(DATA / "adult_4k.csv")
+    adult.write_csv(tmp_path / "adult.csv")
+    recipe = {"source": {"path": str(tmp_path / "adult.csv")}, "generator": {"name": "copula"}, "target": "income",
+              "output": {"mode": "rebalance", "column": "income", "path": str(tmp_path / "out")}}
+    result = run(recipe)
+    efficacy = next(c for c in result.checks if c.name == "ml_efficacy")
+    assert efficacy.details["rows_trained_on"] == result.rows["real"] + result.rows["synthetic"]
+    assert efficacy.passed

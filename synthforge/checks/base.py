@@ -72,6 +72,10 @@ class Check:
     default_on_fail: ClassVar[OnFail] = "error"
     #: which tables the check needs; the holdout may be missing (evaluate without --holdout)
     needs_holdout: ClassVar[bool] = False
+    #: given every output row (real ones included, in augment and rebalance) as ``synthetic``, not only the new
+    scores_output_rows: ClassVar[bool] = False
+    #: compares whole distributions, so only warns on a run that shifts them on purpose (rebalance, conditions)
+    warns_when_shifted: ClassVar[bool] = False
 
     def __init__(self, params: BaseModel | dict[str, Any] | None = None) -> None:
         self.params = validate_params(self.Params, params, f"check {self.name!r}")

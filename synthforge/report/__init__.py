@@ -38,6 +38,9 @@ def build_report(*, info: dict[str, Any], train: pl.DataFrame, holdout: pl.DataF
         "passed": all(c.passed or c.on_fail == "warn" for c in checks),
         "checks": [c.as_dict() for c in checks],
         "columns": columns,
+        "profile": [{"column": c.name, "kind": c.kind.value, "nulls": c.null_rate, "distinct": c.n_unique,
+                     "format": c.format, "note": c.note} for c in schema.columns],
+        "constraints": [rule.describe() for rule in schema.constraints],
         "correlations": {
             "columns": numeric,
             "real": _correlation(real, numeric),
@@ -122,7 +125,7 @@ def render_html(report: dict[str, Any]) -> str:
     if correlations.get("real"):
         body += ["<h2>Correlations of numeric columns</h2>", _heatmaps(correlations)]
     body += _check_sections(report["checks"])
-    body += ["<h2>Run</h2>", _run_table(run)]
+    body += [_profile_table(report.get("profile", [])), "<h2>Run</h2>", _run_table(run)]
     return _PAGE.format(title=title, body="\n".join(body))
 
 
@@ -141,6 +144,8 @@ def _check_sections(checks: list[dict[str, Any]]) -> list[str]:
                 + _column_plot({"name": "DCR", "numeric": True, "edges": histogram["edges"],
                                 "real": histogram["holdout"], "synthetic": histogram["synthetic"],
                                 "null_rate": {"real": 0, "synthetic": 0}}, width=600, height=160))
+        if check["name"] == "constraints" and details.get("rules"):
+            sections.append(_rules_section(details))
         if check["name"] == "ml_efficacy" and details.get("synthetic") is not None:
             sections.append(
                 f"<h2>ML efficacy</h2><table><tr><th>predicting</th><th>metric</th><th>trained on synthetic</th>"
@@ -148,6 +153,23 @@ def _check_sections(checks: list[dict[str, Any]]) -> list[str]:
                 f"<td>{details['metric']}</td><td>{details['synthetic']:.4f}</td><td>{details['real']:.4f}</td>"
                 "</tr></table><p>Both models are tested on the real holdout.</p>")
     return sections
+
+
+def _profile_table(profile: list[dict[str, Any]]) -> str:
+    """The source's profile, as ``synthforge profile`` prints it: each column's kind, nulls, values, format."""
+    rows = "".join(
+        f"<tr><td>{html.escape(c['column'])}</td><td>{c['kind']}</td><td>{_percent(c['nulls'], 1)}</td>"
+        f"<td>{c['distinct']:,}</td><td>{html.escape(c['format'] or '')}</td><td>{html.escape(c['note'] or '')}</td>"
+        "</tr>" for c in profile)
+    return ("<h2>Source profile</h2><table><tr><th>column</th><th>kind</th><th>nulls</th><th>distinct</th>"
+            f"<th>format</th><th>note</th></tr>{rows}</table>") if profile else ""
+
+
+def _rules_section(details: dict[str, Any]) -> str:
+    rows = "".join(f"<tr><td>{html.escape(r['rule'])}</td><td>{_percent(r['synthetic'], 2)}</td>"
+                   f"<td>{_percent(r['real'], 2)}</td></tr>" for r in details.get("rules", []))
+    return ("<h2>Constraints</h2><table><tr><th>rule</th><th>synthetic rows keeping it</th><th>real rows</th></tr>"
+            f"{rows}</table>")
 
 
 def _checks_table(checks: list[dict[str, Any]]) -> str:
