@@ -44,7 +44,14 @@ def test_adult_augment_adds_labelled_rows(tmp_path, pm):
     assert data.height == 32_561 + 16_000 and data["is_synthetic"].sum() == 16_000
 
 
-@pytest.mark.parametrize("name", ["adult-synthesize.yaml", "adult-augment.yaml", "adult-rebalance.yaml"])
+def test_the_seattle_weather_recipe_keeps_its_dates_and_its_rule(tmp_path, pm):
+    result = run_shipped("seattle-weather.yaml", tmp_path, pm)
+    data = pl.read_csv(result.dataset_path)
+    assert data["date"].str.contains(r"^\d{4}/\d\d/\d\d$").all() and (data["temp_min"] <= data["temp_max"]).all()
+
+
+@pytest.mark.parametrize("name", ["adult-synthesize.yaml", "adult-augment.yaml", "adult-rebalance.yaml",
+                                  "seattle-weather.yaml"])
 def test_shipped_recipes_need_nothing_outside_the_repository(name):
     recipe = load_recipe(RECIPES / name)
     for path in (recipe.source.path, recipe.holdout.path):

@@ -1,7 +1,8 @@
 """Issue 20: dates and times as text, business rules (constraints), profile, personal columns, null patterns.
 
-Real data: tests/data/seattle-weather.csv and stocks.csv (vega_datasets 0.9.0, MIT; the weather is
-NOAA's Seattle record, the prices public market data), copied so no test downloads anything.
+Real data: recipes/data/seattle-weather/seattle-weather.csv and tests/data/stocks.csv (both from
+vega_datasets 0.9.0, MIT; the weather is NOAA's Seattle record, the prices public market data),
+copied so that no test downloads anything.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from synthforge.profile import profile_table
 from synthforge.recipe import load_recipe
 
 DATA = Path(__file__).parent / "data"
+WEATHER = Path(__file__).parents[1] / "recipes" / "data" / "seattle-weather" / "seattle-weather.csv"
 
 
 def messy_table(n: int = 600, seed: int = 0) -> pl.DataFrame:
@@ -201,8 +203,8 @@ def test_profile_finds_the_rules_and_its_starter_recipe_runs_as_it_is(tmp_path, 
 
 def test_a_real_table_with_dates_and_a_rule_profiles_and_runs(tmp_path):
     """Seattle's weather (1,461 days): a date as text and temp_min <= temp_max on every day."""
-    table = pl.read_csv(DATA / "seattle-weather.csv")
-    found = profile_table(table, path=str(DATA / "seattle-weather.csv"))
+    table = pl.read_csv(WEATHER)
+    found = profile_table(table, path=str(WEATHER))
     assert found.schema["date"].format == "%Y/%m/%d"
     assert [rule.describe() for rule in found.relations] == ["temp_min <= temp_max"]
     from synthforge.profile import starter_recipe
