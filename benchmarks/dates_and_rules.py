@@ -26,17 +26,20 @@ from synthforge.engine import run
 DATA = Path(__file__).resolve().parent.parent / "recipes" / "data" / "seattle-weather" / "seattle-weather.csv"
 
 
-def measure(generator: str, constrained: bool, out: Path) -> dict:
-    recipe = {"name": f"seattle-{generator}", "seed": 0,
+def measure(generator: str, constrained: bool, out: Path, adapt: bool = True, seed: int = 0) -> dict:
+    params = {} if adapt or generator == "copula" else {"adapt_to_table": False}
+    recipe = {"name": f"seattle-{generator}", "seed": seed,
               "source": {"path": str(DATA), "columns": {"date": {"kind": "datetime", "format": "%Y/%m/%d"}}},
-              "holdout": 0.2, "generator": {"name": generator, "threads": 1}, "target": "weather",
-              "output": {"path": str(out / f"{generator}-{constrained}"), "format": "csv"},
+              "holdout": 0.2, "generator": {"name": generator, "threads": 1, "params": params}, "target": "weather",
+              "output": {"path": str(out / f"{generator}-{constrained}-{adapt}-{seed}"), "format": "csv"},
               "constraints": ["temp_min <= temp_max"] if constrained else []}
     started = time.perf_counter()
     result = run(recipe)
     checks = {c.name: c for c in result.checks}
     data = pl.read_csv(result.dataset_path)
-    return {"generator": generator, "constraints": "declared" if constrained else "none",
+    return {"generator": generator, "constraints": "declared" if constrained else "none", "seed": seed,
+            "params": "adapted" if adapt else "class defaults", "epochs": result.generator.params.model_dump().get(
+                "epochs"), "batch_size": result.generator.params.model_dump().get("batch_size"),
             "fit_s": round(result.timings["fit"], 1), "shapes": round(checks["column_shapes"].score, 3),
             "date_shape": round(checks["column_shapes"].details["columns"]["date"], 3),
             "trends": round(checks["pair_trends"].score, 3), "detection": round(checks["detection"].score, 3),
@@ -50,11 +53,21 @@ def measure(generator: str, constrained: bool, out: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--generators", default="copula,autoregressive,vae,gan,diffusion")
+    parser.add_argument("--constraints", default="declared,none", help="declared, none or both")
+    parser.add_argument("--params", default="adapted", help="adapted, defaults (adapt_to_table: false) or both")
+    parser.add_argument("--seeds", default="0")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         for generator in args.generators.split(","):
-            for constrained in (True, False):
-                print(json.dumps(measure(generator, constrained, Path(folder))), flush=True)
+            for adapt in [variant == "adapted" for variant in args.params.split(",")]:
+                for constrained in [variant == "declared" for variant in args.constraints.split(",")]:
+                    for seed in map(int, args.seeds.split(",")):
+                        try:
+                            row = measure(generator, constrained, Path(folder), adapt, seed)
+                        except Exception as error:  # a failed gate is a result too
+                            row = {"generator": generator, "params": "adapted" if adapt else "class defaults",
+                                   "seed": seed, "error": str(error)[:300]}
+                        print(json.dumps(row), flush=True)
 
 
 if __name__ == "__main__":

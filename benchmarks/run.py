@@ -56,11 +56,15 @@ def run_worker(generator: str, dataset: str, out: Path, *, rows: int | None, epo
 
 def score(dataset_name: str, train: pl.DataFrame, holdout: pl.DataFrame, target: str,
           synthetic: pl.DataFrame) -> dict[str, Any]:
-    from synthforge.data.schema import infer_schema
+    from synthforge.data.schema import infer_schema, to_internal
     from synthforge.evaluate import align, evaluate_frames
+    from synthforge.profile import find_relations
 
     schema = infer_schema(train)
-    synthetic = align(synthetic, train, "synthetic")
+    # Dates held as text are scored as dates, whoever wrote the synthetic table (a peer writes datetimes).
+    train, holdout = to_internal(train, schema), to_internal(holdout, schema)
+    synthetic = align(to_internal(synthetic, schema, invalid={c.name: "null" for c in schema.columns if c.format}),
+                      train, "synthetic")
     results = {r.name: r for r in evaluate_frames(
         train, synthetic, holdout=holdout, target=target, schema=schema,
         checks=["column_shapes", "pair_trends", "ml_efficacy", "dcr_share", "exact_copies"])}
@@ -73,6 +77,18 @@ def score(dataset_name: str, train: pl.DataFrame, holdout: pl.DataFrame, target:
         "exact_copies": results["exact_copies"].details["copies"],
         "holdout_copy_share": results["exact_copies"].details.get("holdout_share"),
     }
+    rules = find_relations(train, schema)  # what held in every real training row
+    shares = {rule.describe(): float(rule.holds(synthetic).mean() or 0.0) for rule in rules}
+    scores["rules"] = len(rules)
+    scores["rules_min_share"] = min(shares.values()) if shares else None
+    scores["rules_mean_share"] = sum(shares.values()) / len(shares) if shares else None
+    scores["rule_shares"] = shares
+    dates = [c.name for c in schema.learned if c.kind.value == "datetime"]
+    if dates:
+        from synthforge.checks.builtin import column_shape_scores
+
+        by_column = column_shape_scores(train, synthetic, schema)
+        scores["date_shapes"] = min(by_column[name] for name in dates)
     scores |= sdmetrics_scores(train, synthetic, schema)
     return scores
 
@@ -84,8 +100,13 @@ def sdmetrics_scores(train: pl.DataFrame, synthetic: pl.DataFrame, schema: Any) 
         from sdmetrics.reports.single_table import QualityReport
     except ImportError:
         return {}
-    metadata = {"columns": {c.name: {"sdtype": "numerical" if c.kind.numeric else "categorical"}
-                            for c in schema.learned}}
+    def sdtype(kind: str, numeric: bool) -> str:
+        return "datetime" if kind == "datetime" else "numerical" if numeric else "categorical"
+
+    metadata = {"columns": {c.name: {"sdtype": sdtype(c.kind.value, c.kind.numeric)} for c in schema.learned
+                            if c.kind.value != "duration"}}
+    train = train.select(list(metadata["columns"]))
+    synthetic = synthetic.select(list(metadata["columns"]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         report = QualityReport()
@@ -121,7 +142,9 @@ def machine() -> str:
 COLUMNS = [("generator", "generator"), ("fit_s", "fit s"), ("sample_rows_per_s", "sample rows/s"),
            ("peak_rss_mb", "peak RSS MB"), ("sdm_overall", "SDM overall"), ("sdm_shapes", "SDM shapes"),
            ("sdm_trends", "SDM trends"), ("tstr_auc", "TSTR AUC"), ("trtr_auc", "TRTR AUC"),
-           ("dcr_share", "DCR share"), ("exact_copies", "exact copies"), ("copies_redrawn", "copies redrawn")]
+           ("dcr_share", "DCR share"), ("exact_copies", "exact copies"), ("copies_redrawn", "copies redrawn"),
+           ("date_shapes", "date shapes (min)"), ("rules_min_share", "rules kept (min)"),
+           ("rules_mean_share", "rules kept (mean)")]
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:

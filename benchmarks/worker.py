@@ -21,12 +21,17 @@ from benchmarks.datasets import load
 
 def fit_and_sample(generator: str, train: pl.DataFrame, rows: int, epochs: int | None, seed: int):
     """Return (fit seconds, sample seconds, synthetic polars frame, notes)."""
-    if generator.startswith("sdv-"):
-        return _sdv(generator.removeprefix("sdv-"), train, rows, epochs, seed)
-    if generator == "mostlyai-argn":
-        return _mostlyai(train, rows, epochs, seed)
+    if generator.startswith("sdv-") or generator == "mostlyai-argn":
+        # Peers get dates and times as typed columns (both detect datetime64), not the source's text.
+        from synthforge.data.schema import infer_schema, to_internal
+
+        typed = to_internal(train, infer_schema(train))
+        if generator == "mostlyai-argn":
+            return _mostlyai(typed, rows, epochs, seed)
+        return _sdv(generator.removeprefix("sdv-"), typed, rows, epochs, seed)
     import synthforge
     from synthforge.generator import FitContext
+    from synthforge.profile import profile_table
     from synthforge.seeds import derive_seed
 
     pm = synthforge.get_plugin_manager()
@@ -34,14 +39,19 @@ def fit_and_sample(generator: str, train: pl.DataFrame, rows: int, epochs: int |
     cls = pm.get_generator(name)
     params = {"epochs": epochs} if epochs is not None and "epochs" in cls.Params.model_fields else {}
     model = cls(params)
+    # As a user's `synthforge profile data.csv > recipe.yaml`: the schema and the rules found in every training row.
+    profile = profile_table(train)
+    schema = profile.schema.model_copy(update={"constraints": [rule.fit(train, 5) for rule in profile.relations]})
     started = time.perf_counter()
-    model.fit(train, None, FitContext(seed=seed))
+    model.fit(train, schema, FitContext(seed=seed))
     fitted = time.perf_counter()
     synthetic = model.sample(rows, seed=derive_seed(seed, "sample"))
     sampled = time.perf_counter()
     # Sampling includes drawing again the rows that copied a rare training row, as every SynthForge run does.
     return fitted - started, sampled - fitted, synthetic, {"params": model.params.model_dump(mode="json"),
-                                                           "copies_redrawn": model.copies_redrawn_}
+                                                           "copies_redrawn": model.copies_redrawn_,
+                                                           "constraint_redrawn": model.constraint_redrawn_,
+                                                           "rules": [r.describe() for r in profile.relations]}
 
 
 def _sdv(kind: str, train: pl.DataFrame, rows: int, epochs: int | None, seed: int):

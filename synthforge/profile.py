@@ -3,7 +3,7 @@
 The profile is the inferred schema (kind, nulls, distinct values, date format, why a column is
 not learned) and the relations that hold in *every* row of the table:
 
-- ``a <= b`` between two numbers or two dates (not when the ranges alone imply it);
+- ``a <= b`` between two numbers or two dates (only when values paired at random would often break it);
 - ``fixed: [a, b]``: ``a`` determines ``b`` (city → state; Adult's education → education-num);
 - ``null_together``: columns null in exactly the same rows;
 - ``derive: c = a + b`` (or ``a - b``, ``a * b``): a number computed from two others.
@@ -33,6 +33,8 @@ MAX_DERIVED_COLUMNS = 25
 MAX_FIXED_RULES = 20
 SAMPLE_ROWS = 2000
 MIN_ROWS = 20
+# a <= b is reported only if rows paired at random break it at least this often
+MIN_RANDOM_BREAKS = 0.05
 
 
 @dataclass
@@ -82,11 +84,16 @@ def _orderings(table: pl.DataFrame, schema: Schema) -> list[Constraint]:
             continue
         values = _numeric_block(table, names)
         sample = values[: SAMPLE_ROWS]
-        low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+        shuffled = sample[np.random.default_rng(0).permutation(len(sample))]
         for i, j in itertools.permutations(range(len(names)), 2):
-            if high[i] <= low[j]:  # the ranges alone keep it
-                continue
             if not _holds_le(sample[:, i], sample[:, j]) or not _holds_le(values[:, i], values[:, j]):
+                continue
+            # A rule is news only if values paired at random would often break it: month <= temperature
+            # holds on every day of a year only because temperatures are mostly above 12.
+            with np.errstate(invalid="ignore"):
+                broken_at_random = np.nanmean(np.where(np.isnan(sample[:, i]) | np.isnan(shuffled[:, j]), np.nan,
+                                                       sample[:, i] > shuffled[:, j]))
+            if not broken_at_random >= MIN_RANDOM_BREAKS:
                 continue
             both = ~(np.isnan(values[:, i]) | np.isnan(values[:, j]))
             if both.sum() < MIN_ROWS or np.all(values[both, i] == values[both, j]):

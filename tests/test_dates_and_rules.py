@@ -304,3 +304,49 @@ def test_rebalance_scores_utility_on_the_rows_a_user_trains_on(tmp_path):
     efficacy = next(c for c in result.checks if c.name == "ml_efficacy")
     assert efficacy.details["rows_trained_on"] == result.rows["real"] + result.rows["synthetic"]
     assert efficacy.passed
+
+
+# --- reading and defaults that fit the table ------------------------------------------------------
+
+
+def test_missing_markers_in_a_column_of_numbers_are_nulls_but_stay_values_elsewhere(tmp_path):
+    from synthforge.data.io import read_table
+
+    (tmp_path / "t.csv").write_text("gust,country,code\n12.5,NA,1\nNA,FR,NULL\n3,DE,7\n-,NA,2\n")
+    table = read_table(tmp_path / "t.csv")
+    assert table.schema["gust"] == pl.Float64 and table["gust"].null_count() == 2
+    assert table.schema["code"] == pl.Int64 and table["code"].null_count() == 1
+    assert table["country"].to_list() == ["NA", "FR", "DE", "NA"]  # Namibia
+
+
+def test_profile_reports_no_rule_that_random_pairs_would_keep_too():
+    rng = np.random.default_rng(0)
+    temp = rng.normal(55, 15, 3000).round(1)
+    table = pl.DataFrame({"month": rng.integers(1, 13, 3000), "temp": temp,
+                          "dewp": (temp - rng.gamma(2, 4, 3000)).round(1), "precip": rng.gamma(0.3, 0.1, 3000)})
+    described = [rule.describe() for rule in profile_table(table).relations]
+    assert described == ["dewp <= temp"]  # not month <= temp, nor precip <= month
+
+
+def test_small_tables_get_more_steps_unless_the_recipe_sets_them():
+    from synthforge.nn.params import TrainingParams
+
+    params = TrainingParams()  # 100 epochs of 500 rows: 6,000 steps on a 30,000-row table
+    assert params.adapted_to(1168) == {"batch_size": 73, "epochs": 375}  # 16 steps an epoch
+    assert params.adapted_to(100_000) == {}
+    assert TrainingParams(batch_size=500, epochs=100).adapted_to(1168) == {}  # set by the user: kept
+    assert TrainingParams(adapt_to_table=False).adapted_to(1168) == {}
+    assert TrainingParams(batch_size=256).adapted_to(1000) == {"epochs": 1000}  # at most 10× the default
+
+
+def test_a_torch_model_says_what_it_adapted_and_saves_it(tmp_path):
+    import synthforge
+
+    cls = synthforge.get_plugin_manager().get_generator("vae")
+    lines: list[str] = []
+    model = cls({"epochs": 1}).fit(pl.read_csv(DATA / "adult_4k.csv").head(800), None,
+                                   synthforge.FitContext(seed=0, log=lines.append))
+    assert model.params.epochs == 1 and model.params.batch_size == 50
+    assert any("adapted to a 800-row table: batch_size 1000 → 50" in line for line in lines)
+    model.save(tmp_path / "m")
+    assert cls.load(tmp_path / "m").params.batch_size == 50

@@ -58,7 +58,33 @@ def _read_csv(path: Path, **options: Any) -> pl.DataFrame:
     _check_csv_shape(path, options.get("separator", ","), ragged_rows=ragged_rows)
     if ragged_rows == "allow":
         options.setdefault("truncate_ragged_lines", True)
-    return pl.read_csv(path, infer_schema_length=10_000, null_values=options.pop("null_values", [""]), **options)
+    table = pl.read_csv(path, infer_schema_length=10_000, null_values=options.pop("null_values", [""]), **options)
+    return numbers_with_missing_markers(table)
+
+
+# What R, spreadsheets and databases write for a missing number. Read as missing only in a column whose every
+# other value is a number: "NA" stays a value in a column of country codes (Namibia).
+MISSING_MARKERS = ("NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "none", "-", "?", ".")
+
+
+def numbers_with_missing_markers(table: pl.DataFrame) -> pl.DataFrame:
+    """Text columns that hold numbers and a missing marker (``NA``, ``NULL``, ``-``…) as numbers with nulls."""
+    converted = []
+    for name, dtype in table.schema.items():
+        if dtype != pl.String:
+            continue
+        values = table.get_column(name)
+        marked = values.is_in(list(MISSING_MARKERS))
+        if not marked.any() or marked.sum() == values.len() - values.null_count():
+            continue
+        rest = values.filter(~marked & values.is_not_null()).str.strip_chars()
+        numbers = rest.cast(pl.Float64, strict=False)
+        if numbers.null_count():
+            continue
+        whole = rest.str.contains(r"^[+-]?\d+$").all()
+        cleaned = pl.when(marked).then(None).otherwise(values.str.strip_chars())
+        converted.append(cleaned.cast(pl.Int64 if whole else pl.Float64).alias(name))
+    return table.with_columns(converted) if converted else table
 
 
 def _check_csv_shape(path: Path, separator: str, ragged_rows: str) -> None:

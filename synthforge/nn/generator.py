@@ -75,6 +75,11 @@ class TorchGenerator(Generator):
         """Arrays and JSON-able extras to save besides the modules' weights."""
         return {}, {}
 
+    def _adapt_to_table(self, rows: int, columns: int) -> dict[str, Any]:
+        """Model params this table's shape changes beyond batch size and epochs (only those not set by the
+        user: ``self.params.model_fields_set``); applied with them before ``_prepare``."""
+        return {}
+
     def _load_extra_state(self, arrays: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
         """Restore what ``_extra_state`` saved; runs before ``_build``."""
 
@@ -88,6 +93,7 @@ class TorchGenerator(Generator):
         from synthforge.nn.training import resolve_device
 
         self.device_ = resolve_device(context.device)
+        self._adapt_params(data.shape[0], context)
         self._prepare(data, context)
         self._build()
         for module in self.weight_modules():
@@ -97,6 +103,24 @@ class TorchGenerator(Generator):
             module.cpu()
             module.train(False)
         self._after_training(data, context)
+
+    def _adapt_params(self, rows: int, context: FitContext) -> None:
+        """Params chosen from the table's shape (:meth:`TrainingParams.adapted_to`), logged and kept in
+        ``self.params``, so that the manifest and the saved model say what was trained."""
+        adapted = getattr(self.params, "adapted_to", None)
+        if not callable(adapted) or not getattr(self.params, "adapt_to_table", False):
+            return
+        changes = adapted(rows) | self._adapt_to_table(rows, len(self.encoder_.columns))
+        if not changes:
+            return
+        before = self.params
+        given = before.model_fields_set
+        self.params = type(before).model_validate({**before.model_dump(), **changes})
+        self.params.__pydantic_fields_set__ = set(given)  # still only what the user set, for a refit
+        if context.log is not None or context.progress:
+            said = ", ".join(f"{k} {getattr(before, k)} → {v}" for k, v in changes.items())
+            (context.log or print)(f"{self.name}: adapted to a {rows:,}-row table: {said} "
+                                   f"(set them in the recipe, or adapt_to_table: false, to keep the defaults)")
 
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         from synthforge.nn.training import module_arrays

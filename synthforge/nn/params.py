@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from synthforge.data.encoder import EncoderConfig
 from synthforge.generator import GeneratorParams
+
+# The shape rule of TrainingParams.adapted_to: the table size the defaults were tuned for, the fewest steps an
+# epoch should have, the smallest batch it makes, and how far it may raise the epochs.
+REFERENCE_ROWS = 30_000
+MIN_STEPS_PER_EPOCH = 16
+MIN_BATCH = 32
+MAX_EPOCH_FACTOR = 10
 
 Precision = Literal["auto", "float32", "bfloat16"]
 """Arithmetic of a model's matrix products: as named, or ``auto`` for bfloat16 where the CPU has it natively
@@ -33,6 +40,44 @@ class TrainingParams(GeneratorParams):
     max_training_time: float | None = Field(
         None, gt=0, description="Seconds of training at most: training stops after the epoch that passes them, "
                                 "with the best weights so far (a validation loss's best, else the last).")
+    adapt_to_table: bool = Field(
+        True, description="Choose batch_size and epochs from the table's rows when the recipe does not set them "
+                          "(see TrainingParams.adapted_to); false keeps the class defaults whatever the table.")
+
+    def batch_multiple(self) -> int:
+        """What every batch size must be a multiple of (a PacGAN's pack size); 1 for most models."""
+        return 1
+
+    def adapted_to(self, rows: int) -> dict[str, Any]:
+        """The params this table's shape changes, for those the user did not set (empty: none).
+
+        The defaults were tuned on tables of tens of thousands of rows (UCI Adult, 32,561), where they
+        give each model a number of optimiser steps, ``epochs × ⌈REFERENCE_ROWS / batch_size⌉``. A
+        small table at the same defaults gets a few steps per epoch (a 1,200-row table at a batch of
+        1,000 rows: 2), so its model stops far short of what it needs. On a table with fewer rows than
+        ``16 × batch_size``, the batch becomes ``rows / 16`` (at least 32, a multiple of
+        :meth:`batch_multiple`) and epochs rise until the steps match the reference count, up to
+        ``MAX_EPOCH_FACTOR`` times the default. Larger tables keep the defaults. A model's own
+        params may add to this (``_adapt_to_table`` of the generator).
+        """
+        given = self.model_fields_set
+        if not self.adapt_to_table or rows <= 0:
+            return {}
+        changes: dict[str, Any] = {}
+        multiple = self.batch_multiple()
+        batch = self.batch_size
+        if "batch_size" not in given and rows < MIN_STEPS_PER_EPOCH * self.batch_size:
+            batch = max(MIN_BATCH, rows // MIN_STEPS_PER_EPOCH)
+            batch = max(multiple, batch // multiple * multiple)
+            if batch < self.batch_size:
+                changes["batch_size"] = batch
+        if "epochs" not in given:
+            reference_steps = self.epochs * -(-REFERENCE_ROWS // self.batch_size)
+            steps_per_epoch = max(1, -(-rows // batch))
+            epochs = min(round(reference_steps / steps_per_epoch), MAX_EPOCH_FACTOR * self.epochs)
+            if epochs > self.epochs:
+                changes["epochs"] = epochs
+        return changes
 
 
 class EarlyStopping(BaseModel):

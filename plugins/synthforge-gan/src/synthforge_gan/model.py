@@ -69,6 +69,9 @@ class GANParams(OneHotModelParams):
         "auto", description="Arithmetic of both networks' matrix products in training on a CPU (autocast); auto: "
                             "bfloat16 where the CPU has it natively. GPU training stays float32.")
 
+    def batch_multiple(self) -> int:
+        return self.pac
+
     @model_validator(mode="after")
     def _batch_holds_whole_packs(self) -> GANParams:
         if self.batch_size % self.pac:
