@@ -258,8 +258,8 @@ def test_identifier_leak_looks_for_personal_values_in_every_column_whatever_thei
 
 
 def test_every_problem_of_a_recipe_and_its_data_in_one_validate(tmp_path):
-    table = pl.DataFrame({"a": [1.0, float("nan"), 2.0] * 400, "b": [f"v{i}" for i in range(1100)] + ["x"] * 100,
-                          "c": [1.0, float("inf"), 2.0] * 400, "d": list(range(1200))})
+    table = pl.DataFrame({"a": [1.0, float("nan"), 2.0] * 2200, "b": [f"v{i % 1100}" for i in range(6600)],
+                          "c": [1.0, float("inf"), 2.0] * 2200, "d": list(range(6600))})
     table.write_csv(tmp_path / "bad.csv")
     (tmp_path / "r.yaml").write_text("source: {path: bad.csv}\noutput: {path: out}\n")
     result = CliRunner().invoke(app, ["validate", str(tmp_path / "r.yaml")])

@@ -51,7 +51,7 @@ def test_overrides_win_and_unknown_override_columns_are_named(adult):
         (pl.DataFrame({"a": pl.Series([], dtype=pl.Int64)}), "no rows"),
         (pl.DataFrame({"a": [1.0, math.nan, 3.0], "b": [1, 2, 3]}), "'a' has 1 NaN or infinite value.*row 2"),
         (pl.DataFrame({"a": [1.0, math.inf, 3.0], "b": [1, 2, 3]}), "nan_as_null"),
-        (pl.DataFrame({"a": [f"v{i % 1500}" for i in range(3000)], "b": list(range(3000))}),
+        (pl.DataFrame({"a": [f"v{i % 1500}" for i in range(9000)], "b": list(range(9000))}),
          "'a' has 1,500 distinct values.*kind: identifier"),
     ],
     ids=["empty", "nan", "inf", "huge-cardinality"],
@@ -70,9 +70,17 @@ def test_constant_and_all_null_columns_are_kept_as_they_are_with_a_note():
     assert schema["d"].kind == ColumnKind.categorical  # present or missing is information
 
 
+def test_a_text_column_of_mostly_rare_values_is_regenerated_not_pooled():
+    table = pl.DataFrame({"county": [f"c{i % 300}" for i in range(400)], "x": list(range(400))})
+    schema = infer_schema(table)
+    assert schema["county"].kind == ColumnKind.identifier and "pooled as rare" in schema["county"].note
+    common = pl.DataFrame({"city": [f"c{i % 30}" for i in range(400)], "x": list(range(400))})
+    assert infer_schema(common)["city"].kind == ColumnKind.categorical
+
+
 def test_every_problem_is_reported_at_once():
-    table = pl.DataFrame({"a": [1.0, math.nan, 3.0] * 700, "b": [f"v{i}" for i in range(1050)] * 2,
-                          "c": [1.0, math.inf, 2.0] * 700, "d": list(range(2100))})
+    table = pl.DataFrame({"a": [1.0, math.nan, 3.0] * 2100, "b": [f"v{i}" for i in range(1050)] * 6,
+                          "c": [1.0, math.inf, 2.0] * 2100, "d": list(range(6300))})
     with pytest.raises(DataError) as raised:
         infer_schema(table)
     message = str(raised.value)

@@ -285,6 +285,12 @@ def _infer_kind(series: pl.Series, n_unique: int, null_count: int,
         if looks_unique or (named_like_identifier and n_unique >= 0.5 * max(non_null, 1)):
             kind = _identifier_or_text(text)
             return kind, "almost every value is distinct" if looks_unique else "its name says it identifies records"
+        rare = _rare_share(text)
+        if non_null >= 20 and rare >= MOSTLY_RARE:
+            return _identifier_or_text(text), (
+                f"{rare:.0%} of its rows hold a value that fewer than {MIN_CATEGORY_ROWS} rows share: learned as "
+                f"categories those would all be pooled as rare, so it is regenerated like an identifier (set "
+                f"`kind: categorical` to learn its common values)")
         if n_unique > max_categories:
             raise DataError(
                 f"column {series.name!r} has {n_unique:,} distinct values, more than the "
@@ -298,6 +304,17 @@ def _infer_kind(series: pl.Series, n_unique: int, null_count: int,
         f"column {series.name!r} has type {dtype}, which SynthForge cannot learn. Drop it with "
         f"source.drop or convert it to a number, text, boolean or date."
     )
+
+
+# A category held by fewer rows than this is pooled as rare (the encoder's min_category_count); a text column
+# most of whose rows hold such values has little to learn as categories.
+MIN_CATEGORY_ROWS = 5
+MOSTLY_RARE = 0.5
+
+
+def _rare_share(text: pl.Series) -> float:
+    counts = text.value_counts(name="count").get_column("count")
+    return float(counts.filter(counts < MIN_CATEGORY_ROWS).sum() / max(text.len(), 1))
 
 
 def _identifier_or_text(text: pl.Series) -> ColumnKind:
