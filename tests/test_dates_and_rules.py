@@ -332,11 +332,11 @@ def test_small_tables_get_more_steps_unless_the_recipe_sets_them():
     from synthforge.nn.params import TrainingParams
 
     params = TrainingParams()  # 100 epochs of 500 rows: 6,000 steps on a 30,000-row table
-    assert params.adapted_to(1168) == {"batch_size": 73, "epochs": 375}  # 16 steps an epoch
+    assert params.adapted_to(1168) == {"batch_size": 73, "epochs": 300}  # 6,000 steps would be 375: at most 3×
     assert params.adapted_to(100_000) == {}
     assert TrainingParams(batch_size=500, epochs=100).adapted_to(1168) == {}  # set by the user: kept
     assert TrainingParams(adapt_to_table=False).adapted_to(1168) == {}
-    assert TrainingParams(batch_size=256).adapted_to(1000) == {"epochs": 1000}  # at most 10× the default
+    assert TrainingParams(batch_size=256, epochs=20).adapted_to(1000) == {}  # both set by the user
 
 
 def test_a_torch_model_says_what_it_adapted_and_saves_it(tmp_path):

@@ -50,6 +50,20 @@ def _pearson(frame: pl.DataFrame, a: str, b: str) -> float | None:
     return float(np.corrcoef(pair["a"].to_numpy(), pair["b"].to_numpy())[0, 1])
 
 
+def _correlations(frame: pl.DataFrame, names: list[str]) -> np.ndarray:
+    """Pearson correlations of null-free numeric columns; NaN where a column is constant (no trend)."""
+    if len(names) < 2 or frame.height < 2:
+        return np.full((len(names), len(names)), np.nan)
+    values = np.column_stack([as_number(frame[name]).cast(pl.Float64).to_numpy() for name in names])
+    values = values - values.mean(axis=0)
+    norms = np.sqrt((values**2).sum(axis=0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        matrix = (values.T @ values) / np.outer(norms, norms)
+    matrix[:, norms == 0] = np.nan
+    matrix[norms == 0, :] = np.nan
+    return np.clip(matrix, -1.0, 1.0)
+
+
 def contingency_similarity(real_a: np.ndarray, real_b: np.ndarray, syn_a: np.ndarray, syn_b: np.ndarray) -> float:
     real = pl.DataFrame({"a": real_a, "b": real_b}).group_by("a", "b").len()
     synthetic = pl.DataFrame({"a": syn_a, "b": syn_b}).group_by("a", "b").len()
@@ -60,15 +74,21 @@ def contingency_similarity(real_a: np.ndarray, real_b: np.ndarray, syn_a: np.nda
 
 
 def cramers_v(a: np.ndarray, b: np.ndarray) -> float:
+    """Cramér's V from the observed cells only, so two 100k-category columns need no 100k × 100k table.
+
+    With row and column totals r_i and c_j of n rows, χ² = n · Σ_observed O_ij² / (r_i c_j) − n.
+    """
     _, a_codes = np.unique(a, return_inverse=True)
     _, b_codes = np.unique(b, return_inverse=True)
-    table = np.zeros((a_codes.max() + 1, b_codes.max() + 1))
-    np.add.at(table, (a_codes, b_codes), 1)
-    if min(table.shape) < 2:
+    rows_a, rows_b = a_codes.max() + 1, b_codes.max() + 1
+    if min(rows_a, rows_b) < 2:
         return 0.0
-    expected = table.sum(1, keepdims=True) * table.sum(0, keepdims=True) / table.sum()
-    chi2 = float(((table - expected) ** 2 / expected).sum())
-    return float(np.sqrt(chi2 / (table.sum() * (min(table.shape) - 1))))
+    cells, observed = np.unique(a_codes.astype(np.int64) * rows_b + b_codes, return_counts=True)
+    r = np.bincount(a_codes, minlength=rows_a)[cells // rows_b]
+    c = np.bincount(b_codes, minlength=rows_b)[cells % rows_b]
+    n = len(a_codes)
+    chi2 = max(float(n * np.sum(observed.astype(np.float64) ** 2 / (r * c)) - n), 0.0)
+    return float(np.sqrt(chi2 / (n * (min(rows_a, rows_b) - 1))))
 
 
 def _discrete_codes(series: pl.Series, numeric: bool) -> np.ndarray:
@@ -91,12 +111,22 @@ def pair_trend_scores(real: pl.DataFrame, synthetic: pl.DataFrame, schema: Schem
     codes_real = {c.name: _discrete_codes(real[c.name], numeric[c.name]) for c in columns}
     codes_syn = {c.name: _discrete_codes(synthetic[c.name], numeric[c.name]) for c in columns}
     pairs: dict[str, dict[str, Any]] = {}
+    # Numbers without nulls get one correlation matrix (500 columns: 124,750 pairs at once); the rest, pair by pair.
+    dense = [c.name for c in columns if numeric[c.name] and not real[c.name].null_count()
+             and not synthetic[c.name].null_count()]
+    matrices = {side: _correlations(frame, dense) for side, frame in (("real", real), ("synthetic", synthetic))}
+    position = {name: index for index, name in enumerate(dense)}
     for a, b in combinations([c.name for c in columns], 2):
         if numeric[a] and numeric[b]:
-            real_r = _pearson(real, a, b)
+            if a in position and b in position:
+                real_r = matrices["real"][position[a], position[b]]
+                real_r = None if np.isnan(real_r) else float(real_r)
+                synthetic_r = float(np.nan_to_num(matrices["synthetic"][position[a], position[b]]))
+            else:
+                real_r = _pearson(real, a, b)
+                synthetic_r = (_pearson(synthetic, a, b) or 0.0) if real_r is not None else 0.0
             if real_r is None:
                 continue
-            synthetic_r = _pearson(synthetic, a, b) or 0.0
             pairs[f"{a} × {b}"] = {"score": 1 - abs(real_r - synthetic_r) / 2, "real_trend": real_r,
                                    "counts": abs(real_r) > correlation_threshold}
         else:
@@ -108,6 +138,12 @@ def pair_trend_scores(real: pl.DataFrame, synthetic: pl.DataFrame, schema: Schem
 
 
 # --- rows encoded for distance ------------------------------------------------------------
+
+
+# A categorical column's most frequent values each get a one-hot column for distances; a 100k-category column's
+# other values share HASHED_CATEGORIES columns by hash (unequal values stay apart but for rare collisions).
+MAX_DISTANCE_CATEGORIES = 1000
+HASHED_CATEGORIES = 64
 
 
 class DistanceEncoder:
@@ -122,7 +158,8 @@ class DistanceEncoder:
                 low, high = values.min(), values.max()
                 self.numeric[column.name] = (float(low or 0.0), float((high or 0.0) - (low or 0.0)) or 1.0)
             else:
-                self.categories[column.name] = train[column.name].unique(maintain_order=True).to_list()
+                counts = train[column.name].value_counts(sort=True, name="count")
+                self.categories[column.name] = counts.get_column(column.name).head(MAX_DISTANCE_CATEGORIES).to_list()
 
     def encode(self, table: pl.DataFrame) -> np.ndarray:
         blocks = []
@@ -134,7 +171,12 @@ class DistanceEncoder:
         for name, categories in self.categories.items():
             lookup = {value: index for index, value in enumerate(categories)}
             index = np.fromiter((lookup.get(v, -1) for v in table[name].to_list()), np.int64, table.height)
-            onehot = np.zeros((table.height, len(categories)))
+            width = len(categories)
+            if width == MAX_DISTANCE_CATEGORIES:  # the rest of a huge column: hashed, so unequal values stay apart
+                hashed = table[name].cast(pl.String).hash(seed=0).to_numpy() % HASHED_CATEGORIES
+                index = np.where(index >= 0, index, width + hashed.astype(np.int64))
+                width += HASHED_CATEGORIES
+            onehot = np.zeros((table.height, width))
             known = index >= 0
             onehot[np.flatnonzero(known), index[known]] = scale
             blocks.append(onehot)

@@ -14,7 +14,7 @@ from synthforge.generator import GeneratorParams
 REFERENCE_ROWS = 30_000
 MIN_STEPS_PER_EPOCH = 16
 MIN_BATCH = 32
-MAX_EPOCH_FACTOR = 10
+MAX_EPOCH_FACTOR = 3
 
 Precision = Literal["auto", "float32", "bfloat16"]
 """Arithmetic of a model's matrix products: as named, or ``auto`` for bfloat16 where the CPU has it natively
