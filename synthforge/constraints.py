@@ -323,3 +323,103 @@ def _compile(node: tuple, schema: pl.Schema, like: pl.DataType | None = None) ->
         parts.append({"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right,
                       "==": left == right, "!=": left != right}[op])
     return pl.all_horizontal(parts)
+
+
+# --- orderings kept by construction --------------------------------------------------------------
+# A rule `a <= b` between two learned columns (numbers, or dates of one type) is learned as the difference
+# d = b - a ≥ 0 in place of b, and b = a + d after decoding: every sampled row keeps it without a redraw, and the
+# model learns the gap (a stay's length, a release's delay), which is what the data is about.
+
+
+def orderings_by_construction(schema: Any) -> list[dict[str, Any]]:
+    """The ``a <= b`` rules of ``schema`` learned as differences: [{"column": b, "base": a, "rule": text}].
+
+    Only a plain comparison of two columns (``<=`` or ``>=``) whose base has no nulls (``b - a`` must not
+    lose a ``b``), both numbers or both dates of one type; each column changed once, and never a column
+    another difference is built on, so that decoding can rebuild them in order.
+    """
+    from synthforge.data.schema import ColumnKind
+
+    plans: list[dict[str, Any]] = []
+    changed: set[str] = set()
+    bases: set[str] = set()
+    for rule in schema.constraints:
+        pair = _plain_ordering(rule)
+        if pair is None:
+            continue
+        low, high = pair
+        if low not in schema or high not in schema:
+            continue
+        a, b = schema[low], schema[high]
+        numbers = (ColumnKind.continuous, ColumnKind.integer)
+        same_family = (a.kind in numbers and b.kind in numbers) or (
+            a.kind == b.kind == ColumnKind.datetime and a.dtype == b.dtype)
+        if not same_family or a.null_rate > 0 or high in changed or high in bases or low == high:
+            continue
+        plans.append({"column": high, "base": low, "rule": rule.describe()})
+        changed.add(high)
+        bases.add(low)
+    return plans
+
+
+def _plain_ordering(rule: Constraint) -> tuple[str, str] | None:
+    if rule.check is None:
+        return None
+    _, ops, operands = parse_comparison(rule.check)
+    if len(ops) != 1 or ops[0] not in ("<=", ">=") or any(o[0] != "col" for o in operands):
+        return None
+    left, right = operands[0][1], operands[1][1]
+    return (left, right) if ops[0] == "<=" else (right, left)
+
+
+def to_differences(frame: pl.DataFrame, plans: list[dict[str, Any]]) -> pl.DataFrame:
+    """``frame`` with each planned ``b`` replaced by ``b - a`` (dates and times on the as_number scale)."""
+    from synthforge.data.schema import as_number
+
+    if not plans:
+        return frame
+    return frame.with_columns(
+        (as_number(frame.get_column(p["column"])).cast(pl.Float64)
+         - as_number(frame.get_column(p["base"])).cast(pl.Float64)).alias(p["column"])
+        for p in plans if p["column"] in frame.columns and p["base"] in frame.columns)
+
+
+def from_differences(frame: pl.DataFrame, plans: list[dict[str, Any]], schema: Any) -> pl.DataFrame:
+    """The inverse of :func:`to_differences`, in plan order: ``b = a + max(d, 0)`` in ``b``'s own type."""
+    from synthforge.data.schema import _polars_dtype, as_number, from_number
+
+    for plan in plans:
+        spec = schema[plan["column"]]
+        base = as_number(frame.get_column(plan["base"])).cast(pl.Float64)
+        value = base + frame.get_column(plan["column"]).cast(pl.Float64).clip(lower_bound=0.0)
+        dtype = _polars_dtype(spec.dtype)
+        if dtype.is_temporal():
+            value = from_number(value.round(0), dtype)
+        elif dtype.is_integer():
+            value = value.round(0).cast(dtype)
+        frame = frame.with_columns(value.alias(plan["column"]))
+    return frame
+
+
+def difference_schema(schema: Any, frame: pl.DataFrame, plans: list[dict[str, Any]]) -> Any:
+    """``schema`` as the model sees it: each planned column described as its difference from its base."""
+    from synthforge.data.schema import ColumnKind, ColumnSpec
+
+    if not plans:
+        return schema
+    columns = []
+    planned = {p["column"]: p for p in plans}
+    for spec in schema.columns:
+        if spec.name not in planned:
+            columns.append(spec)
+            continue
+        base = schema[planned[spec.name]["base"]]
+        values = frame.get_column(spec.name).drop_nulls()
+        whole = all(s.kind in (ColumnKind.integer, ColumnKind.datetime) for s in (spec, base))
+        decimals = None if whole else max((s.decimals for s in (spec, base) if s.decimals is not None), default=None)
+        columns.append(ColumnSpec(
+            name=spec.name, kind=ColumnKind.integer if whole else ColumnKind.continuous,
+            dtype="Int64" if whole else "Float64", null_rate=spec.null_rate, n_unique=values.n_unique(),
+            minimum=max(float(values.min() or 0.0), 0.0), maximum=float(values.max() or 0.0), decimals=decimals,
+            note=f"learned as {spec.name} − {base.name} ≥ 0 ({planned[spec.name]['rule']})"))
+    return schema.model_copy(update={"columns": columns})

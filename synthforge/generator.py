@@ -41,6 +41,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from synthforge.constraints import difference_schema, from_differences, orderings_by_construction, to_differences
 from synthforge.data.encoder import RARE, EncoderConfig, Span, TableEncoder
 from synthforge.data.identifiers import plan_identifier, regenerate
 from synthforge.data.io import with_umask
@@ -230,8 +231,13 @@ class Generator:
             for column in self.schema_.columns
             if not column.kind.learned and column.handling == "regenerate" and column.name in frame.columns
         }
-        self.encoder_ = TableEncoder(self.encoder_config()).fit(frame, self.schema_, seed=context.seed_for("encoder"))
-        self._fit(self.encoder_.encode(frame), context)
+        # Rules `a <= b` are learned as b - a >= 0 (constraints.orderings_by_construction): kept by construction.
+        self.orderings_ = orderings_by_construction(self.schema_)
+        learned = to_differences(frame, self.orderings_)
+        self.model_schema_ = difference_schema(self.schema_, learned, self.orderings_)
+        self.encoder_ = TableEncoder(self.encoder_config()).fit(learned, self.model_schema_,
+                                                                seed=context.seed_for("encoder"))
+        self._fit(self.encoder_.encode(learned), context)
         return self.protect_rows(frame, below=context.protect_rows_below)
 
     def protect_rows(self, table: Any, below: int = 5) -> Generator:
@@ -313,13 +319,18 @@ class Generator:
         absent = [c for c in columns if c not in frame.columns]
         if absent:
             raise DataError(f"the table to impute lacks the learned column(s) {', '.join(map(repr, absent))}.")
-        missing = np.column_stack([frame.get_column(c).is_null().to_numpy() for c in columns]) if columns else \
-            np.zeros((frame.height, 0), dtype=bool)
+        orderings = getattr(self, "orderings_", [])
+        differences = to_differences(frame.select(columns), orderings)  # null where b or its base is
+        missing = np.column_stack([differences.get_column(c).is_null().to_numpy() for c in columns]) if columns \
+            else np.zeros((frame.height, 0), dtype=bool)
         rng = np.random.default_rng(seed if seed is not None else derive_seed(self.seed_, "impute"))
-        learned = frame.select(
+        learned = differences.select(
             pl.col(c).cast(self.encoder_.transformer(c).source_dtype, strict=False) for c in columns)
         with self._sampling_with(sample_params):
             filled = self.encoder_.decode(self._impute(self.encoder_.encode(learned), missing, rng))
+        filled = from_differences(filled.with_columns(  # rebuild b from the row's own base where it was given
+            frame.get_column(p["base"]).cast(filled.schema[p["base"]], strict=False).fill_null(
+                filled.get_column(p["base"])) for p in orderings), orderings, self.schema_)
         filled = enforce(filled, self.schema_)
         frame = frame.with_columns(
             pl.coalesce(frame.get_column(c), filled.get_column(c).cast(
@@ -349,6 +360,8 @@ class Generator:
             "seed": self.seed_,
             "schema": self.schema_.model_dump(mode="json"),
             "encoder": self.encoder_.state(),
+            "orderings": getattr(self, "orderings_", []),
+            "model_schema": getattr(self, "model_schema_", self.schema_).model_dump(mode="json"),
             "identifiers": self.identifiers_,
             "frame_kind": getattr(self, "frame_kind_", "polars"),
             "state": extra,
@@ -368,7 +381,10 @@ class Generator:
             raise ModelError(f"{directory} holds a {config['generator']!r} model, not {cls.name!r}.")
         generator = cls(config["params"])  # sample_params start at the SampleParams defaults
         generator.schema_ = Schema.model_validate(config["schema"])
-        generator.encoder_ = TableEncoder.from_state(config["encoder"], generator.schema_)
+        generator.orderings_ = config.get("orderings", [])
+        generator.model_schema_ = Schema.model_validate(config["model_schema"]) if "model_schema" in config \
+            else generator.schema_
+        generator.encoder_ = TableEncoder.from_state(config["encoder"], generator.model_schema_)
         generator.identifiers_ = config["identifiers"]
         generator.seed_ = config["seed"]
         generator.sample_calls_ = 0
@@ -406,6 +422,11 @@ class Generator:
                 learned = ", ".join(c.name for c in self.schema_.learned)
                 raise ConditionError(f"cannot condition on {column!r}: it is not a learned column ({learned}).")
             spec = self.schema_[column]
+            for plan in getattr(self, "orderings_", []):
+                if plan["column"] == column:
+                    raise ConditionError(
+                        f"cannot condition on {column!r}: it is learned as its difference from {plan['base']!r}, "
+                        f"so that the rule {plan['rule']!r} holds by construction; condition on {plan['base']!r}.")
             if spec.kind == ColumnKind.datetime and isinstance(value, str):
                 conditions[column] = value = _parse_condition(spec, value)
             if column in self.encoder_.derived_:
@@ -448,6 +469,7 @@ class Generator:
         else:
             encoded = self._encode_conditions(conditions)
             frame = self.encoder_.decode(self._sample(n, encoded or None, rng))
+        frame = from_differences(frame, getattr(self, "orderings_", []), self.schema_)
         return self._finish(frame, conditions, rng)
 
     def _redraw_forbidden(self, frame: pl.DataFrame, conditions: dict[str, Any],
@@ -459,33 +481,34 @@ class Generator:
         real values too rare to show and is no value itself, counted in ``pooled_redrawn_``.
         """
         protected = getattr(self, "_protected", None)
+        records = getattr(self, "_protected_records", None)
         pooled = self._pooled_columns()
         rules = [rule for rule in self.schema_.constraints if rule.derive is None]
-        if (protected is None and not pooled and not rules and getattr(self, "_protected_records", None) is None) \
-                or frame.height == 0:
+        if (protected is None and records is None and not pooled and not rules) or frame.height == 0:
             return frame
         first_draw = frame.height
         copies_left = pooled_left = 0
         first_held: dict[str, float] = {}
         for round_ in range(MAX_POOLED_REDRAWS + 1):
-            broken = pl.repeat(False, frame.height, eager=True)
-            broken_by: dict[str, int] = {}
+            nothing = pl.repeat(False, frame.height, eager=True)
+            broken, broken_by = nothing, {}
             for rule in rules:
                 held = rule.holds(frame)
                 broken_by[rule.describe()] = int((~held).sum())
                 first_held.setdefault(rule.describe(), float(held.mean() or 0.0))
                 broken = broken | ~held
-            copies = pl.repeat(False, frame.height, eager=True)
-            for protection in (protected, getattr(self, "_protected_records", None)):
-                if protection is not None:
-                    schema, hashes = protection
-                    copies = copies | frame.select(pl.col(name).cast(dtype, strict=False)
-                                                   for name, dtype in schema.items()).hash_rows().is_in(hashes)
+            copies = _matches(frame, protected) if protected is not None else nothing
+            # A record unique on its quasi-identifiers is drawn again for MAX_REDRAWS rounds, then kept: in a
+            # coarse quasi-identifier space a generator may keep drawing such a combination by its own
+            # frequency, not by memory (the rare_combinations gate judges what is left).
+            singled_out = _matches(frame, records) if records is not None and round_ < MAX_REDRAWS else nothing
             holds_pool = frame.select(pl.any_horizontal(pl.col(c) == RARE for c in pooled).fill_null(False)) \
-                .to_series() if pooled else pl.repeat(False, frame.height, eager=True)
-            copies_left, pooled_left = int(copies.sum()), int((holds_pool & ~copies).sum())
-            broken_left = int((broken & ~copies & ~holds_pool).sum())
-            if copies_left + pooled_left + broken_left == 0:
+                .to_series() if pooled else nothing
+            copies_left = int(copies.sum())
+            singled_left = int((singled_out & ~copies).sum())
+            pooled_left = int((holds_pool & ~copies & ~singled_out).sum())
+            broken_left = int((broken & ~copies & ~singled_out & ~holds_pool).sum())
+            if copies_left + singled_left + pooled_left + broken_left == 0:
                 return frame
             if copies_left and round_ >= MAX_REDRAWS:
                 raise SynthForgeError(
@@ -495,12 +518,11 @@ class Generator:
                     f"turns this protection off.")
             if round_ == MAX_POOLED_REDRAWS:
                 break
-            self.copies_redrawn_ += copies_left
+            self.copies_redrawn_ += copies_left + singled_left
             self.pooled_redrawn_ += pooled_left
             self.constraint_redrawn_ = getattr(self, "constraint_redrawn_", 0) + broken_left
-            redraw = copies | holds_pool | broken
-            frame = pl.concat([frame.filter(~redraw), self._draw(copies_left + pooled_left + broken_left,
-                                                                 conditions, rng)])
+            redraw = copies | singled_out | holds_pool | broken
+            frame = pl.concat([frame.filter(~redraw), self._draw(int(redraw.sum()), conditions, rng)])
         if not pooled_left:
             rule = max(broken_by, key=broken_by.__getitem__)
             raise SynthForgeError(
@@ -582,6 +604,13 @@ def coerce_conditions(schema: Schema, raw: Mapping[str, str]) -> dict[str, Any]:
         else:
             conditions[column] = text
     return conditions
+
+
+def _matches(frame: pl.DataFrame, protection: tuple[pl.Schema, pl.Series]) -> pl.Series:
+    """Which rows of ``frame`` hash, on the protection's columns, to one of its protected rows."""
+    schema, hashes = protection
+    return frame.select(pl.col(name).cast(dtype, strict=False) for name, dtype in schema.items()) \
+        .hash_rows().is_in(hashes)
 
 
 def _rare_row_hashes(frame: pl.DataFrame, below: int) -> tuple[pl.Schema, pl.Series]:

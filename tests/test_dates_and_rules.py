@@ -350,3 +350,37 @@ def test_a_torch_model_says_what_it_adapted_and_saves_it(tmp_path):
     assert any("adapted to a 800-row table: batch_size 1000 → 50" in line for line in lines)
     model.save(tmp_path / "m")
     assert cls.load(tmp_path / "m").params.batch_size == 50
+
+
+def test_an_ordering_of_two_columns_holds_by_construction_not_by_redraws(tmp_path):
+    table = messy_table()
+    rule = Constraint.model_validate("booked <= released")
+    schema = infer_schema(table).model_copy(update={"constraints": [rule]})
+    model = GaussianCopula().fit(table, schema)
+    assert model.orderings_ == [{"column": "released", "base": "booked", "rule": "booked <= released"}]
+    synthetic = to_internal(model.sample(2000, seed=1), schema)
+    assert rule.holds(synthetic).all() and model.constraint_redrawn_ == 0
+    gap = (synthetic["released"] - synthetic["booked"]).dt.total_hours()
+    assert gap.min() >= 1 and gap.max() <= 47  # the real gaps: 1 to 47 hours, learned as such
+    with pytest.raises(SynthForgeError, match="learned as its difference from 'booked'.*condition on 'booked'"):
+        model.sample(5, conditions={"released": "2013-08-05 10:00:00"})
+    model.save(tmp_path / "m")
+    assert GaussianCopula.load(tmp_path / "m").sample(50, seed=2).equals(model.sample(50, seed=2))
+    with_nulls = table.with_columns(pl.when(pl.col("flag") == 0).then(None).otherwise(pl.col("booked")).alias("booked"))
+    assert GaussianCopula().fit(with_nulls, infer_schema(with_nulls).model_copy(
+        update={"constraints": [rule]})).orderings_ == []  # a base with nulls: kept by redraws instead
+
+
+def test_imputation_keeps_an_ordering_and_the_given_cells():
+    import synthforge
+
+    table = messy_table()
+    rule = Constraint.model_validate("booked <= released")
+    schema = infer_schema(table).model_copy(update={"constraints": [rule]})
+    model = synthforge.get_plugin_manager().get_generator("autoregressive")({"epochs": 2}).fit(table, schema)
+    given = pl.Series(np.arange(100) % 2 == 1)
+    holes = table.head(100).with_columns(pl.when(given).then(pl.col("released")).otherwise(None).alias("released"))
+    filled = model.impute(holes, seed=0)
+    assert filled["released"].null_count() == 0
+    assert filled["released"].filter(given).equals(table["released"].head(100).filter(given))
+    assert rule.holds(to_internal(filled, schema)).all()
