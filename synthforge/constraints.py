@@ -17,9 +17,10 @@ as Python. A column name that is not a plain word is written in backticks
 CHECK), so nulls stay a matter for ``null_together``.
 
 How each is kept: ``derive`` by construction (the column is computed from the sampled ones
-after decoding); the others by drawing the rows that break them again, with the same conditions,
-inside :meth:`synthforge.Generator.sample`, so every generator, first- or third-party, keeps
-them. A model that keeps breaking a rule after a bounded number of fresh draws is an error that
+after decoding); ``a <= b`` between two columns by construction too (the model learns ``b - a >= 0``
+in place of ``b``: :func:`orderings_by_construction`); the others by drawing the rows that break
+them again, with the same conditions, inside :meth:`synthforge.Generator.sample`, so every
+generator, first- or third-party, keeps them. A model that keeps breaking a rule after a bounded number of fresh draws is an error that
 names the rule and how often it held. The ``constraints`` check reports, per rule, the share of
 output rows that hold it (1.0 required) and the real table's own share.
 """
