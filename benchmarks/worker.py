@@ -63,6 +63,9 @@ def _sdv(kind: str, train: pl.DataFrame, rows: int, epochs: int | None, seed: in
     np.random.seed(seed)
     torch.manual_seed(seed)
     frame = train.to_pandas()
+    for name in frame.columns:  # SDV's transformers expect nanoseconds: a datetime64[ms] column came back as 1970
+        if str(frame[name].dtype).startswith("datetime64"):
+            frame[name] = frame[name].astype("datetime64[ns]")
     metadata = Metadata.detect_from_dataframes({"table": frame})
     classes = {"gaussiancopula": GaussianCopulaSynthesizer, "ctgan": CTGANSynthesizer, "tvae": TVAESynthesizer}
     options = {"epochs": epochs} if epochs is not None and kind != "gaussiancopula" else {}
