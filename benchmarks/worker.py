@@ -65,6 +65,8 @@ def _sdv(kind: str, train: pl.DataFrame, rows: int, epochs: int | None, seed: in
     frame = train.to_pandas()
     for name in frame.columns:  # SDV's transformers expect nanoseconds: a datetime64[ms] column came back as 1970
         if str(frame[name].dtype).startswith("datetime64"):
+            if getattr(frame[name].dt, "tz", None) is not None:  # time zones: as naive UTC, which SDV takes
+                frame[name] = frame[name].dt.tz_convert("UTC").dt.tz_localize(None)
             frame[name] = frame[name].astype("datetime64[ns]")
     metadata = Metadata.detect_from_dataframes({"table": frame})
     classes = {"gaussiancopula": GaussianCopulaSynthesizer, "ctgan": CTGANSynthesizer, "tvae": TVAESynthesizer}

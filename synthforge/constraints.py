@@ -20,9 +20,10 @@ How each is kept: ``derive`` by construction (the column is computed from the sa
 after decoding); ``a <= b`` between two columns by construction too (the model learns ``b - a >= 0``
 in place of ``b``: :func:`orderings_by_construction`); the others by drawing the rows that break
 them again, with the same conditions, inside :meth:`synthforge.Generator.sample`, so every
-generator, first- or third-party, keeps them. A model that keeps breaking a rule after a bounded number of fresh draws is an error that
-names the rule and how often it held. The ``constraints`` check reports, per rule, the share of
-output rows that hold it (1.0 required) and the real table's own share.
+generator, first- or third-party, keeps them. A model that keeps breaking a rule after a bounded
+number of fresh draws is an error that names the rule and how often it held. The
+``constraints`` check reports, per rule, the share of output rows that hold it (1.0 required) and
+the real table's own share.
 """
 
 from __future__ import annotations
