@@ -99,6 +99,9 @@ def content_looks_personal(series: pl.Series) -> str | None:
     shaped = values.filter(values.str.contains(r"^[A-Z][a-zA-Z'\-]+(,?\s+[A-Z][a-zA-Z'\-.]*){0,3}$"))
     if shaped.len() < 0.8 * values.len():
         return None
-    words = shaped.str.to_lowercase().str.extract_all(r"[a-z]+")
-    known = words.list.eval(pl.element().is_in(_KNOWN_NAMES.implode())).list.any().mean() or 0.0
+    # One row per word, then whether any word of each value is a known name: plain column operations.
+    words = pl.DataFrame({"word": shaped.str.to_lowercase().str.extract_all(r"[a-z]+")}) \
+        .with_row_index("value").explode("word")
+    known = words.group_by("value").agg(pl.col("word").is_in(_KNOWN_NAMES.implode()).any()) \
+        .get_column("word").mean() or 0.0
     return "people's names" if known >= 0.5 else None
