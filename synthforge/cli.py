@@ -133,13 +133,13 @@ def profile(
 ) -> None:
     """Print a table's profile and the rules every row keeps, as a starter recipe: `profile data.csv > recipe.yaml`."""
     from synthforge.data.io import read_table
-    from synthforge.data.schema import ColumnOverride
+    from synthforge.data.schema import column_overrides
     from synthforge.profile import profile_table, starter_recipe
 
     pm = _plugin_manager(plugins_dir)
     pm.get_generator(generator)  # an unknown name lists the installed ones
     table = read_table(data, pm=pm)
-    overrides = {key: ColumnOverride(kind=str(value)) for key, value in _key_values(column or [], "--column").items()}
+    overrides = column_overrides({key: str(value) for key, value in _key_values(column or [], "--column").items()})
     found = profile_table(table, path=str(data), overrides=overrides, max_categories=max_categories)
     typer.echo(starter_recipe(found, generator=generator), nl=False)
 

@@ -388,13 +388,13 @@ def to_differences(frame: pl.DataFrame, plans: list[dict[str, Any]]) -> pl.DataF
 
 def from_differences(frame: pl.DataFrame, plans: list[dict[str, Any]], schema: Any) -> pl.DataFrame:
     """The inverse of :func:`to_differences`, in plan order: ``b = a + max(d, 0)`` in ``b``'s own type."""
-    from synthforge.data.schema import _polars_dtype, as_number, from_number
+    from synthforge.data.schema import as_number, from_number
 
     for plan in plans:
         spec = schema[plan["column"]]
         base = as_number(frame.get_column(plan["base"])).cast(pl.Float64)
         value = base + frame.get_column(plan["column"]).cast(pl.Float64).clip(lower_bound=0.0)
-        dtype = _polars_dtype(spec.dtype)
+        dtype = spec.polars_dtype
         if dtype.is_temporal():
             value = from_number(value.round(0), dtype)
         elif dtype.is_integer():

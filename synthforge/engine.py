@@ -108,12 +108,10 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
         log(f"loaded {source_path.name}: {table.height:,} rows × {table.width} columns; "
             f"{result.threads} CPU thread{'s' if result.threads != 1 else ''}")
     with timer("infer"):
-        schema = infer_schema(table, recipe.source.columns, max_categories=recipe.source.max_categories)
-        _check_recipe_against_schema(recipe, schema)
+        table, schema = _infer(recipe, table)
         for column in schema.columns:
             if column.note and (column.format or not column.kind.learned):
                 log(f"column {column.name!r}: {column.kind.value}, {column.note}")
-        table = to_internal(table, schema, invalid=_invalid_policy(recipe))
     with timer("split"):
         train, holdout = _split(recipe, table, pm, schema)
         schema = _with_constraints(recipe, schema, train)
@@ -189,10 +187,7 @@ def validate_recipe(recipe: Recipe, pm: SynthForgePluginManager | None = None) -
     """
     pm = pm or get_plugin_manager()
     validate_plugins(recipe, pm)
-    table = _load(recipe, recipe.resolve(recipe.source.path), pm)
-    schema = infer_schema(table, recipe.source.columns, max_categories=recipe.source.max_categories)
-    _check_recipe_against_schema(recipe, schema)
-    table = to_internal(table, schema, invalid=_invalid_policy(recipe))
+    table, schema = _infer(recipe, _load(recipe, recipe.resolve(recipe.source.path), pm))
     notes = [f"{table.height:,} rows × {table.width} columns read"]
     notes += [f"column {c.name!r}: {c.kind.value}, {c.note}" for c in schema.columns if c.note]
     for rule in _with_constraints(recipe, schema, table).constraints:
@@ -208,6 +203,13 @@ def validate_recipe(recipe: Recipe, pm: SynthForgePluginManager | None = None) -
 def _load(recipe: Recipe, path: Path, pm: SynthForgePluginManager) -> pl.DataFrame:
     table = read_table(path, recipe.source.format, pm=pm, ragged_rows=recipe.source.ragged_rows)
     return prepare_source(table, drop=recipe.source.drop, nan_as_null=recipe.source.nan_as_null)
+
+
+def _infer(recipe: Recipe, table: pl.DataFrame) -> tuple[pl.DataFrame, Schema]:
+    """The source's schema, checked against the recipe, and the source with its text dates parsed."""
+    schema = infer_schema(table, recipe.source.columns, max_categories=recipe.source.max_categories)
+    _check_recipe_against_schema(recipe, schema)
+    return to_internal(table, schema, invalid=_invalid_policy(recipe)), schema
 
 
 def _check_recipe_against_schema(recipe: Recipe, schema: Schema) -> None:

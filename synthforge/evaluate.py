@@ -64,18 +64,11 @@ def evaluate_tables(real: Path, synthetic: Path, *, holdout: Path | None = None,
                     out: Path | None = None, pm: SynthForgePluginManager | None = None,
                     columns: dict[str, str] | None = None, max_categories: int | None = None) -> list[CheckResult]:
     """:func:`evaluate_frames` on files; ``columns`` maps a column to its kind, as a recipe's ``source.columns``."""
-    from synthforge.data.schema import DEFAULT_MAX_CATEGORIES, ColumnOverride
+    from synthforge.data.schema import DEFAULT_MAX_CATEGORIES, column_overrides
 
     pm = pm or get_plugin_manager()
     real_table = read_table(real, pm=pm)
-    from synthforge.data.schema import ColumnKind
-
-    kinds = [kind.value for kind in ColumnKind]
-    wrong = {name: kind for name, kind in (columns or {}).items() if kind not in kinds}
-    if wrong:
-        raise DataError(f"--column {', '.join(f'{n}={k}' for n, k in wrong.items())}: a kind is one of "
-                        f"{', '.join(kinds)}.")
-    overrides = {name: ColumnOverride(kind=kind) for name, kind in (columns or {}).items()}
+    overrides = column_overrides(columns or {})
     unknown = [name for name in overrides if name not in real_table.columns]
     if unknown:
         raise DataError(f"--column names {', '.join(map(repr, unknown))}, not a column of {real}; its columns: "

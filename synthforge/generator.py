@@ -55,6 +55,7 @@ from synthforge.data.schema import (
     to_internal,
     to_source,
 )
+from synthforge.data.temporal import detect_format, text_format_of
 from synthforge.errors import ConditionError, DataError, ModelError, SynthForgeError
 from synthforge.provenance import own_version
 from synthforge.seeds import RandomStreams, derive_seed
@@ -319,7 +320,7 @@ class Generator:
         absent = [c for c in columns if c not in frame.columns]
         if absent:
             raise DataError(f"the table to impute lacks the learned column(s) {', '.join(map(repr, absent))}.")
-        orderings = getattr(self, "orderings_", [])
+        orderings = self.orderings_
         differences = to_differences(frame.select(columns), orderings)  # null where b or its base is
         missing = np.column_stack([differences.get_column(c).is_null().to_numpy() for c in columns]) if columns \
             else np.zeros((frame.height, 0), dtype=bool)
@@ -360,8 +361,8 @@ class Generator:
             "seed": self.seed_,
             "schema": self.schema_.model_dump(mode="json"),
             "encoder": self.encoder_.state(),
-            "orderings": getattr(self, "orderings_", []),
-            "model_schema": getattr(self, "model_schema_", self.schema_).model_dump(mode="json"),
+            "orderings": self.orderings_,
+            "model_schema": self.model_schema_.model_dump(mode="json"),
             "identifiers": self.identifiers_,
             "frame_kind": getattr(self, "frame_kind_", "polars"),
             "state": extra,
@@ -422,7 +423,7 @@ class Generator:
                 learned = ", ".join(c.name for c in self.schema_.learned)
                 raise ConditionError(f"cannot condition on {column!r}: it is not a learned column ({learned}).")
             spec = self.schema_[column]
-            for plan in getattr(self, "orderings_", []):
+            for plan in self.orderings_:
                 if plan["column"] == column:
                     raise ConditionError(
                         f"cannot condition on {column!r}: it is learned as its difference from {plan['base']!r}, "
@@ -469,7 +470,7 @@ class Generator:
         else:
             encoded = self._encode_conditions(conditions)
             frame = self.encoder_.decode(self._sample(n, encoded or None, rng))
-        frame = from_differences(frame, getattr(self, "orderings_", []), self.schema_)
+        frame = from_differences(frame, self.orderings_, self.schema_)
         return self._finish(frame, conditions, rng)
 
     def _redraw_forbidden(self, frame: pl.DataFrame, conditions: dict[str, Any],
@@ -520,7 +521,7 @@ class Generator:
                 break
             self.copies_redrawn_ += copies_left + singled_left
             self.pooled_redrawn_ += pooled_left
-            self.constraint_redrawn_ = getattr(self, "constraint_redrawn_", 0) + broken_left
+            self.constraint_redrawn_ += broken_left
             redraw = copies | singled_out | holds_pool | broken
             frame = pl.concat([frame.filter(~redraw), self._draw(int(redraw.sum()), conditions, rng)])
         if not pooled_left:
@@ -620,25 +621,17 @@ def _rare_row_hashes(frame: pl.DataFrame, below: int) -> tuple[pl.Schema, pl.Ser
 
 
 def _parse_condition(spec: ColumnSpec, text: str) -> Any:
-    """A date/time condition given as text, read in the column's source format (or ISO)."""
-    from synthforge.data.temporal import detect_format, text_format_of
-
+    """A date/time condition given as text, read in the column's source format (or any format it is in)."""
     series = pl.Series(spec.name, [text])
     candidates = [text_format_of(spec.format, spec.dtype)] if spec.format else []
-    found = detect_format(pl.Series(spec.name, [text] * 10))
+    found = detect_format(series)
     candidates += [found] if found else []
     for candidate in candidates:
         parsed = candidate.parse(series)
         if parsed.item(0) is not None:
-            return parsed.cast(_dtype(spec)).item(0)
+            return parsed.cast(spec.polars_dtype).item(0)
     raise ConditionError(f"cannot condition {spec.name!r} on {text!r}: not a date/time"
                          + (f" written {spec.format!r}" if spec.format else "") + ".")
-
-
-def _dtype(spec: ColumnSpec) -> pl.DataType:
-    from synthforge.data.schema import _polars_dtype
-
-    return _polars_dtype(spec.dtype)
 
 
 def read_model_config(directory: str | Path) -> dict[str, Any]:

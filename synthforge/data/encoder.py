@@ -248,9 +248,7 @@ class _ColumnTransformer:
 
     @property
     def source_dtype(self) -> pl.DataType:
-        from synthforge.data.schema import _polars_dtype
-
-        return _polars_dtype(self.spec.dtype)
+        return self.spec.polars_dtype
 
     @property
     def width(self) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from synthforge.data.schema import ColumnKind, ColumnSpec
+from synthforge.data.schema import ColumnKind, ColumnSpec, _polars_dtype
 
 _MAX_SHAPES = 20
 _WORDS = ("lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit", "sed", "do",
@@ -105,8 +105,6 @@ def regenerate(name: str, plan: dict[str, Any], n: int, rng: np.random.Generator
                frame: pl.DataFrame | None = None) -> pl.Series:
     """``n`` fresh values for the column described by ``plan``, with its null rate (given ``frame``'s rows)."""
     if "constant" in plan:
-        from synthforge.data.schema import _polars_dtype
-
         return pl.repeat(plan["constant"], n, eager=True).cast(_polars_dtype(plan["dtype"])).alias(name)
     if "integer_above" in plan:
         # A wide range keeps values unique across batches in practice; Int64 holds it whatever the source type.

@@ -75,6 +75,11 @@ class ColumnSpec(BaseModel):
     def nullable(self) -> bool:
         return self.null_rate > 0
 
+    @property
+    def polars_dtype(self) -> pl.DataType:
+        """The column's polars type, from its stored string form."""
+        return _polars_dtype(self.dtype)
+
 
 class Schema(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -122,6 +127,16 @@ class ColumnOverride(BaseModel):
     format: str | None = Field(None, description="strftime format of a text date/time column, e.g. '%d/%m/%Y'.")
     invalid: Literal["error", "null"] = Field(
         "error", description="Text a date/time format cannot read: an error (default) or read as missing.")
+
+
+def column_overrides(kinds: dict[str, str], option: str = "--column") -> dict[str, ColumnOverride]:
+    """``name=kind`` pairs of a command line as ``source.columns`` overrides; an unknown kind names the known."""
+    known = [kind.value for kind in ColumnKind]
+    wrong = {name: kind for name, kind in kinds.items() if kind not in known}
+    if wrong:
+        raise DataError(f"{option} {', '.join(f'{n}={k}' for n, k in wrong.items())}: a kind is one of "
+                        f"{', '.join(known)}.")
+    return {name: ColumnOverride(kind=ColumnKind(kind)) for name, kind in kinds.items()}
 
 
 # Names that say "this identifies a person or a record" whatever the values look like.
@@ -200,15 +215,16 @@ def _infer_column(series: pl.Series, override: ColumnOverride, null_count: int, 
         if null_count == series.len():
             return _constant(series, null_count)
     note = None
+    personal = _content_looks_personal(series)  # what personal data the values look like, if any
     kind = override.kind
     if kind is None:
-        kind, note = _infer_kind(series, n_unique, null_count, max_categories)
+        kind, note = _infer_kind(series, n_unique, null_count, max_categories, personal)
     _reject_unlearnable(series, kind)
     spec = _describe_column(series, kind, null_count, n_unique, handling)
     updates: dict[str, Any] = {"note": note}
     if text_format is not None:
         updates |= {"format": text_format.format, "note": f"dates/times written {text_format.format!r}"}
-    if name_looks_personal(name) or (kind != ColumnKind.free_text and _content_looks_personal(series)):
+    if name_looks_personal(name) or (kind != ColumnKind.free_text and personal):
         updates["pii"] = True
     return spec.model_copy(update=updates)
 
@@ -255,8 +271,8 @@ def _column_stats(table: pl.DataFrame) -> dict[str, tuple[int, int]]:
     return {c: (row[f"nulls:{c}"], row[f"unique:{c}"]) for c in table.columns}
 
 
-def _infer_kind(series: pl.Series, n_unique: int, null_count: int,
-                max_categories: int) -> tuple[ColumnKind, str | None]:
+def _infer_kind(series: pl.Series, n_unique: int, null_count: int, max_categories: int,
+                personal: str | None) -> tuple[ColumnKind, str | None]:
     dtype = series.dtype
     non_null = series.len() - null_count
     looks_unique = non_null >= 20 and n_unique >= 0.95 * non_null
@@ -278,7 +294,6 @@ def _infer_kind(series: pl.Series, n_unique: int, null_count: int,
         if name_looks_personal(series.name):
             return ColumnKind.identifier, ("its name says it holds names, contact details or addresses: never "
                                            "learned unless the recipe sets its kind")
-        personal = _content_looks_personal(series)
         if personal:
             return ColumnKind.identifier, (f"its values look like {personal}: never learned unless the recipe "
                                            f"sets its kind")
@@ -495,7 +510,7 @@ def enforce(table: pl.DataFrame, schema: Schema) -> pl.DataFrame:
             expression = expression.round(column.decimals)
         if column.kind == ColumnKind.integer:
             expression = expression.round(0)
-        expressions.append(expression.cast(_polars_dtype(column.dtype)).alias(column.name))
+        expressions.append(expression.cast(column.polars_dtype).alias(column.name))
     return table.select(expressions)
 
 
