@@ -202,6 +202,12 @@ def sample(
     from synthforge.threads import limited_threads, thread_share
 
     pm = _plugin_manager(plugins_dir)
+    from synthforge.relational import is_database_model
+
+    if is_database_model(model_dir):
+        _sample_database(model_dir, rows, out, seed, pm, bool(condition or sampling or protect_rows_of
+                                                               or partitions > 1))
+        return
     model = load(model_dir, pm=pm)
     raw = {}
     for item in condition or []:
@@ -231,6 +237,39 @@ def sample(
             sink.write(as_polars(model.sample(count, conditions, seed=derive_seed(seed, offset), **sample_params)))
     redrawn = f" ({model.copies_redrawn_:,} copies of rare training rows drawn again)" if protection else ""
     _console().print(f"wrote {rows:,} rows to {out}{redrawn}")
+
+
+def _sample_database(model_dir: Path, rows: int, out: Path, seed: int, pm: Any, unsupported: bool) -> None:
+    """A related-tables model: ``rows`` rows of its first root table with their children, one file per table in
+    the folder ``out`` (csv, or the format its name's extension says: ``out.parquet/``), written atomically."""
+    from synthforge.data.io import open_writer, replace_atomically, staging_path
+    from synthforge.relational import DatabaseGenerator
+    from synthforge.threads import limited_threads, thread_share
+
+    if unsupported:
+        raise typer.BadParameter("a related-tables model samples whole databases: --condition, --set, "
+                                 "--protect-rows-of and --partitions apply to one table", param_hint="--rows")
+    model = DatabaseGenerator.load(model_dir, pm)
+    extension = out.suffix.lstrip(".") or "csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = staging_path(out)
+    staging.mkdir()
+    try:
+        with limited_threads(thread_share()):
+            tables = model.sample(rows, seed=seed)
+        for name, frame in tables.items():
+            sink = open_writer(staging / f"{name}.{extension}", extension, pm=pm)
+            try:
+                sink.write(frame)
+            finally:
+                sink.close()
+        replace_atomically(staging, out)
+    finally:
+        if staging.exists():
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
+    _console().print(f"wrote {', '.join(f'{n} ({f.height:,} rows)' for n, f in tables.items())} to {out}/")
 
 
 def _key_values(items: list[str], option: str) -> dict[str, Any]:

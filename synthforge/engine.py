@@ -99,6 +99,11 @@ def run(
 
 def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: RunResult, timer: _Timer,
          log: Callable[[str], None], progress: bool) -> None:
+    if recipe.source.relational:
+        from synthforge.engine_tables import run_tables
+
+        return run_tables(recipe, pm, info, result, timer, log, progress)
+    assert recipe.source.path is not None
     source_path = recipe.resolve(recipe.source.path)
     result.privacy_off = privacy_turned_off(recipe, pm)
     for line in result.privacy_off:
@@ -187,6 +192,11 @@ def validate_recipe(recipe: Recipe, pm: SynthForgePluginManager | None = None) -
     """
     pm = pm or get_plugin_manager()
     validate_plugins(recipe, pm)
+    if recipe.source.relational:
+        from synthforge.engine_tables import validate_tables
+
+        return validate_tables(recipe, pm)
+    assert recipe.source.path is not None
     table, schema = _infer(recipe, _load(recipe, recipe.resolve(recipe.source.path), pm))
     notes = [f"{table.height:,} rows × {table.width} columns read"]
     notes += [f"column {c.name!r}: {c.kind.value}, {c.note}" for c in schema.columns if c.note]
@@ -419,14 +429,15 @@ def run_checks(checks: list[CheckSpec] | None, pm: SynthForgePluginManager, trai
     table on purpose, so whole-distribution gates only warn unless the recipe sets ``on_fail``.
     """
     kinds = ("quality",) if impute else ("quality", "privacy")
+    table_checks = {name: cls for name, cls in pm.checks().items() if not cls.relational}
     if checks is None:
-        specs = [(cls, {}, Gate()) for cls in pm.checks().values()
+        specs = [(cls, {}, Gate()) for cls in table_checks.values()
                  if cls.default and cls.kind in kinds and cls.applies(schema)]
     else:
         specs = [(pm.get_check(spec.name), dict(spec.params), Gate(min=spec.min, max=spec.max, on_fail=spec.on_fail))
-                 for spec in checks if spec.enabled]
+                 for spec in checks if spec.enabled and spec.name in table_checks]
         named = {spec.name for spec in checks}
-        specs += [(cls, {}, Gate()) for name, cls in pm.checks().items()
+        specs += [(cls, {}, Gate()) for name, cls in table_checks.items()
                   if cls.mandatory and cls.kind in kinds and name not in named and cls.applies(schema)
                   and not (impute and cls.kind != "privacy")]
     results = []

@@ -15,6 +15,12 @@ own, a ``SampleParams`` model, and implements (``PLUGIN_METHODS``):
   ``data`` is an encoded matrix and ``missing`` a boolean ``(rows, learned
   columns)`` mask, columns in ``self.encoder_.columns`` order; return ``data`` with
   the missing columns' spans filled;
+- ``_sample_given(self, data, given, rng)`` (only with ``supports_context = True``): ``data`` is an
+  encoded matrix and ``given`` a boolean ``(rows, learned columns)`` mask; return ``data`` with the
+  columns that are not given drawn from the model's conditional *of each row* (nulls included, as
+  learned). :meth:`Generator.sample_given` uses it for the child rows of related tables (the parent's
+  attributes and the rows before in a sequence as context); a generator without it gets the
+  documented fallback there (rows conditioned on the context's categorical values, group by group);
 - ``_get_state()`` / ``_set_state(arrays, extra)``: the fitted state as numpy arrays
   (saved as safetensors) plus JSON-able extras. Never pickle;
 - optionally ``encoder_config()``, when the encoding depends on params.
@@ -68,15 +74,17 @@ WEIGHTS_FILE = "weights.safetensors"
 MAX_REDRAWS = 20
 # A model that still samples the pool of rare values after this many rounds learned little else for a column.
 MAX_POOLED_REDRAWS = 100
+# Keeps each drawn row beside its context row while rows are drawn again.
+ROW_INDEX = "__row__"
 
 #: What a plugin implements or may override: the model, and how its state is saved.
-PLUGIN_METHODS = ("_fit", "_sample", "_impute", "_get_state", "_set_state", "encoder_config")
+PLUGIN_METHODS = ("_fit", "_sample", "_impute", "_sample_given", "_get_state", "_set_state", "encoder_config")
 #: What the base class owns, the same for every plugin; a subclass defining one of these fails when it is
 #: created, so a helper of the same name cannot silently replace the machinery that keeps the promises.
 RESERVED_NAMES = frozenset({
-    "fit", "sample", "impute", "save", "load", "protect_rows",
+    "fit", "sample", "sample_given", "impute", "save", "load", "protect_rows",
     "_check_fitted", "_check_conditions", "_encode_conditions", "_draw", "_redraw_forbidden",
-    "_sample_by_rejection", "_finish", "_pooled_columns", "_sampling_with",
+    "_sample_by_rejection", "_finish", "_pooled_columns", "_sampling_with", "_draw_given", "_context_groups",
 })
 
 
@@ -183,6 +191,8 @@ class Generator:
     encoding: ClassVar[EncoderConfig] = EncoderConfig()
     supports_conditions: ClassVar[bool] = False
     supports_imputation: ClassVar[bool] = False
+    #: ``_sample_given`` conditions each row on its own given columns (see :meth:`sample_given`)
+    supports_context: ClassVar[bool] = False
     # A torch model must say so: its weights are initialised from torch's global generator, which must be
     # seeded before _fit builds them, and start-up must not import torch for the other generators.
     uses_torch: ClassVar[bool] = False
@@ -264,12 +274,12 @@ class Generator:
         self._protected: tuple[pl.Schema, pl.Series] | None = None
         self._protected_records: tuple[pl.Schema, pl.Series] | None = None
         if below > 0 and columns and frame.height:
-            self._protected = _rare_row_hashes(frame.select(columns), below)
+            self._protected = rare_row_hashes(frame.select(columns), below)
             # A row may differ from every training row in a measurement nobody knows (a date, a weight) and still
             # single out a person by what can be known: a training record unique on its quasi-identifiers.
             known = [c for c in self.schema_.quasi_identifiers if c in frame.columns]
             if known and len(known) < len(columns):
-                self._protected_records = _rare_row_hashes(frame.select(known), 2)
+                self._protected_records = rare_row_hashes(frame.select(known), 2)
         return self
 
     def sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int | None = None,
@@ -293,6 +303,85 @@ class Generator:
             frame = self._redraw_forbidden(self._draw(int(n), conditions, rng), conditions, rng)
         frame = to_source(frame, self.schema_)  # dates the source held as text written back in its format
         return frame.to_pandas() if getattr(self, "frame_kind_", "polars") == "pandas" else frame
+
+    def sample_given(self, context: pl.DataFrame, seed: int | None = None, **sample_params: Any) -> pl.DataFrame:
+        """One synthetic row per row of ``context``, holding that row's values (nulls too) exactly.
+
+        ``context`` holds some learned columns; the others are drawn given them, row by row. This is
+        how related tables are generated: a child row given its parent's attributes, and, in a
+        sequence, the row before it. A generator with ``supports_context`` draws from its own
+        per-row conditional (``_sample_given``); any other gets the fallback: the context's
+        categorical and boolean values as ``conditions``, one call per distinct combination (numeric
+        context is then not conditioned on, and a value the generator cannot condition on is left
+        out of that group's conditions). Copies of rare training rows, the pool of rare values and
+        broken rules are drawn again with the same context, as in :meth:`sample`.
+        """
+        self._check_fitted()
+        unknown = [c for c in context.columns if c not in self.encoder_.columns and c not in self.encoder_.derived_]
+        if unknown:
+            raise ConditionError(f"cannot sample given {', '.join(map(repr, unknown))}: not learned columns of this "
+                                 f"model ({', '.join(self.encoder_.columns)}).")
+        if seed is None:
+            seed = derive_seed(self.seed_, "sample", self.sample_calls_)
+            self.sample_calls_ += 1
+        rng = np.random.default_rng(seed)
+        seed_everything(derive_seed(seed, "global"))
+        context = context.with_columns(
+            pl.col(c).cast(self.schema_[c].polars_dtype, strict=False) for c in context.columns)
+        rows = pl.Series(ROW_INDEX, np.arange(context.height, dtype=np.int64))
+
+        def draw(which: pl.Series) -> pl.DataFrame:
+            return self._draw_given(context[which.to_numpy()], rng).with_columns(which.alias(ROW_INDEX))
+
+        with self._sampling_with(sample_params):
+            frame = draw(rows)
+            frame = self._redraw_forbidden(frame, {}, rng, redraw=lambda redo: draw(redo.get_column(ROW_INDEX)))
+        frame = frame.sort(ROW_INDEX).drop(ROW_INDEX)
+        return to_source(frame, self.schema_)
+
+    def _draw_given(self, context: pl.DataFrame, rng: np.random.Generator) -> pl.DataFrame:
+        if context.height == 0:
+            return self._draw(0, {}, rng)
+        if not self.supports_context:
+            parts = [self._draw(count, conditions, rng).with_columns(pl.Series(ROW_INDEX, where))
+                     for conditions, where, count in self._context_groups(context)]
+            frame = pl.concat(parts).sort(ROW_INDEX).drop(ROW_INDEX)
+            return frame.with_columns(context.get_column(c).alias(c) for c in context.columns
+                                      if self.schema_[c].kind in (ColumnKind.categorical, ColumnKind.boolean))
+        columns = self.encoder_.columns
+        given = [c for c in columns if c in context.columns]
+        frame = pl.DataFrame([
+            context.get_column(c).cast(self.encoder_.transformer(c).source_dtype, strict=False) if c in given
+            else pl.Series(c, [None] * context.height, dtype=self.encoder_.transformer(c).source_dtype)
+            for c in columns])
+        frame = to_differences(frame, self.orderings_)
+        mask = np.zeros((context.height, len(columns)), dtype=bool)
+        mask[:, [columns.index(c) for c in given]] = True
+        drawn = self.encoder_.decode(self._sample_given(self.encoder_.encode(frame), mask, rng))
+        drawn = from_differences(drawn, self.orderings_, self.schema_)
+        drawn = drawn.with_columns(context.get_column(c).cast(drawn.schema[c], strict=False).alias(c)
+                                   for c in context.columns if c in drawn.columns)
+        return self._finish(drawn, {}, rng)
+
+    def _context_groups(self, context: pl.DataFrame) -> Iterator[tuple[dict[str, Any], np.ndarray, int]]:
+        """The fallback's (conditions, row positions, rows) per distinct categorical context."""
+        discrete = (ColumnKind.categorical, ColumnKind.boolean)
+        usable = [c for c in context.columns if self.schema_[c].kind in discrete and c in self.encoder_.columns]
+        if not usable:
+            yield {}, np.arange(context.height), context.height
+            return
+        groups = context.select(usable).with_row_index(ROW_INDEX).group_by(usable, maintain_order=True) \
+            .agg(pl.col(ROW_INDEX))
+        for row in groups.iter_rows(named=True):
+            where = np.asarray(row.pop(ROW_INDEX), dtype=np.int64)
+            conditions = {}
+            for column, value in row.items():
+                try:
+                    self._check_conditions({column: value})
+                except ConditionError:
+                    continue  # a value too rare in this table to condition on: the rest still hold
+                conditions[column] = value
+            yield conditions, where, len(where)
 
     @contextlib.contextmanager
     def _sampling_with(self, given: Mapping[str, Any]) -> Iterator[None]:
@@ -405,6 +494,9 @@ class Generator:
     def _impute(self, data: np.ndarray, missing: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement _impute")
 
+    def _sample_given(self, data: np.ndarray, given: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement _sample_given")
+
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         raise NotImplementedError(f"{type(self).__name__} must implement _get_state")
 
@@ -473,13 +565,14 @@ class Generator:
         frame = from_differences(frame, self.orderings_, self.schema_)
         return self._finish(frame, conditions, rng)
 
-    def _redraw_forbidden(self, frame: pl.DataFrame, conditions: dict[str, Any],
-                          rng: np.random.Generator) -> pl.DataFrame:
+    def _redraw_forbidden(self, frame: pl.DataFrame, conditions: dict[str, Any], rng: np.random.Generator,
+                          redraw: Callable[[pl.DataFrame], pl.DataFrame] | None = None) -> pl.DataFrame:
         """Replace rows that may not be output with fresh draws under the same conditions.
 
         Two kinds: a copy of a protected training row (see :meth:`protect_rows`), counted in
         ``copies_redrawn_``; and a row holding the pool of rare values (``_RARE_``), which stands for
         real values too rare to show and is no value itself, counted in ``pooled_redrawn_``.
+        ``redraw`` draws the replacements of the given rows (default: under ``conditions``).
         """
         protected = getattr(self, "_protected", None)
         records = getattr(self, "_protected_records", None)
@@ -498,11 +591,11 @@ class Generator:
                 broken_by[rule.describe()] = int((~held).sum())
                 first_held.setdefault(rule.describe(), float(held.mean() or 0.0))
                 broken = broken | ~held
-            copies = _matches(frame, protected) if protected is not None else nothing
+            copies = matching_rows(frame, protected) if protected is not None else nothing
             # A record unique on its quasi-identifiers is drawn again for MAX_REDRAWS rounds, then kept: in a
             # coarse quasi-identifier space a generator may keep drawing such a combination by its own
             # frequency, not by memory (the rare_combinations gate judges what is left).
-            singled_out = _matches(frame, records) if records is not None and round_ < MAX_REDRAWS else nothing
+            singled_out = matching_rows(frame, records) if records is not None and round_ < MAX_REDRAWS else nothing
             holds_pool = frame.select(pl.any_horizontal(pl.col(c) == RARE for c in pooled).fill_null(False)) \
                 .to_series() if pooled else nothing
             copies_left = int(copies.sum())
@@ -522,8 +615,9 @@ class Generator:
             self.copies_redrawn_ += copies_left + singled_left
             self.pooled_redrawn_ += pooled_left
             self.constraint_redrawn_ += broken_left
-            redraw = copies | singled_out | holds_pool | broken
-            frame = pl.concat([frame.filter(~redraw), self._draw(int(redraw.sum()), conditions, rng)])
+            again = copies | singled_out | holds_pool | broken
+            fresh = redraw(frame.filter(again)) if redraw else self._draw(int(again.sum()), conditions, rng)
+            frame = pl.concat([frame.filter(~again), fresh])
         if not pooled_left:
             rule = max(broken_by, key=broken_by.__getitem__)
             raise SynthForgeError(
@@ -607,14 +701,14 @@ def coerce_conditions(schema: Schema, raw: Mapping[str, str]) -> dict[str, Any]:
     return conditions
 
 
-def _matches(frame: pl.DataFrame, protection: tuple[pl.Schema, pl.Series]) -> pl.Series:
+def matching_rows(frame: pl.DataFrame, protection: tuple[pl.Schema, pl.Series]) -> pl.Series:
     """Which rows of ``frame`` hash, on the protection's columns, to one of its protected rows."""
     schema, hashes = protection
     return frame.select(pl.col(name).cast(dtype, strict=False) for name, dtype in schema.items()) \
         .hash_rows().is_in(hashes)
 
 
-def _rare_row_hashes(frame: pl.DataFrame, below: int) -> tuple[pl.Schema, pl.Series]:
+def rare_row_hashes(frame: pl.DataFrame, below: int) -> tuple[pl.Schema, pl.Series]:
     """The frame's schema and the hashes of its rows held by fewer than ``below`` rows (one list, for is_in)."""
     counts = frame.hash_rows().value_counts(name="count")
     return frame.schema, counts.filter(pl.col("count") < below).to_series(0).implode()

@@ -38,6 +38,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "synthforge.baseline",
     "synthforge.checks.builtin",
     "synthforge.checks.suite",
+    "synthforge.checks.relational",
 )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -38,10 +39,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class SourceSpec(_Strict):
-    """The real table to learn from."""
+class _TableOptions(_Strict):
+    """How one table is read and described; shared by a flat source and each table of a dataset."""
 
-    path: Path = Field(description="csv, parquet, ndjson or Arrow IPC file; relative to the recipe file.")
     format: str | None = Field(None, description="Reader to use; by default chosen from the file's extension.")
     columns: dict[str, ColumnOverride] = Field(
         default_factory=dict, description="Per-column kind and identifier handling, overriding inference."
@@ -60,6 +60,60 @@ class SourceSpec(_Strict):
         if isinstance(value, dict):
             return {k: {"kind": v} if isinstance(v, str) else v for k, v in value.items()}
         return value
+
+
+class ForeignKeySpec(_Strict):
+    """A column whose values are keys of another table's rows."""
+
+    column: str = Field(description="The column of this table holding the key.")
+    parent: str = Field(description="The table whose primary key it holds (a name under source.tables).")
+
+
+class TableSpec(_TableOptions):
+    """One table of a dataset of related tables (``source.tables``)."""
+
+    path: Path = Field(description="csv, parquet, ndjson or Arrow IPC file; relative to the recipe file.")
+    primary_key: str | None = Field(None, description="The column that identifies each row (unique, no nulls).")
+    foreign_keys: list[ForeignKeySpec] = Field(
+        default_factory=list, description="Keys of other tables. The first makes this table a child of that "
+                                          "parent: its rows are generated for each synthetic parent row, their "
+                                          "number learned; further ones are references, chosen by a learned model.")
+    sequence_by: str | None = Field(
+        None, description="A child's column (date or number) that orders each parent's rows as a sequence; each "
+                          "row is then generated given the rows before it.")
+    constraints: list[Constraint] = Field(default_factory=list, description="This table's business rules.")
+    target: str | None = Field(None, description="Column to predict, for this table's ML-efficacy checks.")
+
+    @field_validator("foreign_keys", mode="before")
+    @classmethod
+    def _mapping_shorthand(cls, value: Any) -> Any:
+        """``foreign_keys: {country_id: countries}`` is short for ``[{column: country_id, parent: countries}]``."""
+        if isinstance(value, dict):
+            return [{"column": column, "parent": parent} for column, parent in value.items()]
+        return value
+
+
+class SourceSpec(_TableOptions):
+    """The real table to learn from (``path``), or a dataset of related tables (``tables``)."""
+
+    path: Path | None = Field(None, description="csv, parquet, ndjson or Arrow IPC file; relative to the recipe "
+                                                "file.")
+    tables: dict[str, TableSpec] = Field(
+        default_factory=dict, description="Related tables by name, each with its file, primary key, foreign keys "
+                                          "and, for a sequence, the column that orders it (instead of `path`).")
+
+    @model_validator(mode="after")
+    def _one_kind_of_source(self) -> SourceSpec:
+        if (self.path is None) == (not self.tables):
+            raise ValueError("give either `path` (one table) or `tables` (related tables), not "
+                             + ("both" if self.path is not None else "neither"))
+        if self.tables and (self.columns or self.drop):
+            raise ValueError("with `tables`, `columns` and `drop` go under each table (source.tables.NAME.columns)")
+        return self
+
+    @property
+    def relational(self) -> bool:
+        return bool(self.tables)
 
 
 class HoldoutSpec(_Strict):
@@ -82,7 +136,9 @@ class GeneratorSpec(_Strict):
 class OutputSpec(_Strict):
     mode: Mode = Field("synthesize", description="synthesize | augment | rebalance | conditions | impute.")
     path: Path = Field(description="Output folder; written atomically.")
-    rows: int | None = Field(None, ge=0, description="Synthetic rows (default: as many as the training rows).")
+    rows: int | None = Field(None, ge=0, description="Synthetic rows (default: as many as the training rows); "
+                                                     "related tables: rows of the first root table, the other "
+                                                     "roots scaled alike, children as learned.")
     format: str = Field("csv", description="Format of the dataset file: csv, parquet, ndjson or ipc.")
     column: str | None = Field(None, description="rebalance: the categorical column to rebalance.")
     shares: dict[str, float] | Literal["uniform"] = Field(
@@ -143,6 +199,8 @@ class CheckSpec(_Strict):
     min: float | None = Field(None, description="The run fails (or warns) below this score.")
     max: float | None = Field(None, description="The run fails (or warns) above this score.")
     on_fail: OnFail | None = Field(None, description="error (default for privacy) or warn.")
+    table: str | None = Field(None, description="Related tables: the one table this check's gate is for "
+                                                "(default: every table; relational checks take none).")
     enabled: bool = Field(True, description="`off` turns this check off; the only way to turn off a check that "
                                             "runs in every run (exact_copies, identifier_leak), and the report "
                                             "says so in red.")
@@ -168,6 +226,21 @@ class Recipe(_Strict):
 
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
     _file: str = PrivateAttr(default="<recipe>")
+
+    @model_validator(mode="after")
+    def _related_tables_need(self) -> Recipe:
+        if not self.source.relational:
+            return self
+        if self.output.mode != "synthesize":
+            raise ValueError(f"output.mode {self.output.mode!r} applies to one table; related tables are "
+                             f"synthesized whole (mode: synthesize)")
+        if self.holdout.path is not None:
+            raise ValueError("holdout.path applies to one table; related tables hold out a fraction of their "
+                             "root rows with all their children (holdout: {fraction: 0.2})")
+        if self.constraints or self.target:
+            raise ValueError("with source.tables, `constraints` and `target` go under each table "
+                             "(source.tables.NAME.constraints)")
+        return self
 
     @field_validator("holdout", mode="before")
     @classmethod
@@ -295,6 +368,11 @@ def validate_plugins(recipe: Recipe, pm: SynthForgePluginManager) -> None:
             raise RecipeError(f"{where(('checks', index, 'name'))}checks[{index}]: {error}") from None
 
 
+def recipe_locator(recipe: Recipe) -> Callable[[tuple], str]:
+    """``where(("source", "tables", "visits"))`` → ``"recipe.yaml:12: "``: the line of that key or its parent."""
+    return _locator(getattr(recipe, "_lines", {}), recipe.file)
+
+
 def _parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int]]:
     loader = yaml.SafeLoader(text)
     try:
@@ -388,5 +466,6 @@ def _model_of(annotation: Any) -> Any:
     return None
 
 
-__all__ = ["CheckSpec", "ColumnKind", "GeneratorSpec", "HoldoutSpec", "OutputSpec", "Recipe", "SourceSpec",
+__all__ = ["CheckSpec", "ColumnKind", "ForeignKeySpec", "GeneratorSpec", "HoldoutSpec", "OutputSpec", "Recipe",
+           "SourceSpec", "TableSpec",
            "load_recipe", "recipe_json_schema", "validate_plugins"]

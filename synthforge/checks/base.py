@@ -76,6 +76,8 @@ class Check:
     scores_output_rows: ClassVar[bool] = False
     #: compares whole distributions, so only warns on a run that shifts them on purpose (rebalance, conditions)
     warns_when_shifted: ClassVar[bool] = False
+    #: looks at a whole dataset of related tables (:class:`synthforge.checks.relational.RelationalCheck`), not a table
+    relational: ClassVar[bool] = False
 
     def __init__(self, params: BaseModel | dict[str, Any] | None = None) -> None:
         self.params = validate_params(self.Params, params, f"check {self.name!r}")
@@ -104,6 +106,12 @@ class Check:
             return CheckResult(self.name, self.kind, None, gate.min, gate.max, gate.on_fail or self.default_on_fail,
                                True, "skipped: needs a holdout table", {"skipped": True})
         score, summary, details = self.measure(train, holdout, synthetic, schema)
+        return self.judge(score, summary, details, gate, time.perf_counter() - started)
+
+    def judge(self, score: float | None, summary: str, details: dict[str, Any], gate: Gate | None,
+              seconds: float) -> CheckResult:
+        """The result of a measured score against the recipe's ``gate`` (else the check's own)."""
+        gate = gate or Gate()
         default_min, default_max = (None if v is None else float(v) for v in self.gate_from_data(details))
         minimum = gate.min if gate.min is not None else default_min
         maximum = gate.max if gate.max is not None else default_max
@@ -112,4 +120,4 @@ class Check:
             (minimum is None or score >= minimum - 1e-12) and (maximum is None or score <= maximum + 1e-12)
         ))
         return CheckResult(self.name, self.kind, score, minimum, maximum, gate.on_fail or self.default_on_fail,
-                           passed, summary, details, time.perf_counter() - started)
+                           passed, summary, details, seconds)

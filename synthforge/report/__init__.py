@@ -58,6 +58,61 @@ def write_reports(directory: Path, **parts: Any) -> dict[str, Any]:
     return report
 
 
+def build_database_report(*, info: dict[str, Any], database: Any, checks: list[CheckResult]) -> dict[str, Any]:
+    """One report for related tables: the relational checks, cardinality per relationship, each table's report."""
+    from synthforge.checks.relational import cardinality_scores
+
+    tables = {}
+    for name, schema in database.schemas.items():
+        own = [c for c in checks if c.name.endswith(f"[{name}]")]
+        keys = set(database.relations.keys(name))
+        learned = Schema(columns=[c for c in schema.columns if c.name not in keys], constraints=schema.constraints)
+        tables[name] = build_report(info=info, train=database.train[name],
+                                    holdout=(database.holdout or {}).get(name), synthetic=database.synthetic[name],
+                                    schema=learned, checks=own)
+    return {
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "run": info,
+        "passed": all(c.passed or c.on_fail == "warn" for c in checks),
+        "checks": [c.as_dict() for c in checks if not c.name.endswith("]")],
+        "relationships": [{"relationship": name, **scores} for name, scores in cardinality_scores(database).items()],
+        "tables": tables,
+    }
+
+
+def write_database_reports(directory: Path, **parts: Any) -> dict[str, Any]:
+    report = build_database_report(**parts)
+    (directory / "report.json").write_text(json.dumps(report, indent=1, default=_json_default))
+    (directory / "report.html").write_text(render_database_html(report), encoding="utf-8")
+    return report
+
+
+def render_database_html(report: dict[str, Any]) -> str:
+    run = report["run"]
+    title = f"SynthForge report — {html.escape(str(run.get('recipe', 'evaluation')))}"
+    verdict = "passed" if report["passed"] else "FAILED"
+    names = ", ".join(f"<a href='#table-{html.escape(n)}'>{html.escape(n)}</a>" for n in report["tables"])
+    body = [f"<h1>{title}</h1>", f"<p class='verdict {'ok' if report['passed'] else 'bad'}'>Gates {verdict}</p>",
+            _privacy_off(run), f"<p>Tables: {names}</p>", "<h2>The dataset as a whole</h2>",
+            _checks_table(report["checks"]), "<h2>Relationships: child rows per parent row</h2>",
+            f"<p class='legend'><span style='color:{REAL_COLOUR}'>■ real (training)</span> "
+            f"<span style='color:{SYNTHETIC_COLOUR}'>■ synthetic</span>; the last bar holds every count at or above "
+            f"the real 99th percentile.</p>",
+            "<div class='grid'>" + "".join(
+                _column_plot({"name": f"{r['relationship']} (mean {r['mean']['real']:.2f} real, "
+                                      f"{r['mean']['synthetic']:.2f} synthetic; score {r['score']:.3f})",
+                              "numeric": True, "edges": r["edges"], "real": r["real"], "synthetic": r["synthetic"],
+                              "null_rate": {"real": 0, "synthetic": 0}}, width=420)
+                for r in report["relationships"]) + "</div>"]
+    for name, table in report["tables"].items():
+        body += [f"<h2 id='table-{html.escape(name)}'>Table {html.escape(name)}</h2>", _checks_table(table["checks"]),
+                 "<div class='grid'>" + "".join(_column_plot(c) for c in table["columns"]) + "</div>"]
+        body += _check_sections(table["checks"])
+        body.append(_profile_table(table.get("profile", [])))
+    body += ["<h2>Run</h2>", _run_table(run)]
+    return _PAGE.format(title=title, body="\n".join(body))
+
+
 def _column_summary(real: pl.DataFrame, fake: pl.DataFrame, name: str, numeric: bool) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "name": name,

@@ -90,6 +90,7 @@ class AutoregressiveGenerator(TorchGenerator):
     SampleParams = AutoregressiveSampleParams
     supports_conditions = True
     supports_imputation = True
+    supports_context = True
     weights: ClassVar[dict[str, str]] = {"network_": "network."}
     params: AutoregressiveParams
 
@@ -281,6 +282,10 @@ class AutoregressiveGenerator(TorchGenerator):
                 if span is not None:
                     filled[rows, span.start : span.stop] = data[rows, span.start : span.stop]
         return filled
+
+    def _sample_given(self, data: np.ndarray, given: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Each row's hidden columns from p(x_j | its given columns), nulls drawn as learned."""
+        return self._detokenize(self._complete(self._tokenize(data), given, rng, allow_missing=True), rng)
 
     def _complete(self, tokens: np.ndarray, visible: np.ndarray, rng: np.random.Generator,
                   allow_missing: bool) -> np.ndarray:

@@ -1,0 +1,219 @@
+"""The pipeline for a recipe of related tables (``source.tables``), step for step as a flat run's.
+
+load every table → infer each schema (keys as identifiers) → check the keys → hold out a fraction of
+the entity roots with all their children → fit the tables in their structure
+(:class:`synthforge.relational.DatabaseGenerator`) → sample a database → check every table and the
+relationships → write one file per table, the reports, the model and the manifest into one hidden
+folder, renamed into place only when every gate passed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from synthforge.checks.base import CheckResult, Gate
+from synthforge.checks.relational import Database
+from synthforge.constraints import check_constraints
+from synthforge.data.io import open_writer, read_table, remove_abandoned_staging, replace_atomically, staging_path
+from synthforge.data.schema import ColumnKind, ColumnOverride, Schema, infer_schema, prepare_source, to_internal
+from synthforge.engine import (
+    FORMAT_EXTENSIONS,
+    RunInfo,
+    RunResult,
+    _gate_message,
+    _keep_failed_reports,
+    _log_checks,
+    _now,
+    _Timer,
+    privacy_turned_off,
+    run_checks,
+)
+from synthforge.errors import DataError, GateFailed
+from synthforge.generator import FitContext
+from synthforge.plugins import SynthForgePluginManager
+from synthforge.provenance import file_sha256, machine, package_versions
+from synthforge.recipe import CheckSpec, Recipe, TableSpec, recipe_locator
+from synthforge.relational import DatabaseGenerator, Relations, check_keys, split_holdout
+from synthforge.seeds import RandomStreams, derive_seed
+
+
+def load_tables(recipe: Recipe, pm: SynthForgePluginManager) -> tuple[Relations, dict[str, pl.DataFrame],
+                                                                        dict[str, Schema]]:
+    """Every table read, its schema inferred (its keys as identifiers) and its dates parsed; keys checked."""
+    relations = Relations.from_recipe(recipe)
+    where = recipe_locator(recipe)
+    frames, schemas = {}, {}
+    for name, spec in recipe.source.tables.items():
+        table = prepare_source(read_table(recipe.resolve(spec.path), spec.format, pm=pm, ragged_rows=spec.ragged_rows),
+                               drop=spec.drop, nan_as_null=spec.nan_as_null)
+        overrides = dict(spec.columns)
+        for key in relations.keys(name):
+            if key in table.columns:
+                overrides.setdefault(key, ColumnOverride(kind=ColumnKind.identifier))
+        try:
+            schema = infer_schema(table, overrides, max_categories=spec.max_categories)
+        except DataError as error:
+            raise DataError(f"{where(('source', 'tables', name))}table {name!r}: {error}") from None
+        frames[name] = to_internal(table, schema, invalid={c: o.invalid for c, o in spec.columns.items()})
+        schemas[name] = schema
+    check_keys(relations, frames, lambda table: where(("source", "tables", table)))
+    return relations, frames, schemas
+
+
+def _with_constraints(spec: TableSpec, schema: Schema, train: pl.DataFrame, below: int, where: str) -> Schema:
+    if not spec.constraints:
+        return schema
+    check_constraints(spec.constraints, [c.name for c in schema.learned], where=where)
+    return schema.model_copy(update={"constraints": [rule.fit(train, max(below, 1)) for rule in spec.constraints]})
+
+
+def validate_tables(recipe: Recipe, pm: SynthForgePluginManager) -> list[str]:
+    """``synthforge validate`` for related tables: read, infer and check every key without training."""
+    relations, frames, schemas = load_tables(recipe, pm)
+    notes = [f"table {name!r}: {frame.height:,} rows × {frame.width} columns" for name, frame in frames.items()]
+    notes += [f"{relation.describe()}" + (f", a sequence ordered by {relation.sequence_by!r}"
+                                          if relation.sequence_by else "")
+              + ("" if relation.primary else " (a reference)") for relation in relations.relations]
+    notes += [f"table {name!r} column {c.name!r}: {c.kind.value}, {c.note}" for name, schema in schemas.items()
+              for c in schema.columns if c.note]
+    return notes
+
+
+def run_tables(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: RunResult, timer: _Timer,
+               log: Callable[[str], None], progress: bool) -> None:
+    result.privacy_off = privacy_turned_off(recipe, pm)
+    for line in result.privacy_off:
+        log(f"PRIVACY OFF: {line}")
+    where = recipe_locator(recipe)
+    with timer("load"):
+        relations, frames, schemas = load_tables(recipe, pm)
+        log("loaded " + ", ".join(f"{name} ({frame.height:,} rows)" for name, frame in frames.items())
+            + f"; {result.threads} CPU thread{'s' if result.threads != 1 else ''}")
+    with timer("split"):
+        train, holdout = split_holdout(relations, frames, recipe.holdout.fraction,
+                                       RandomStreams(recipe.seed).rng("split"))
+        schemas = {name: _with_constraints(recipe.source.tables[name], schema, train[name],
+                                           recipe.copy_protection_below,
+                                           f"{where(('source', 'tables', name, 'constraints'))}source.tables.{name}."
+                                           f"constraints") for name, schema in schemas.items()}
+        held = ", ".join(f"{n} {t.height:,}" for n, t in (holdout or {}).items())
+        log(f"holding out {held or 'nothing'}")
+    generator_class = pm.get_generator(recipe.generator.name)
+
+    def context_for(table: str) -> FitContext:
+        return FitContext(
+            seed=derive_seed(recipe.seed, "table", table), device=recipe.generator.device, progress=progress,
+            protect_rows_below=recipe.copy_protection_below, log=None if progress else log,
+            on_epoch_end=lambda epoch, metrics: pm.hook.synthforge_epoch_end(run=info, epoch=epoch, metrics=metrics))
+
+    database = DatabaseGenerator(relations, lambda table: generator_class(recipe.generator.params))
+    with timer("fit"):
+        database.fit(train, schemas, context_for, log)
+    output = recipe.output
+    info.output_path.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in remove_abandoned_staging(info.output_path):
+        log(f"removed {leftover.name}, left by a run that was killed")
+    temporary = staging_path(info.output_path)
+    temporary.mkdir()
+    try:
+        with timer("sample"):
+            seed = output.sample_seed if output.sample_seed is not None else derive_seed(recipe.seed, "sample")
+            synthetic = database.sample(output.rows, seed=seed)
+            extension = FORMAT_EXTENSIONS.get(output.format, output.format)
+            for name, frame in synthetic.items():
+                sink = open_writer(temporary / f"{name}.{extension}", output.format, pm=pm)
+                try:
+                    sink.write(frame)
+                finally:
+                    sink.close()
+        result.rows = {f"{name}.training": frame.height for name, frame in train.items()}
+        result.rows |= {f"{name}.synthetic": frame.height for name, frame in synthetic.items()}
+        result.rows["copies_redrawn"] = sum(g.copies_redrawn_ for g in database.generators_.values())
+        result.rows["sequences_redrawn"] = getattr(database, "sequences_redrawn_", 0)
+        log("sampled " + ", ".join(f"{n} {f.height:,}" for n, f in synthetic.items()) + " rows; "
+            f"{result.rows['copies_redrawn']:,} copies of rare rows and {result.rows['sequences_redrawn']:,} copied "
+            f"sequences drawn again")
+        internal = {name: to_internal(frame, schemas[name]) for name, frame in synthetic.items()}
+        checked = Database(relations, schemas, train, holdout, internal)
+        with timer("checks"):
+            result.checks = run_database_checks(recipe.checks, pm, checked, recipe)
+        _log_checks(result.checks, log)
+        from synthforge.report import write_database_reports
+
+        any_generator = next(iter(database.generators_.values()), None)
+        versions = package_versions(any_generator)
+        with timer("report"):
+            write_database_reports(temporary, info=_describe(info, recipe, result, versions), database=checked,
+                                   checks=result.checks)
+        failures = [c for c in result.failed_checks if c.on_fail == "error"]
+        if failures:
+            _keep_failed_reports(temporary, info.output_path)
+            raise GateFailed(_gate_message(failures, info.output_path), failures)
+        if output.save_model:
+            with timer("save"):
+                database.save(temporary / "model")
+        manifest = _manifest(info, recipe, result, versions)
+        (temporary / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        replace_atomically(temporary, info.output_path)
+        result.output_path = info.output_path
+        result.dataset_path = info.output_path
+        log(f"wrote {len(synthetic)} tables to {info.output_path}")
+    finally:
+        if temporary.exists():
+            shutil.rmtree(temporary, ignore_errors=True)
+
+
+def run_database_checks(checks: list[CheckSpec] | None, pm: SynthForgePluginManager, database: Database,
+                        recipe: Recipe | None = None) -> list[CheckResult]:
+    """Every table's checks (named ``<check>[<table>]``) and the relational checks over the whole dataset."""
+    results: list[CheckResult] = []
+    for table, schema in database.schemas.items():
+        specs = None if checks is None else [s for s in checks if s.table in (None, table)]
+        target = recipe.source.tables[table].target if recipe is not None else None
+        holdout = database.holdout.get(table) if database.holdout else None
+        for check in run_checks(specs, pm, database.train[table], holdout, database.synthetic[table], schema,
+                                target=target):
+            check.name = f"{check.name}[{table}]"
+            results.append(check)
+    relational = {name: cls for name, cls in pm.checks().items() if cls.relational}
+    if checks is None:
+        chosen = [(cls, {}, Gate()) for cls in relational.values() if cls.default]
+    else:
+        named = {spec.name for spec in checks}
+        chosen = [(relational[s.name], s.params, Gate(min=s.min, max=s.max, on_fail=s.on_fail))
+                  for s in checks if s.enabled and s.name in relational]
+        chosen += [(cls, {}, Gate()) for name, cls in relational.items() if cls.mandatory and name not in named]
+    for cls, params, gate in chosen:
+        if cls.applies_to(database):
+            results.append(cls(params).run_database(database, gate))
+    return results
+
+
+def _describe(info: RunInfo, recipe: Recipe, result: RunResult, versions: dict[str, str]) -> dict[str, Any]:
+    return {"run_id": info.id, "recipe": recipe.name or Path(recipe.file).stem, "recipe_file": recipe.file,
+            "mode": recipe.output.mode, "generator": recipe.generator.name, "params": recipe.generator.params,
+            "seed": recipe.seed, "source": {n: str(recipe.resolve(s.path)) for n, s in recipe.source.tables.items()},
+            "rows": result.rows, "timings": result.timings, "privacy_turned_off": result.privacy_off,
+            "started_at": info.started_at, "versions": versions, "machine": machine(), "threads": result.threads}
+
+
+def _manifest(info: RunInfo, recipe: Recipe, result: RunResult, versions: dict[str, str]) -> dict[str, Any]:
+    extension = FORMAT_EXTENSIONS.get(recipe.output.format, recipe.output.format)
+    return {
+        "run_id": info.id, "recipe_file": recipe.file, "recipe_sha256": recipe.canonical_hash(),
+        "recipe": recipe.model_dump(mode="json"), "holdout": {"fraction": recipe.holdout.fraction},
+        "sources": {name: {"path": str(recipe.resolve(spec.path)), "sha256": file_sha256(recipe.resolve(spec.path))}
+                    for name, spec in recipe.source.tables.items()},
+        "tables": {name: f"{name}.{extension}" for name in recipe.source.tables},
+        "seed": recipe.seed, "generator": recipe.generator.name, "rows": result.rows,
+        "timings_seconds": {k: round(v, 4) for k, v in result.timings.items()},
+        "checks": [{"name": c.name, "score": c.score, "passed": c.passed} for c in result.checks],
+        "privacy_turned_off": result.privacy_off, "threads": result.threads, "versions": versions,
+        "started_at": info.started_at, "finished_at": _now(),
+    }
