@@ -88,7 +88,10 @@ def run(
     _print_checks(console, result.checks)
     for line in result.privacy_off:
         console.print(f"[bold red]privacy protection off:[/bold red] {escape(line)}")
-    if "imputed_cells" in result.rows:
+    tables = {k.removesuffix(".synthetic"): v for k, v in result.rows.items() if k.endswith(".synthetic")}
+    if tables:
+        made = ", ".join(f"{name} {rows:,}" for name, rows in tables.items()) + " synthetic rows"
+    elif "imputed_cells" in result.rows:
         made = (f"{result.rows['imputed_cells']:,} cells imputed in {result.rows['imputed_rows']:,} of "
                 f"{result.rows['real']:,} rows")
     else:

@@ -57,7 +57,7 @@ def load_tables(recipe: Recipe, pm: SynthForgePluginManager) -> tuple[Relations,
             if key in table.columns:
                 overrides.setdefault(key, ColumnOverride(kind=ColumnKind.identifier))
         try:
-            schema = infer_schema(table, overrides, max_categories=spec.max_categories)
+            schema = infer_schema(table, overrides, max_categories=spec.max_categories, nothing_learned=True)
         except DataError as error:
             raise DataError(f"{where(('source', 'tables', name))}table {name!r}: {error}") from None
         frames[name] = to_internal(table, schema, invalid={c: o.invalid for c, o in spec.columns.items()})
@@ -175,6 +175,9 @@ def run_database_checks(checks: list[CheckSpec] | None, pm: SynthForgePluginMana
     results: list[CheckResult] = []
     for table, schema in database.schemas.items():
         specs = None if checks is None else [s for s in checks if s.table in (None, table)]
+        keys = set(database.relations.keys(table))
+        if not any(c.name not in keys for c in schema.learned):  # a lookup table of keys and names: leaks only
+            specs = [CheckSpec(name="identifier_leak")] + [s for s in specs or [] if s.name == "identifier_leak"]
         target = recipe.source.tables[table].target if recipe is not None else None
         holdout = database.holdout.get(table) if database.holdout else None
         for check in run_checks(specs, pm, database.train[table], holdout, database.synthetic[table], schema,

@@ -27,6 +27,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from synthforge.data.encoder import RARE
@@ -259,6 +260,51 @@ def check_imputation(cls: type[Generator], params: Mapping[str, Any] | None = No
     assert generator.impute(table, seed=5).equals(filled), "the same seed must impute the same values"
 
 
+def check_sample_given(cls: type[Generator], params: Mapping[str, Any] | None = None) -> None:
+    """``sample_given``: one row per context row, each holding its context exactly, the same for a seed; with
+    ``supports_context``, numbers and nulls in the context too (what a child table's rows are sampled with)."""
+    generator = fitted(cls, params)
+    context = conformance_table().select("sex", "relationship").head(60)
+    if cls.supports_context:
+        context = conformance_table().select("sex", "age", "workclass").head(60)
+    drawn = generator.sample_given(context, seed=2)
+    assert drawn.height == context.height, "sample_given returns one row per context row"
+    assert drawn.select(context.columns).equals(context), "every row must hold its own context, nulls included"
+    assert drawn.equals(generator.sample_given(context, seed=2)), "the same seed must give the same rows"
+
+
+def check_related_tables(cls: type[Generator], params: Mapping[str, Any] | None = None) -> None:
+    """A parent table with a child sequence, learned and sampled in its structure by this generator: exact
+    keys, every sequence in order, the number of children learned. A sequence-aware plugin runs this."""
+    from synthforge.data.schema import ColumnOverride
+    from synthforge.relational import DatabaseGenerator, Relation, Relations
+
+    rng = np.random.default_rng(0)
+    people = pl.DataFrame({"id": np.arange(300), "group": rng.choice(["a", "b"], 300)})
+    lengths = np.where(people.get_column("group").to_numpy() == "a", 1, 4)
+    owner = np.repeat(np.arange(300), lengths)
+    visits = pl.DataFrame({"person": owner, "day": np.concatenate([np.sort(rng.integers(0, 50, n)) for n in lengths]),
+                           "score": rng.normal(size=len(owner)).round(3)})
+    relations = Relations(["people", "visits"], {"people": "id", "visits": None},
+                          [Relation("visits", "person", "people", True, "day")])
+    schemas = {"people": infer_schema(people, {"id": ColumnOverride(kind=ColumnKind.identifier)}),
+               "visits": infer_schema(visits, {"person": ColumnOverride(kind=ColumnKind.identifier)})}
+    model = DatabaseGenerator(relations, lambda table: cls(params)).fit(
+        {"people": people, "visits": visits}, schemas, lambda table: FitContext(seed=1))
+    tables = model.sample(200, seed=3)
+    assert tables["people"].height == 200
+    assert not tables["people"].get_column("id").is_in(people.get_column("id").implode()).any(), \
+        "primary keys must be regenerated"
+    assert tables["visits"].get_column("person").is_in(tables["people"].get_column("id").implode()).all(), \
+        "every foreign key must be a key of its parent"
+    ordered = tables["visits"].group_by("person", maintain_order=True).agg((pl.col("day").diff().drop_nulls() >= 0)
+                                                                            .all())
+    assert ordered.get_column("day").all(), "every sequence must be in order"
+    per = tables["visits"].group_by("person").len().join(tables["people"], left_on="person", right_on="id")
+    means = dict(per.group_by("group").agg(pl.col("len").mean()).iter_rows())
+    assert means.get("b", 0) > means.get("a", 0) + 1, f"the number of children must be learned per parent: {means}"
+
+
 def check_conditionals_learned(generator: Generator, husbands_male: float = 0.85, wives_female: float = 0.5) -> None:
     """Conditioned rows follow the learned conditional, not the marginal, for a generator fitted on the
     conformance table: there every husband is a man and every wife a woman, while a third of all rows are women
@@ -333,7 +379,7 @@ def conformance_checks() -> list[Check]:
             check_sample_zero_rows, check_values_stay_in_domain, check_nulls_reproduced, check_seeds_reproduce,
             check_save_load_round_trip, check_conditions_honoured, check_identifiers_never_copied,
             check_rare_rows_never_copied, check_pooled_values_never_sampled_or_asked_for, check_marginals_learned,
-            check_pandas_in_pandas_out, check_imputation]
+            check_pandas_in_pandas_out, check_imputation, check_sample_given]
 
 
 def check_generator(cls: type[Generator], params: Mapping[str, Any] | None = None) -> None:
@@ -345,5 +391,15 @@ def check_generator(cls: type[Generator], params: Mapping[str, Any] | None = Non
             raise AssertionError(f"{check.__name__}: {error}") from error
 
 
-__all__ = ["check_conditionals_learned", "check_generator", "check_recipe_mode", "conformance_checks",
-           "conformance_schema", "conformance_table", "fitted", "recipe_modes"]
+__all__ = [
+    "check_conditionals_learned",
+    "check_generator",
+    "check_recipe_mode",
+    "check_related_tables",
+    "check_sample_given",
+    "conformance_checks",
+    "conformance_schema",
+    "conformance_table",
+    "fitted",
+    "recipe_modes",
+]

@@ -155,6 +155,7 @@ def infer_schema(
     overrides: dict[str, ColumnOverride] | None = None,
     *,
     max_categories: int = DEFAULT_MAX_CATEGORIES,
+    nothing_learned: bool = False,
 ) -> Schema:
     """Infer each column's kind and statistics; raise :class:`DataError` on data that cannot be learned.
 
@@ -168,6 +169,7 @@ def infer_schema(
     :param overrides: per-column kind/handling/format chosen by the user; they win over inference.
     :param max_categories: a text column with more distinct values that is not an
         identifier is an error unless the recipe names its kind.
+    :param nothing_learned: allow a table of identifiers only (a lookup table of related tables).
     """
     overrides = overrides or {}
     if table.width == 0:
@@ -194,7 +196,7 @@ def infer_schema(
             raise DataError(problems[0])
         raise DataError(f"{len(problems)} columns cannot be learned as they are; each with its fix:\n"
                         + "\n".join(f"  - {problem}" for problem in problems))
-    if not any(column.kind.learned for column in columns):
+    if not nothing_learned and not any(column.kind.learned for column in columns):
         raise DataError(
             "every column is an identifier, free text or constant, so there is nothing to learn. "
             "Set `kind:` for the columns that carry information under source.columns."
