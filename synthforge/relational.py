@@ -56,12 +56,18 @@ ROWS = "__rows."
 REFERRED = "__referred."
 START = "__start."
 GAP = "__gap."
+FIRST = "__first."
+CHANGE = "__change."
 POSITION = "__position"
 PREVIOUS = "prev."
 REFERENCE = "->"
 DATABASE_FILE = "database.json"
 # A synthetic sequence equal to a real one is drawn again this many times, then the run fails.
 MAX_SEQUENCE_REDRAWS = 20
+# A sequence's number whose consecutive values correlate above this is learned as its changes.
+CHANGE_CORRELATION = 0.9
+# ... and a positive one whose largest value is this many times its smallest changes by factors.
+RELATIVE_RANGE = 100
 # The fallback conditions on a parent's categorical columns with at most this many values.
 MAX_CONTEXT_CATEGORIES = 50
 
@@ -277,6 +283,9 @@ class TablePlan:
     key: dict[str, Any] | None = None  # the primary key's regeneration: integers above, or a prefix
     keys_only: dict[str, dict[str, Any]] = field(default_factory=dict)  # nothing learned: columns regenerated
     native_context: bool = False
+    history: list[str] = field(default_factory=list)  # a sequence's columns given as the row before (prev.*)
+    changed: list[str] = field(default_factory=list)  # numbers learned as a first value and changes
+    relative: list[str] = field(default_factory=list)  # of those, the ones whose changes are factors (log changes)
 
 
 class DatabaseGenerator:
@@ -299,7 +308,8 @@ class DatabaseGenerator:
         self.rare_rows_: dict[str, tuple[pl.Schema, pl.Series]] = {}
         self.learned_: dict[str, pl.DataFrame] = {}  # each table's training frame, for its children's context
         for table in self.relations.order():
-            full, plan = self._training_frame(table, frames)
+            generator = self.make_generator(table)
+            full, plan = self._training_frame(table, frames, native=generator.supports_context)
             self.plans_[table] = plan
             self.learned_[table] = full
             frame = full.select([c for c in full.columns if c not in self.relations.keys(table) and c != _PARENT_INDEX])
@@ -308,7 +318,6 @@ class DatabaseGenerator:
                 plan.keys_only = {c.name: plan_identifier(frame.get_column(c.name), c) for c in schema.columns}
                 log(f"table {table!r}: nothing to learn but its keys; {frame.height:,} rows")
                 continue
-            generator = self.make_generator(table)
             plan.native_context = generator.supports_context
             if plan.context and not generator.supports_context:
                 frame, schema, plan.context = self._fallback_context(frame, schema, plan)
@@ -336,7 +345,8 @@ class DatabaseGenerator:
         keys = set(self.relations.keys(table))
         return [c.name for c in self.schemas_[table].learned if c.name not in keys]
 
-    def _training_frame(self, table: str, frames: dict[str, pl.DataFrame]) -> tuple[pl.DataFrame, TablePlan]:
+    def _training_frame(self, table: str, frames: dict[str, pl.DataFrame],
+                        native: bool = True) -> tuple[pl.DataFrame, TablePlan]:
         """The table as its generator learns it: keys out; counts, starts, context, gaps and references in."""
         relations = self.relations
         frame = frames[table]
@@ -396,12 +406,16 @@ class DatabaseGenerator:
             learned = learned.with_columns(pl.col(relation.column).rank("dense").cast(pl.Int64).alias(_PARENT_INDEX))
             plan.context = list(named.values())
             if relation.sequence_by:
-                learned, plan = self._as_sequence(learned, plan, relation)
+                learned, plan = self._as_sequence(learned, plan, relation, native)
         # Context first: an autoregressive model then learns p(context) p(row | context), sampled in that order.
         rest = [c for c in learned.columns if c not in plan.context]
         return learned.select(*plan.context, *rest), plan
 
-    def _as_sequence(self, frame: pl.DataFrame, plan: TablePlan, relation: Relation) -> tuple[pl.DataFrame, TablePlan]:
+    def _as_sequence(self, frame: pl.DataFrame, plan: TablePlan, relation: Relation,
+                     native: bool) -> tuple[pl.DataFrame, TablePlan]:
+        """A sequence as its rows are learned: the order as gaps, each row beside its position and the row
+        before; with history (``native``), a number that moves smoothly along the sequence (consecutive values
+        correlated above CHANGE_CORRELATION) as its first value and its changes, so trajectories stay smooth."""
         order = relation.sequence_by
         assert order is not None
         dtype = frame.schema[order]
@@ -414,9 +428,22 @@ class DatabaseGenerator:
             pl.int_range(pl.len()).over(_PARENT_INDEX).cast(pl.Int64).alias(POSITION),
         ).drop(order)
         plan.own = [gap if c == order else c for c in plan.own]
-        previous = {c: f"{PREVIOUS}{c}" for c in plan.own}
-        frame = frame.with_columns(pl.col(c).shift(1).over(_PARENT_INDEX).alias(n) for c, n in previous.items())
-        plan.context = [*plan.context, POSITION, *previous.values()]
+        plan.history = list(plan.own)
+        frame = frame.with_columns(pl.col(c).shift(1).over(_PARENT_INDEX).alias(f"{PREVIOUS}{c}") for c in plan.own)
+        plan.context = [*plan.context, POSITION, *(f"{PREVIOUS}{c}" for c in plan.own)]
+        if native:
+            spec = self.schemas_[relation.child]
+            plan.changed = [c for c in plan.own if c != gap and spec[c].kind.value in ("continuous", "integer")
+                            and spec[c].null_rate == 0 and _lag_correlation(frame, c) > CHANGE_CORRELATION]
+            # A positive number over orders of magnitude (a population) changes by a factor: its log changes.
+            plan.relative = [c for c in plan.changed if (spec[c].minimum or 0) > 0
+                             and (spec[c].maximum or 0) > RELATIVE_RANGE * spec[c].minimum]
+            frame = frame.with_columns(
+                *(pl.when(pl.col(POSITION) == 0).then(pl.col(c)).alias(f"{FIRST}{c}") for c in plan.changed),
+                *(pl.when(pl.col(POSITION) > 0).then(_change(pl.col(c), pl.col(f"{PREVIOUS}{c}"), c in plan.relative))
+                  .alias(f"{CHANGE}{c}") for c in plan.changed)).drop(plan.changed)
+            plan.own = [part for c in plan.own for part in
+                        ((f"{FIRST}{c}", f"{CHANGE}{c}") if c in plan.changed else (c,))]
         return frame, plan
 
     def _table_schema(self, table: str, frame: pl.DataFrame, plan: TablePlan) -> Schema:
@@ -435,7 +462,7 @@ class DatabaseGenerator:
             for column in columns:
                 specs[column] = _renamed(referenced[column.split(REFERENCE, 1)[1]], column, frame)
         made = [c for c in frame.columns if c not in specs and c != _PARENT_INDEX
-                and not c.startswith(PREVIOUS)]
+                and not c.startswith((PREVIOUS, FIRST))]
         if made:
             integers = {c: ColumnOverride(kind=ColumnKind.integer) for c in made
                         if c.startswith((ROWS, REFERRED)) or c == POSITION}
@@ -445,6 +472,11 @@ class DatabaseGenerator:
         for column in frame.columns:
             if column.startswith(PREVIOUS):
                 specs[column] = _renamed(specs[column.removeprefix(PREVIOUS)], column, frame)
+            elif column.startswith(FIRST):
+                # A value of its column, learned as a measurement however few sequences there are (a hundred
+                # populations would be learned as a hundred categories of integers, pooled as rare).
+                specs[column] = _renamed(source[column.removeprefix(FIRST)], column, frame).model_copy(
+                    update={"kind": ColumnKind.continuous, "dtype": "Float64"})
         columns = [specs[c] for c in frame.columns if c in specs]
         rules = [r for r in source.constraints if set(r.columns()) <= set(frame.columns)]
         return Schema(columns=columns, constraints=rules)
@@ -566,7 +598,9 @@ class DatabaseGenerator:
         parts: list[pl.DataFrame] = []
         last: pl.DataFrame | None = None
         last_parent = np.zeros(0, dtype=np.int64)
-        previous = [f"{PREVIOUS}{c}" for c in plan.own]
+        history = plan.history or plan.own
+        previous = [f"{PREVIOUS}{c}" for c in history]
+        source = self.schemas_[self.relations.parent(plan.name).child]
         for step in range(int(position.max()) + 1):
             at = np.flatnonzero(position == step)
             context = given[at].with_columns(pl.lit(step, dtype=pl.Int64).alias(POSITION))
@@ -575,10 +609,14 @@ class DatabaseGenerator:
                                        for name in previous])
             else:
                 row_of = dict(zip(last_parent.tolist(), range(len(last_parent)), strict=True))
-                before = last.select(pl.col(c).alias(n) for c, n in zip(plan.own, previous, strict=True))[
+                before = last.select(pl.col(c).alias(n) for c, n in zip(history, previous, strict=True))[
                     [row_of[p] for p in parent_index[at].tolist()]]
             drawn = self._draw_given(generator, pl.concat([context, before], how="horizontal"),
                                      derive_seed(seed, step))
+            drawn = drawn.with_columns(  # a smooth number: its first value, then the row before's plus its change
+                _within(pl.col(f"{FIRST}{c}") if step == 0 else _changed(
+                    pl.lit(before.get_column(f"{PREVIOUS}{c}")), pl.col(f"{CHANGE}{c}"), c in plan.relative),
+                    source[c]).alias(c) for c in plan.changed)
             parts.append(drawn)
             last, last_parent = drawn, parent_index[at]
         return pl.concat(parts, how="vertical_relaxed").sort(_ROW)
@@ -746,6 +784,33 @@ def _from_order_number(values: pl.Series, kind: str | None, spec: ColumnSpec) ->
         return pl.from_epoch(values.round().cast(pl.Int64), time_unit="us").cast(spec.polars_dtype, strict=False)
     target = spec.polars_dtype
     return (values.round() if target.is_integer() else values).cast(target, strict=False)
+
+
+def _lag_correlation(frame: pl.DataFrame, column: str) -> float:
+    """Pearson correlation of a number with its value in the row before, within sequences."""
+    pairs = frame.select(pl.col(column).cast(pl.Float64), pl.col(f"{PREVIOUS}{column}").cast(pl.Float64)).drop_nulls()
+    if pairs.height < 3:
+        return 0.0
+    value = pairs.select(pl.corr(column, f"{PREVIOUS}{column}")).item()
+    return 0.0 if value is None or np.isnan(value) else float(value)
+
+
+def _change(value: pl.Expr, before: pl.Expr, relative: bool) -> pl.Expr:
+    return (value.cast(pl.Float64).log() - before.cast(pl.Float64).log()) if relative else value - before
+
+
+def _changed(before: pl.Expr, change: pl.Expr, relative: bool) -> pl.Expr:
+    return before.cast(pl.Float64) * change.cast(pl.Float64).exp() if relative else before + change
+
+
+def _within(expression: pl.Expr, spec: ColumnSpec) -> pl.Expr:
+    """A rebuilt number kept inside its column's training range, decimals and type."""
+    if spec.minimum is not None and spec.maximum is not None:
+        expression = expression.clip(spec.minimum, spec.maximum)
+    if spec.decimals is not None and not spec.polars_dtype.is_integer():
+        expression = expression.round(spec.decimals)
+    return (expression.round() if spec.polars_dtype.is_integer() else expression).cast(spec.polars_dtype,
+                                                                                       strict=False)
 
 
 def _sequence_hashes(frame: pl.DataFrame, columns: list[str], schema: Schema, group: str) -> pl.Series:
