@@ -1,6 +1,6 @@
 """Related tables against the peers, one run per shipped dataset (issue 17).
 
-    python -m benchmarks.related_tables --dataset gapminder [--generators autoregressive,copula,mostlyai,sdv-hma,sdv-par]
+    python -m benchmarks.related_tables --dataset gapminder [--generators autoregressive,copula,mostlyai,sdv-par]
 
 Every generator trains on the same training tables (the recipe's tables, a seeded 80/20 split of the
 entity roots with their children) in its own process and venv (``--worker``): ours through
@@ -190,8 +190,8 @@ def _sdv(generator, relations, schemas, train, seed, epochs):
 def score(dataset: str, folder: Path, seed: int = 0) -> dict:
     from sdmetrics.reports.multi_table import QualityReport
 
-    from synthforge.checks.relational import Database, ParentDCR, ReferentialIntegrity, SequenceCopies, SequenceOrder
     from synthforge.checks.builtin import copy_share
+    from synthforge.checks.relational import Database, ParentDCR, ReferentialIntegrity, SequenceCopies, SequenceOrder
     from synthforge.data.schema import to_internal
 
     _, relations, schemas, train, holdout = prepared(dataset, seed)
