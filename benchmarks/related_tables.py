@@ -153,9 +153,10 @@ def _sdv(generator, relations, schemas, train, seed, epochs):
         metadata.set_sequence_index(table_name="table", column_name=sequence.sequence_by)
         synthesizer = PARSynthesizer(metadata, context_columns=context, **({"epochs": epochs} if epochs else {}))
         started = time.perf_counter()
-        synthesizer.fit(joined)
+        synthesizer.fit({"table": joined})  # SDV 2.x takes a dict of tables
         fitted = time.perf_counter()
-        sampled = pl.from_pandas(synthesizer.sample(num_sequences=data[parent].shape[0]))
+        sampled = synthesizer.sample_sequences(num_sequences=data[parent].shape[0])
+        sampled = pl.from_pandas(sampled["table"] if isinstance(sampled, dict) else sampled)
         parents = sampled.group_by(sequence.column, maintain_order=True).agg(pl.col(c).first() for c in context) \
             .rename({sequence.column: key})
         tables = {parent: parents, sequence.child: sampled.drop(context)}
@@ -180,7 +181,7 @@ def _sdv(generator, relations, schemas, train, seed, epochs):
     started = time.perf_counter()
     synthesizer.fit(data)
     fitted = time.perf_counter()
-    sampled = synthesizer.sample(scale=1.0)
+    sampled = synthesizer.sample_scale(scale=1.0)
     return fitted - started, time.perf_counter() - fitted, {n: pl.from_pandas(f) for n, f in sampled.items()}
 
 

@@ -193,6 +193,10 @@ class Generator:
     supports_imputation: ClassVar[bool] = False
     #: ``_sample_given`` conditions each row on its own given columns (see :meth:`sample_given`)
     supports_context: ClassVar[bool] = False
+    #: with ``supports_context``: a number that moves smoothly along a sequence is learned as its first value and
+    #: its changes from the row before (smooth trajectories); off for a model whose conditionals are linear
+    #: (the copula), whose summed changes drift from the real marginal
+    sequence_changes: ClassVar[bool] = True
     # A torch model must say so: its weights are initialised from torch's global generator, which must be
     # seeded before _fit builds them, and start-up must not import torch for the other generators.
     uses_torch: ClassVar[bool] = False

@@ -309,7 +309,8 @@ class DatabaseGenerator:
         self.learned_: dict[str, pl.DataFrame] = {}  # each table's training frame, for its children's context
         for table in self.relations.order():
             generator = self.make_generator(table)
-            full, plan = self._training_frame(table, frames, native=generator.supports_context)
+            full, plan = self._training_frame(table, frames, changes=generator.supports_context
+                                              and generator.sequence_changes)
             self.plans_[table] = plan
             self.learned_[table] = full
             frame = full.select([c for c in full.columns if c not in self.relations.keys(table) and c != _PARENT_INDEX])
@@ -346,7 +347,7 @@ class DatabaseGenerator:
         return [c.name for c in self.schemas_[table].learned if c.name not in keys]
 
     def _training_frame(self, table: str, frames: dict[str, pl.DataFrame],
-                        native: bool = True) -> tuple[pl.DataFrame, TablePlan]:
+                        changes: bool = True) -> tuple[pl.DataFrame, TablePlan]:
         """The table as its generator learns it: keys out; counts, starts, context, gaps and references in."""
         relations = self.relations
         frame = frames[table]
@@ -406,16 +407,16 @@ class DatabaseGenerator:
             learned = learned.with_columns(pl.col(relation.column).rank("dense").cast(pl.Int64).alias(_PARENT_INDEX))
             plan.context = list(named.values())
             if relation.sequence_by:
-                learned, plan = self._as_sequence(learned, plan, relation, native)
+                learned, plan = self._as_sequence(learned, plan, relation, changes)
         # Context first: an autoregressive model then learns p(context) p(row | context), sampled in that order.
         rest = [c for c in learned.columns if c not in plan.context]
         return learned.select(*plan.context, *rest), plan
 
     def _as_sequence(self, frame: pl.DataFrame, plan: TablePlan, relation: Relation,
-                     native: bool) -> tuple[pl.DataFrame, TablePlan]:
+                     changes: bool) -> tuple[pl.DataFrame, TablePlan]:
         """A sequence as its rows are learned: the order as gaps, each row beside its position and the row
-        before; with history (``native``), a number that moves smoothly along the sequence (consecutive values
-        correlated above CHANGE_CORRELATION) as its first value and its changes, so trajectories stay smooth."""
+        before; with ``changes`` (the generator's ``sequence_changes``), a number that moves smoothly along the
+        sequence (consecutive values correlated above CHANGE_CORRELATION) as its first value and its changes."""
         order = relation.sequence_by
         assert order is not None
         dtype = frame.schema[order]
@@ -431,7 +432,7 @@ class DatabaseGenerator:
         plan.history = list(plan.own)
         frame = frame.with_columns(pl.col(c).shift(1).over(_PARENT_INDEX).alias(f"{PREVIOUS}{c}") for c in plan.own)
         plan.context = [*plan.context, POSITION, *(f"{PREVIOUS}{c}" for c in plan.own)]
-        if native:
+        if changes:
             spec = self.schemas_[relation.child]
             plan.changed = [c for c in plan.own if c != gap and spec[c].kind.value in ("continuous", "integer")
                             and spec[c].null_rate == 0 and _lag_correlation(frame, c) > CHANGE_CORRELATION]
