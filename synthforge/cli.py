@@ -208,8 +208,18 @@ def sample(
     from synthforge.relational import is_database_model
 
     if is_database_model(model_dir):
-        _sample_database(model_dir, rows, out, seed, pm, bool(condition or sampling or protect_rows_of
-                                                               or partitions > 1))
+        if condition or sampling or protect_rows_of:
+            raise typer.BadParameter("a related-tables model samples whole databases: --condition, --set and "
+                                     "--protect-rows-of apply to one table", param_hint="--rows")
+        if partitions == 1:
+            _sample_database(model_dir, rows, out, seed, pm)
+            return
+        from synthforge.jobs.partitioned import sample_partitioned
+
+        manifest = sample_partitioned(model_dir, rows, out, partitions=partitions, seed=seed,
+                                      executor=executor, ray_address=ray_address, plugins_dir=plugins_dir)  # type: ignore[arg-type]
+        _console().print(f"wrote {', '.join(f'{n} ({r:,} rows)' for n, r in manifest['tables'].items())} in "
+                         f"{manifest['partitions']} partitions to {out}/ in {manifest['seconds']:.1f} s ({executor})")
         return
     model = load(model_dir, pm=pm)
     raw = {}
@@ -242,16 +252,13 @@ def sample(
     _console().print(f"wrote {rows:,} rows to {out}{redrawn}")
 
 
-def _sample_database(model_dir: Path, rows: int, out: Path, seed: int, pm: Any, unsupported: bool) -> None:
+def _sample_database(model_dir: Path, rows: int, out: Path, seed: int, pm: Any) -> None:
     """A related-tables model: ``rows`` rows of its first root table with their children, one file per table in
     the folder ``out`` (csv, or the format its name's extension says: ``out.parquet/``), written atomically."""
     from synthforge.data.io import open_writer, replace_atomically, staging_path
     from synthforge.relational import DatabaseGenerator
     from synthforge.threads import limited_threads, thread_share
 
-    if unsupported:
-        raise typer.BadParameter("a related-tables model samples whole databases: --condition, --set, "
-                                 "--protect-rows-of and --partitions apply to one table", param_hint="--rows")
     model = DatabaseGenerator.load(model_dir, pm)
     extension = out.suffix.lstrip(".") or "csv"
     out.parent.mkdir(parents=True, exist_ok=True)

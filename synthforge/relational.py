@@ -764,7 +764,7 @@ def _key_plan(keys: pl.Series) -> dict[str, Any]:
 
 def _new_keys(plan: dict[str, Any], n: int, offset: int, spec: ColumnSpec) -> pl.Series:
     """``n`` new primary keys, never a real one: integers above the largest real key, or prefixed text."""
-    numbers = np.arange(offset, offset + n, dtype=np.int64) + 1
+    numbers = np.arange(offset, offset + n, dtype=np.int64) + 1  # offset: a partition's own range
     if "integer_above" in plan:
         return pl.Series(spec.name, numbers + plan["integer_above"], dtype=pl.Int64)
     return pl.Series(spec.name, [f"{plan['prefix']}{number:07d}" for number in numbers], dtype=pl.String)

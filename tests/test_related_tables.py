@@ -156,8 +156,28 @@ def test_the_saved_model_samples_a_database_of_any_size(bank_run, tmp_path):
     assert refused.exit_code != 0 and "whole databases" in refused.output
 
 
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_partitioned_sampling_splits_by_parent_into_consistent_sub_databases(bank_run, tmp_path, executor):
+    from synthforge.jobs.partitioned import sample_partitioned
+
+    folder, _ = bank_run
+    manifest = sample_partitioned(folder / "out" / "model", 40, tmp_path / "parts", partitions=2, seed=1,
+                                  executor=executor)
+    assert manifest["partitions"] == 2 and manifest["tables"]["customers"] == 40
+    tables = {name: pl.read_parquet(tmp_path / "parts" / name) for name in manifest["tables"]}
+    for name, key in (("customers", "customer_id"), ("accounts", "account_id"), ("transactions", "tx_id")):
+        assert tables[name].get_column(key).is_unique().all(), f"{name}: keys repeat across partitions"
+    for child, column, parent in (("accounts", "customer_id", "customers"), ("transactions", "account_id", "accounts"),
+                                  ("transactions", "merchant_id", "merchants")):
+        assert tables[child].get_column(column).is_in(tables[parent].get_column(column).implode()).all()
+    # each part is a whole sub-database: its accounts belong to its own customers
+    first = {name: pl.read_parquet(tmp_path / "parts" / name / "part-00000.parquet") for name in manifest["tables"]}
+    assert first["accounts"].get_column("customer_id").is_in(first["customers"].get_column("customer_id")
+                                                              .implode()).all()
+
+
 @pytest.mark.parametrize("generator", ["copula", "vae"])
-def test_a_flat_generator_works_through_the_fallback(tmp_path, generator):
+def test_the_copula_per_row_and_a_flat_generator_through_the_fallback(tmp_path, generator):
     params = {"epochs": 40} if generator == "vae" else {}
     recipe = bank_recipe(tmp_path, generator, **params)
     recipe["checks"] = [{"name": "membership_inference", "on_fail": "warn"}, {"name": "dcr_share", "on_fail": "warn"},
@@ -171,7 +191,8 @@ def test_a_flat_generator_works_through_the_fallback(tmp_path, generator):
     accounts = pl.read_csv(tmp_path / "out" / "accounts.csv")
     customers = pl.read_csv(tmp_path / "out" / "customers.csv")
     joined = accounts.join(customers, on="customer_id")
-    # the fallback conditions on the parent's categories: business customers' accounts are business accounts
+    # the copula conditions on each parent row, the VAE (the fallback) on the parent's categories: business
+    # customers' accounts are business accounts
     assert (joined.filter(pl.col("segment") == "business").get_column("kind") == "business").mean() > 0.7
 
 

@@ -90,6 +90,11 @@ def sample_partitioned(model_dir: str | Path, rows: int, out: str | Path, *, par
     if rows < 1:
         raise SynthForgeError("partitioned sampling needs at least one row.")
     model_dir, out = Path(model_dir).resolve(), Path(out).resolve()
+    from synthforge.relational import is_database_model
+
+    if is_database_model(model_dir):
+        return sample_database_partitioned(model_dir, rows, out, partitions=partitions, seed=seed, executor=executor,
+                                           ray_address=ray_address, plugins_dir=plugins_dir)
     if not (model_dir / "config.json").exists():
         raise SynthForgeError(f"{model_dir} is not a saved SynthForge model (no config.json).")
     plan = plan_partitions(rows, partitions, batch_size)
@@ -104,7 +109,8 @@ def sample_partitioned(model_dir: str | Path, rows: int, out: str | Path, *, par
                   dict(sample_params or {}))
                  for index, batches in enumerate(plan)]
     try:
-        counts = _run_ray(arguments, ray_address) if executor == "ray" else _run_local(arguments)
+        counts = _run_ray(sample_partition, arguments, ray_address) if executor == "ray" \
+            else _run_local(sample_partition, arguments)
         manifest = {"rows": sum(counts), "parts": [{"file": Path(a[4]).name, "rows": c}
                                                    for a, c in zip(arguments, counts, strict=True)],
                     "model": str(model_dir), "seed": seed, "batch_size": batch_size, "conditions": conditions or {},
@@ -128,17 +134,17 @@ def init_ray(address: str | None) -> None:
         ray.init(address=address, include_dashboard=False, logging_level="WARNING")
 
 
-def _run_ray(arguments: list[tuple], address: str | None) -> list[int]:
+def _run_ray(function: Any, arguments: list[tuple], address: str | None) -> list[Any]:
     import ray
 
     init_ray(address)
-    task = ray.remote(max_retries=2)(sample_partition)
+    task = ray.remote(max_retries=2)(function)
     return list(ray.get([task.remote(*args) for args in arguments]))
 
 
-def _run_local(arguments: list[tuple]) -> list[int]:
+def _run_local(function: Any, arguments: list[tuple]) -> list[Any]:
     if len(arguments) == 1:
-        return [sample_partition(*arguments[0])]
+        return [function(*arguments[0])]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -148,4 +154,58 @@ def _run_local(arguments: list[tuple]) -> list[int]:
     arguments = [(*args, per_job_threads(len(arguments))) for args in arguments]
     # spawn, not fork: the parent may hold torch threads or a Ray client, which do not survive a fork.
     with ProcessPoolExecutor(len(arguments), mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(sample_partition, *zip(*arguments, strict=True)))
+        return list(pool.map(function, *zip(*arguments, strict=True)))
+
+
+# A partition's new keys start at its index times this: keys stay unique across partitions of a database.
+KEY_STRIDE = 10**9
+
+
+def sample_database_partition(model_dir: str, rows: int, seed: int, index: int, folder: str,
+                              plugins_dir: str | None = None, threads: int | None = None) -> dict[str, int]:
+    """One consistent sub-database: ``rows`` rows of the first root with their children, written as
+    ``<table>/part-<index>.parquet``; keys start at ``index * KEY_STRIDE``, so no two partitions share one."""
+    from synthforge.plugins import get_plugin_manager
+    from synthforge.relational import DatabaseGenerator
+    from synthforge.seeds import derive_seed
+    from synthforge.threads import limited_threads, thread_share
+
+    pm = get_plugin_manager(plugins_dir=Path(plugins_dir) if plugins_dir else None)
+    with limited_threads(thread_share(threads)):
+        tables = DatabaseGenerator.load(model_dir, pm).sample(rows, seed=derive_seed(seed, "partition", index),
+                                                               key_offset=index * KEY_STRIDE)
+    for name, frame in tables.items():
+        (Path(folder) / name).mkdir(exist_ok=True)
+        frame.write_parquet(Path(folder) / name / f"part-{index:05d}.parquet")
+    return {name: frame.height for name, frame in tables.items()}
+
+
+def sample_database_partitioned(model_dir: Path, rows: int, out: Path, *, partitions: int, seed: int,
+                                executor: Literal["ray", "local"], ray_address: str | None,
+                                plugins_dir: str | Path | None) -> dict[str, Any]:
+    """A related-tables model sampled in ``partitions`` sub-databases split by root rows, each with all its
+    children (so every partition is referentially whole); one folder of parquet parts per table."""
+    from synthforge.data.io import remove_abandoned_staging, replace_atomically, staging_path
+
+    partitions = max(1, min(partitions, rows))
+    size, extra = divmod(rows, partitions)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_abandoned_staging(out)
+    staging = staging_path(out)
+    staging.mkdir()
+    started = time.perf_counter()
+    arguments = [(str(model_dir), size + (index < extra), seed, index, str(staging),
+                  str(plugins_dir) if plugins_dir else None) for index in range(partitions)]
+    try:
+        counts = _run_ray(sample_database_partition, arguments, ray_address) if executor == "ray" \
+            else _run_local(sample_database_partition, arguments)
+        tables = {name: sum(count[name] for count in counts) for name in counts[0]}
+        manifest = {"rows": sum(tables.values()), "tables": tables, "parts": counts, "model": str(model_dir),
+                    "seed": seed, "executor": executor, "partitions": partitions,
+                    "seconds": round(time.perf_counter() - started, 3)}
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        replace_atomically(staging, out)
+        return manifest
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
