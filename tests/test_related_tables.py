@@ -312,3 +312,29 @@ def test_the_sequence_generator_is_protected_from_copying_a_whole_sequence():
     assert model.sequence_hashes_["visits"].len() == 1
     tables = model.sample(20, seed=4)
     assert tables["visits"].height == 60
+
+
+def test_a_related_tables_recipe_runs_as_a_job(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copytree(ROOT / "recipes" / "data" / "gapminder", tmp_path / "data" / "gapminder")
+    recipe = yaml.safe_load((ROOT / "recipes" / "gapminder-sequences.yaml").read_text())
+    recipe["generator"] = {"name": "copula"}
+    recipe["output"]["path"] = "out"
+    (tmp_path / "gapminder.yaml").write_text(yaml.safe_dump(recipe))
+    store = f"sqlite:///{tmp_path / 'jobs.db'}"
+    synthforge = [sys.executable, "-m", "synthforge.cli"]
+
+    def cli(*args):
+        return subprocess.run([*synthforge, *args], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                              check=True).stdout
+
+    job = cli("jobs", "submit", "gapminder.yaml", "--store", store).split()[-1]
+    cli("worker", "--store", store, "--drain")
+    shown = json.loads(cli("jobs", "show", job, "--json", "--store", store))
+    assert shown["status"] == "succeeded", shown
+    names = {c["name"] for c in shown["result"]["checks"]}
+    assert {"referential_integrity", "sequence_copies", "exact_copies[observations]"} <= names
+    assert pl.read_csv(tmp_path / "out" / "observations.csv").height == 1368
