@@ -165,22 +165,29 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
             write_reports(temporary, info=_describe_run(info, recipe, source_path, generator, result, versions),
                           train=train, holdout=holdout, synthetic=synthetic_for_checks, schema=schema,
                           checks=result.checks)
-        failures = [c for c in result.failed_checks if c.on_fail == "error"]
-        if failures:
-            _keep_failed_reports(temporary, info.output_path)
-            raise GateFailed(_gate_message(failures, info.output_path), failures)
-        if output.save_model:
-            with timer("save"):
-                generator.save(temporary / "model")
-        manifest = _manifest(info, recipe, source_path, generator, result, versions)
-        (temporary / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        replace_atomically(temporary, info.output_path)
+        commit_output(temporary, info.output_path, result, timer, generator.save if output.save_model else None,
+                      lambda: _manifest(info, recipe, source_path, generator, result, versions))
         result.output_path = info.output_path
         result.dataset_path = info.output_path / dataset.name
         log(f"wrote {result.dataset_path}")
     finally:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)
+
+
+def commit_output(temporary: Path, output_path: Path, result: RunResult, timer: _Timer,
+                  save: Callable[[Path], Any] | None, manifest: Callable[[], dict[str, Any]]) -> None:
+    """The end of every run: on a failed ``error`` gate keep only the reports (``<path>.failed/``) and raise;
+    else save the model, write the manifest and rename the folder into place."""
+    failures = [c for c in result.failed_checks if c.on_fail == "error"]
+    if failures:
+        _keep_failed_reports(temporary, output_path)
+        raise GateFailed(_gate_message(failures, output_path), failures)
+    if save is not None:
+        with timer("save"):
+            save(temporary / "model")
+    (temporary / "manifest.json").write_text(json.dumps(manifest(), indent=2))
+    replace_atomically(temporary, output_path)
 
 
 def validate_recipe(recipe: Recipe, pm: SynthForgePluginManager | None = None) -> list[str]:

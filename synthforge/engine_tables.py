@@ -9,7 +9,6 @@ folder, renamed into place only when every gate passed.
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -20,21 +19,20 @@ import polars as pl
 from synthforge.checks.base import CheckResult, Gate
 from synthforge.checks.relational import Database
 from synthforge.constraints import check_constraints
-from synthforge.data.io import open_writer, read_table, remove_abandoned_staging, replace_atomically, staging_path
+from synthforge.data.io import open_writer, read_table, remove_abandoned_staging, staging_path
 from synthforge.data.schema import ColumnKind, ColumnOverride, Schema, infer_schema, prepare_source, to_internal
 from synthforge.engine import (
     FORMAT_EXTENSIONS,
     RunInfo,
     RunResult,
-    _gate_message,
-    _keep_failed_reports,
     _log_checks,
     _now,
     _Timer,
+    commit_output,
     privacy_turned_off,
     run_checks,
 )
-from synthforge.errors import DataError, GateFailed
+from synthforge.errors import DataError
 from synthforge.generator import FitContext
 from synthforge.plugins import SynthForgePluginManager
 from synthforge.provenance import file_sha256, machine, package_versions
@@ -151,16 +149,8 @@ def run_tables(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, resul
         with timer("report"):
             write_database_reports(temporary, info=_describe(info, recipe, result, versions), database=checked,
                                    checks=result.checks)
-        failures = [c for c in result.failed_checks if c.on_fail == "error"]
-        if failures:
-            _keep_failed_reports(temporary, info.output_path)
-            raise GateFailed(_gate_message(failures, info.output_path), failures)
-        if output.save_model:
-            with timer("save"):
-                database.save(temporary / "model")
-        manifest = _manifest(info, recipe, result, versions)
-        (temporary / "manifest.json").write_text(json.dumps(manifest, indent=2))
-        replace_atomically(temporary, info.output_path)
+        commit_output(temporary, info.output_path, result, timer, database.save if output.save_model else None,
+                      lambda: _manifest(info, recipe, result, versions))
         result.output_path = info.output_path
         result.dataset_path = info.output_path
         log(f"wrote {len(synthetic)} tables to {info.output_path}")
