@@ -253,7 +253,7 @@ def sample(
 
 
 def _sample_database(model_dir: Path, rows: int, out: Path, seed: int, pm: Any) -> None:
-    """A related-tables model: ``rows`` rows of its first root table with their children, one file per table in
+    """A related-tables model: ``rows`` rows of its first root table with children, and theirs, one file per table in
     the folder ``out`` (csv, or the format its name's extension says: ``out.parquet/``), written atomically."""
     from synthforge.data.io import open_writer, replace_atomically, staging_path
     from synthforge.relational import DatabaseGenerator

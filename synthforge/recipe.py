@@ -137,8 +137,8 @@ class OutputSpec(_Strict):
     mode: Mode = Field("synthesize", description="synthesize | augment | rebalance | conditions | impute.")
     path: Path = Field(description="Output folder; written atomically.")
     rows: int | None = Field(None, ge=0, description="Synthetic rows (default: as many as the training rows); "
-                                                     "related tables: rows of the first root table, the other "
-                                                     "roots scaled alike, children as learned.")
+                                                     "related tables: rows of the first root table with children, "
+                                                     "the other roots scaled alike, children as learned.")
     format: str = Field("csv", description="Format of the dataset file: csv, parquet, ndjson or ipc.")
     column: str | None = Field(None, description="rebalance: the categorical column to rebalance.")
     shares: dict[str, float] | Literal["uniform"] = Field(

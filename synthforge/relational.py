@@ -496,10 +496,10 @@ class DatabaseGenerator:
 
     def sample(self, rows: int | None = None, seed: int = 0,
                key_offset: int = 0) -> dict[str, pl.DataFrame]:
-        """A synthetic database: ``rows`` rows of the first root table (default: as many as the real one), the
-        other roots scaled alike, children as learned. ``key_offset`` starts the new keys further on (a
-        partition of a larger database)."""
-        first = self.relations.roots[0]
+        """A synthetic database: ``rows`` rows of the first root table with children (the main entity; default:
+        as many as the real one), the other roots scaled alike, children as learned. ``key_offset`` starts the new
+        keys further on (a partition of a larger database)."""
+        first = (self.relations.entity_roots() or self.relations.roots)[0]
         scale = 1.0 if rows is None else rows / max(self.plans_[first].rows, 1)
         internal: dict[str, pl.DataFrame] = {}
         output: dict[str, pl.DataFrame] = {}
