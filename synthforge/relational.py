@@ -286,6 +286,7 @@ class TablePlan:
     history: list[str] = field(default_factory=list)  # a sequence's columns given as the row before (prev.*)
     changed: list[str] = field(default_factory=list)  # numbers learned as a first value and changes
     relative: list[str] = field(default_factory=list)  # of those, the ones whose changes are factors (log changes)
+    first_fill: dict[str, float] = field(default_factory=dict)  # their median first value, for a drawn null
 
 
 class DatabaseGenerator:
@@ -445,6 +446,8 @@ class DatabaseGenerator:
                   .alias(f"{CHANGE}{c}") for c in plan.changed)).drop(plan.changed)
             plan.own = [part for c in plan.own for part in
                         ((f"{FIRST}{c}", f"{CHANGE}{c}") if c in plan.changed else (c,))]
+            # A model may still draw a (rare) null where the value was always there: no change, the usual start.
+            plan.first_fill = {c: float(frame.get_column(f"{FIRST}{c}").median() or 0.0) for c in plan.changed}
         return frame, plan
 
     def _table_schema(self, table: str, frame: pl.DataFrame, plan: TablePlan) -> Schema:
@@ -615,9 +618,9 @@ class DatabaseGenerator:
             drawn = self._draw_given(generator, pl.concat([context, before], how="horizontal"),
                                      derive_seed(seed, step))
             drawn = drawn.with_columns(  # a smooth number: its first value, then the row before's plus its change
-                _within(pl.col(f"{FIRST}{c}") if step == 0 else _changed(
-                    pl.lit(before.get_column(f"{PREVIOUS}{c}")), pl.col(f"{CHANGE}{c}"), c in plan.relative),
-                    source[c]).alias(c) for c in plan.changed)
+                _within(pl.col(f"{FIRST}{c}").fill_null(plan.first_fill[c]) if step == 0 else _changed(
+                    pl.lit(before.get_column(f"{PREVIOUS}{c}")), pl.col(f"{CHANGE}{c}").fill_null(0),
+                    c in plan.relative), source[c]).alias(c) for c in plan.changed)
             parts.append(drawn)
             last, last_parent = drawn, parent_index[at]
         return pl.concat(parts, how="vertical_relaxed").sort(_ROW)
