@@ -212,7 +212,7 @@ def sample(
             raise typer.BadParameter("a related-tables model samples whole databases: --condition, --set and "
                                      "--protect-rows-of apply to one table", param_hint="--rows")
         if partitions == 1:
-            _sample_database(model_dir, rows, out, seed, pm)
+            _sample_database(model_dir, rows, out, seed, batch_size, pm)
             return
         from synthforge.jobs.partitioned import sample_partitioned
 
@@ -252,9 +252,10 @@ def sample(
     _console().print(f"wrote {rows:,} rows to {out}{redrawn}")
 
 
-def _sample_database(model_dir: Path, rows: int, out: Path, seed: int, pm: Any) -> None:
+def _sample_database(model_dir: Path, rows: int, out: Path, seed: int, batch_size: int, pm: Any) -> None:
     """A related-tables model: ``rows`` rows of its first root table with children, and theirs, one file per table in
-    the folder ``out`` (csv, or the format its name's extension says: ``out.parquet/``), written atomically."""
+    the folder ``out`` (csv, or the format its name's extension says: ``out.parquet/``), written atomically,
+    ``batch_size`` main rows with their children at a time."""
     from synthforge.data.io import open_writer, replace_atomically, staging_path
     from synthforge.relational import DatabaseGenerator
     from synthforge.threads import limited_threads, thread_share
@@ -264,14 +265,17 @@ def _sample_database(model_dir: Path, rows: int, out: Path, seed: int, pm: Any) 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_path(out)
     staging.mkdir()
+    rows_written: dict[str, int] = {}
+    sinks = {name: open_writer(staging / f"{name}.{extension}", extension, pm=pm) for name in model.relations.tables}
     try:
-        with limited_threads(thread_share()):
-            tables = model.sample(rows, seed=seed)
-        for name, frame in tables.items():
-            sink = open_writer(staging / f"{name}.{extension}", extension, pm=pm)
-            try:
-                sink.write(frame)
-            finally:
+        try:
+            with limited_threads(thread_share()):
+                for tables in model.sample_batches(rows, batch_size, seed=seed):
+                    for name, frame in tables.items():
+                        sinks[name].write(frame)
+                        rows_written[name] = rows_written.get(name, 0) + frame.height
+        finally:
+            for sink in sinks.values():
                 sink.close()
         replace_atomically(staging, out)
     finally:
@@ -279,7 +283,7 @@ def _sample_database(model_dir: Path, rows: int, out: Path, seed: int, pm: Any) 
             import shutil
 
             shutil.rmtree(staging, ignore_errors=True)
-    _console().print(f"wrote {', '.join(f'{n} ({f.height:,} rows)' for n, f in tables.items())} to {out}/")
+    _console().print(f"wrote {', '.join(f'{n} ({r:,} rows)' for n, r in rows_written.items())} to {out}/")
 
 
 def _key_values(items: list[str], option: str) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 load every table → infer each schema (keys as identifiers) → check the keys → hold out a fraction of
 the entity roots with all their children → fit the tables in their structure
-(:class:`synthforge.relational.DatabaseGenerator`) → sample a database → check every table and the
+(:class:`synthforge.relational.DatabaseGenerator`) → sample a database (``output.batch_size`` main rows at a time, each
+batch with all its children; the checks look at the first, a whole sub-database) → check every table and the
 relationships → write one file per table, the reports, the model and the manifest into one hidden
 folder, renamed into place only when every gate passed.
 """
@@ -122,19 +123,25 @@ def run_tables(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, resul
     try:
         with timer("sample"):
             seed = output.sample_seed if output.sample_seed is not None else derive_seed(recipe.seed, "sample")
-            synthetic = database.sample(output.rows, seed=seed)
             extension = FORMAT_EXTENSIONS.get(output.format, output.format)
-            for name, frame in synthetic.items():
-                sink = open_writer(temporary / f"{name}.{extension}", output.format, pm=pm)
-                try:
-                    sink.write(frame)
-                finally:
+            sinks = {name: open_writer(temporary / f"{name}.{extension}", output.format, pm=pm)
+                     for name in relations.tables}
+            written: dict[str, int] = {}
+            synthetic: dict[str, pl.DataFrame] = {}  # the first batch: a whole database, for the checks
+            try:
+                for tables in database.sample_batches(output.rows, output.batch_size, seed=seed):
+                    synthetic = synthetic or tables
+                    for name, frame in tables.items():
+                        sinks[name].write(frame)
+                        written[name] = written.get(name, 0) + frame.height
+            finally:
+                for sink in sinks.values():
                     sink.close()
         result.rows = {f"{name}.training": frame.height for name, frame in train.items()}
-        result.rows |= {f"{name}.synthetic": frame.height for name, frame in synthetic.items()}
+        result.rows |= {f"{name}.synthetic": rows for name, rows in written.items()}
         result.rows["copies_redrawn"] = sum(g.copies_redrawn_ for g in database.generators_.values())
         result.rows["sequences_redrawn"] = getattr(database, "sequences_redrawn_", 0)
-        log("sampled " + ", ".join(f"{n} {f.height:,}" for n, f in synthetic.items()) + " rows; "
+        log("sampled " + ", ".join(f"{n} {r:,}" for n, r in written.items()) + " rows; "
             f"{result.rows['copies_redrawn']:,} copies of rare rows and {result.rows['sequences_redrawn']:,} copied "
             f"sequences drawn again")
         internal = {name: to_internal(frame, schemas[name]) for name, frame in synthetic.items()}

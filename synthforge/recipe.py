@@ -151,7 +151,8 @@ class OutputSpec(_Strict):
     include_real: bool | None = Field(
         None, description="Put the real training rows in the output (default: yes for augment and rebalance)."
     )
-    batch_size: int = Field(100_000, ge=1, description="Rows sampled and written per batch.")
+    batch_size: int = Field(100_000, ge=1, description="Rows sampled and written per batch (related tables: rows of "
+                                                        "the main table, each batch with all its children).")
     save_model: bool = Field(True, description="Save the fitted model under model/.")
     sample_seed: int | None = Field(None, description="Seed for sampling only (default: derived from `seed`).")
     sampling: dict[str, Any] = Field(

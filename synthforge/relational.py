@@ -33,7 +33,7 @@ parent), and for whole sequences: a synthetic sequence equal to a real parent's 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -498,11 +498,11 @@ class DatabaseGenerator:
     # --- sampling -------------------------------------------------------------------------------
 
     def sample(self, rows: int | None = None, seed: int = 0,
-               key_offset: int = 0) -> dict[str, pl.DataFrame]:
+               key_offset: int | dict[str, int] = 0) -> dict[str, pl.DataFrame]:
         """A synthetic database: ``rows`` rows of the first root table with children (the main entity; default:
         as many as the real one), the other roots scaled alike, children as learned. ``key_offset`` starts the new
-        keys further on (a partition of a larger database)."""
-        first = (self.relations.entity_roots() or self.relations.roots)[0]
+        keys further on, for every table or per table (a partition or a batch of a larger database)."""
+        first = self.main_table
         scale = 1.0 if rows is None else rows / max(self.plans_[first].rows, 1)
         internal: dict[str, pl.DataFrame] = {}
         output: dict[str, pl.DataFrame] = {}
@@ -516,8 +516,27 @@ class DatabaseGenerator:
             else:
                 frame, parents = self._sample_children(table, relation, internal[relation.parent], table_seed)
             internal[table] = frame
-            output[table] = self._with_keys(table, frame, parents, internal, output, key_offset, table_seed)
+            offset = key_offset.get(table, 0) if isinstance(key_offset, dict) else key_offset
+            output[table] = self._with_keys(table, frame, parents, internal, output, offset, table_seed)
         return output
+
+    @property
+    def main_table(self) -> str:
+        """The table whose rows a sample is counted in: the first root with children."""
+        return (self.relations.entity_roots() or self.relations.roots)[0]
+
+    def sample_batches(self, rows: int | None = None, batch_rows: int = 100_000,
+                       seed: int = 0) -> Iterator[dict[str, pl.DataFrame]]:
+        """The database of :meth:`sample` in sub-databases of ``batch_rows`` main rows, each with all its children
+        (and its share of the other roots), keys continuing from batch to batch: memory stays that of one batch."""
+        total = self.plans_[self.main_table].rows if rows is None else rows
+        offsets: dict[str, int] = {}
+        for index, start in enumerate(range(0, max(total, 1), batch_rows)):
+            tables = self.sample(min(batch_rows, total - start), seed=seed if total <= batch_rows
+                                 else derive_seed(seed, "batch", index), key_offset=dict(offsets))
+            for name, frame in tables.items():
+                offsets[name] = offsets.get(name, 0) + frame.height
+            yield tables
 
     def _sample_root(self, table: str, n: int, seed: int) -> pl.DataFrame:
         if table not in self.generators_:

@@ -151,6 +151,15 @@ def test_the_saved_model_samples_a_database_of_any_size(bank_run, tmp_path):
                                      str(tmp_path / "again.parquet")])
     assert again.exit_code == 0
     assert pl.read_parquet(tmp_path / "again.parquet" / "accounts.parquet").equals(accounts)
+    batched = CliRunner().invoke(app, ["sample", str(folder / "out" / "model"), "--rows", "50", "--batch-size", "20",
+                                       "--out", str(tmp_path / "batched")])
+    assert batched.exit_code == 0, batched.output
+    tables = {n: pl.read_csv(tmp_path / "batched" / f"{n}.csv") for n in ("customers", "accounts", "transactions")}
+    assert tables["customers"].height == 50  # three batches of 20, 20 and 10 customers, each with its children
+    for name, key in (("customers", "customer_id"), ("accounts", "account_id"), ("transactions", "tx_id")):
+        assert tables[name].get_column(key).is_unique().all(), f"{name}: keys repeat across batches"
+    assert tables["transactions"].get_column("account_id").is_in(tables["accounts"].get_column("account_id")
+                                                                  .implode()).all()
     refused = CliRunner().invoke(app, ["sample", str(folder / "out" / "model"), "--rows", "5", "--out",
                                        str(tmp_path / "x"), "--condition", "segment=retail"])
     assert refused.exit_code != 0 and "whole databases" in refused.output
