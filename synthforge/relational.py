@@ -68,6 +68,8 @@ MAX_SEQUENCE_REDRAWS = 20
 CHANGE_CORRELATION = 0.9
 # ... and a positive one whose largest value is this many times its smallest changes by factors.
 RELATIVE_RANGE = 100
+# A count of children (or of references) with more distinct values than this is learned as a measurement.
+MAX_COUNT_VALUES = 10
 # The fallback conditions on a parent's categorical columns with at most this many values.
 MAX_CONTEXT_CATEGORIES = 50
 
@@ -468,9 +470,12 @@ class DatabaseGenerator:
         made = [c for c in frame.columns if c not in specs and c != _PARENT_INDEX
                 and not c.startswith((PREVIOUS, FIRST))]
         if made:
-            integers = {c: ColumnOverride(kind=ColumnKind.integer) for c in made
-                        if c.startswith((ROWS, REFERRED)) or c == POSITION}
-            inferred = infer_schema(frame.select(made), integers, max_categories=10**9) \
+            # A count with many values (flights per airport) is a measurement: as categories of integers its large,
+            # rare values would be pooled into common ones, and the busiest rows would lose their traffic.
+            counts = {c: ColumnOverride(kind=ColumnKind.integer if c == POSITION or frame.get_column(c).n_unique()
+                                        <= MAX_COUNT_VALUES else ColumnKind.continuous)
+                      for c in made if c.startswith((ROWS, REFERRED)) or c == POSITION}
+            inferred = infer_schema(frame.select(made), counts, max_categories=10**9) \
                 if any(frame.get_column(c).drop_nulls().len() for c in made) else Schema(columns=[])
             specs |= {c.name: c for c in inferred.columns}
         for column in frame.columns:
@@ -719,11 +724,19 @@ class DatabaseGenerator:
         """How many of ``rows`` references each synthetic referenced row takes: its learned count, scaled."""
         column = self.plans_[reference.parent].referred.get(f"{reference.child}.{reference.column}")
         if column is None or column not in referenced.columns:
-            return np.full(referenced.height, int(np.ceil(rows / max(referenced.height, 1))), dtype=np.int64)
+            counts = np.ones(referenced.height)
+            share = counts * rows / max(counts.sum(), 1)
+            capacity = np.floor(share).astype(np.int64)
+            capacity[np.argsort(capacity - share)[: rows - int(capacity.sum())]] += 1
+            return capacity
         counts = referenced.get_column(column).fill_null(0).clip(0).cast(pl.Float64).to_numpy()
         if counts.sum() == 0:
             counts = np.ones(referenced.height)
-        return np.ceil(counts * rows / counts.sum()).astype(np.int64)
+        # Largest remainders: the capacities add up to exactly ``rows``, so every row's learned share is filled.
+        share = counts * rows / counts.sum()
+        capacity = np.floor(share).astype(np.int64)
+        capacity[np.argsort(capacity - share)[: rows - int(capacity.sum())]] += 1
+        return capacity
 
     # --- saving ---------------------------------------------------------------------------------
 
@@ -853,8 +866,8 @@ def _nearest_rows(queries: np.ndarray, candidates: np.ndarray, capacity: np.ndar
     norms = np.einsum("ij,ij->i", candidates, candidates)
     jitter = rng.random(len(candidates)) * 1e-9
     order = rng.permutation(len(queries))
-    for start in range(0, len(queries), 256):
-        rows = order[start : start + 256]
+    for start in range(0, len(queries), 64):
+        rows = order[start : start + 64]
         distances = norms[None, :] - 2 * queries[rows] @ candidates.T + jitter[None, :]
         if (left > 0).any():
             distances[:, left <= 0] = np.inf
