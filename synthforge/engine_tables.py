@@ -103,7 +103,9 @@ def run_tables(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, resul
                                            f"constraints") for name, schema in schemas.items()}
         held = ", ".join(f"{n} {t.height:,}" for n, t in (holdout or {}).items())
         log(f"holding out {held or 'nothing'}")
-    generator_class = pm.get_generator(recipe.generator.name)
+    def make_generator(table: str) -> Any:
+        spec = recipe.source.tables[table].generator or recipe.generator
+        return pm.get_generator(spec.name)(spec.params)
 
     def context_for(table: str) -> FitContext:
         return FitContext(
@@ -111,7 +113,7 @@ def run_tables(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, resul
             protect_rows_below=recipe.copy_protection_below, log=None if progress else log,
             on_epoch_end=lambda epoch, metrics: pm.hook.synthforge_epoch_end(run=info, epoch=epoch, metrics=metrics))
 
-    database = DatabaseGenerator(relations, lambda table: generator_class(recipe.generator.params))
+    database = DatabaseGenerator(relations, make_generator)
     with timer("fit"):
         database.fit(train, schemas, context_for, log)
     output = recipe.output

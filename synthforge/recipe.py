@@ -39,6 +39,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class GeneratorSpec(_Strict):
+    name: str = Field("copula", description="A generator from `synthforge plugins`.")
+    params: dict[str, Any] = Field(default_factory=dict, description="The generator's own typed parameters.")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps, for neural generators.")
+    threads: int | None = Field(
+        None, ge=1, description="CPU threads for this run (torch, BLAS, OpenMP); default: $SYNTHFORGE_THREADS, the "
+                                "CPUs a Ray task was given, or this machine's cores (a worker divides them among "
+                                "its concurrent jobs).")
+
+
 class _TableOptions(_Strict):
     """How one table is read and described; shared by a flat source and each table of a dataset."""
 
@@ -83,6 +93,9 @@ class TableSpec(_TableOptions):
                           "row is then generated given the rows before it.")
     constraints: list[Constraint] = Field(default_factory=list, description="This table's business rules.")
     target: str | None = Field(None, description="Column to predict, for this table's ML-efficacy checks.")
+    generator: GeneratorSpec | None = Field(
+        None, description="This table's own generator (default: the recipe's), e.g. the copula for a small lookup "
+                          "table beside an autoregressive model for the rest.")
 
     @field_validator("foreign_keys", mode="before")
     @classmethod
@@ -121,16 +134,6 @@ class HoldoutSpec(_Strict):
 
     fraction: float = Field(0.2, ge=0.0, lt=1.0, description="Share of the source held out (seeded).")
     path: Path | None = Field(None, description="A separate holdout file instead of a split.")
-
-
-class GeneratorSpec(_Strict):
-    name: str = Field("copula", description="A generator from `synthforge plugins`.")
-    params: dict[str, Any] = Field(default_factory=dict, description="The generator's own typed parameters.")
-    device: str = Field("auto", description="auto, cpu, cuda, cuda:N or mps, for neural generators.")
-    threads: int | None = Field(
-        None, ge=1, description="CPU threads for this run (torch, BLAS, OpenMP); default: $SYNTHFORGE_THREADS, the "
-                                "CPUs a Ray task was given, or this machine's cores (a worker divides them among "
-                                "its concurrent jobs).")
 
 
 class OutputSpec(_Strict):
@@ -353,6 +356,15 @@ def validate_plugins(recipe: Recipe, pm: SynthForgePluginManager) -> None:
         validate_params(generator.Params, recipe.generator.params, f"generator {generator.name!r}")
     except SynthForgeError as error:
         raise RecipeError(f"{where(('generator', 'params'))}generator.params: {error}") from None
+    for table, spec in recipe.source.tables.items():
+        if spec.generator is None:
+            continue
+        key = ("source", "tables", table, "generator")
+        try:
+            own = pm.get_generator(spec.generator.name)
+            validate_params(own.Params, spec.generator.params, f"generator {own.name!r}")
+        except SynthForgeError as error:
+            raise RecipeError(f"{where(key)}source.tables.{table}.generator: {error}") from None
     try:
         validate_params(generator.SampleParams, recipe.output.sampling, f"generator {generator.name!r}'s sampling")
     except SynthForgeError as error:

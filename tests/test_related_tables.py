@@ -64,7 +64,7 @@ def bank_recipe(folder: Path, generator: str = "autoregressive", **params) -> di
         "seed": 3,
         "source": {"tables": {
             "customers": {"path": "customers.csv", "primary_key": "customer_id"},
-            "merchants": {"path": "merchants.csv", "primary_key": "merchant_id"},
+            "merchants": {"path": "merchants.csv", "primary_key": "merchant_id", "generator": {"name": "copula"}},
             "accounts": {"path": "accounts.csv", "primary_key": "account_id",
                          "foreign_keys": {"customer_id": "customers"}},
             "transactions": {"path": "transactions.csv", "primary_key": "tx_id",
@@ -128,6 +128,7 @@ def test_a_database_is_generated_in_its_structure_with_exact_keys(bank_run):
     assert checks["quality_report"].score > 0.75
     for name in ("exact_copies[transactions]", "identifier_leak[accounts]", "column_shapes[tickets]"):
         assert name in checks
+    assert json.loads((out / "model" / "database.json").read_text())["generators"]["merchants"] == "copula"
     manifest = json.loads((out / "manifest.json").read_text())
     assert set(manifest["tables"]) == set(tables)
     report = (out / "report.html").read_text()
@@ -272,6 +273,8 @@ def test_bad_related_tables_get_clear_errors(tmp_path):
     fails(lambda r: r["source"]["tables"]["accounts"].pop("primary_key"), "'accounts' has no primary_key")
     fails(lambda r: r["source"].update(path="x.csv"), "either `path`")
     fails(lambda r: r["output"].update(mode="augment"), "related tables are synthesized whole")
+    fails(lambda r: r["source"]["tables"]["accounts"].update(generator={"name": "copulaa"}),
+          "source.tables.accounts.generator", "copula")
     accounts = pl.read_csv(paths["accounts"])
     pl.concat([accounts, accounts.head(2)]).write_csv(tmp_path / "duplicated.csv")
     fails(lambda r: r["source"]["tables"]["accounts"].update(path="duplicated.csv"),
