@@ -192,7 +192,14 @@ def score(dataset: str, folder: Path, seed: int = 0) -> dict:
     from sdmetrics.reports.multi_table import QualityReport
 
     from synthforge.checks.builtin import copy_share
-    from synthforge.checks.relational import Database, ParentDCR, ReferentialIntegrity, SequenceCopies, SequenceOrder
+    from synthforge.checks.relational import (
+        Database,
+        ParentDCR,
+        ReferentialIntegrity,
+        SequenceCopies,
+        SequenceOrder,
+        sdmetrics_metadata,
+    )
     from synthforge.data.schema import to_internal
 
     _, relations, schemas, train, holdout = prepared(dataset, seed)
@@ -203,20 +210,7 @@ def score(dataset: str, folder: Path, seed: int = 0) -> dict:
                                         else pl.lit(None, dtype=train[name].schema[c]).alias(c)
                                         for c in train[name].columns])
     database = Database(relations, schemas, train, holdout, synthetic)
-    metadata = {"tables": {}, "relationships": []}
-    for name, schema in schemas.items():
-        columns = {}
-        for spec in schema.columns:
-            if spec.name in relations.keys(name):
-                columns[spec.name] = {"sdtype": "id"}
-            elif spec.kind.learned:
-                columns[spec.name] = {"sdtype": "datetime" if spec.kind.value == "datetime" else
-                                      "numerical" if spec.kind.numeric else "categorical"}
-        metadata["tables"][name] = {"columns": columns, **({"primary_key": relations.primary_keys[name]}
-                                                           if relations.primary_keys[name] else {})}
-    metadata["relationships"] = [{"parent_table_name": r.parent, "child_table_name": r.child,
-                                  "parent_primary_key": relations.primary_keys[r.parent], "child_foreign_key": r.column}
-                                 for r in relations.relations]
+    metadata = sdmetrics_metadata(relations, schemas)
     report = QualityReport()
 
     def pandas_of(tables):

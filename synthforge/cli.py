@@ -265,18 +265,10 @@ def _sample_database(model_dir: Path, rows: int, out: Path, seed: int, batch_siz
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_path(out)
     staging.mkdir()
-    rows_written: dict[str, int] = {}
-    sinks = {name: open_writer(staging / f"{name}.{extension}", extension, pm=pm) for name in model.relations.tables}
     try:
-        try:
-            with limited_threads(thread_share()):
-                for tables in model.sample_batches(rows, batch_size, seed=seed):
-                    for name, frame in tables.items():
-                        sinks[name].write(frame)
-                        rows_written[name] = rows_written.get(name, 0) + frame.height
-        finally:
-            for sink in sinks.values():
-                sink.close()
+        with limited_threads(thread_share()):
+            rows_written, _ = model.write_batches(staging, extension, lambda path: open_writer(path, extension, pm=pm),
+                                                  rows, batch_size, seed)
         replace_atomically(staging, out)
     finally:
         if staging.exists():

@@ -126,19 +126,10 @@ def run_tables(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, resul
         with timer("sample"):
             seed = output.sample_seed if output.sample_seed is not None else derive_seed(recipe.seed, "sample")
             extension = FORMAT_EXTENSIONS.get(output.format, output.format)
-            sinks = {name: open_writer(temporary / f"{name}.{extension}", output.format, pm=pm)
-                     for name in relations.tables}
-            written: dict[str, int] = {}
-            synthetic: dict[str, pl.DataFrame] = {}  # the first batch: a whole database, for the checks
-            try:
-                for tables in database.sample_batches(output.rows, output.batch_size, seed=seed):
-                    synthetic = synthetic or tables
-                    for name, frame in tables.items():
-                        sinks[name].write(frame)
-                        written[name] = written.get(name, 0) + frame.height
-            finally:
-                for sink in sinks.values():
-                    sink.close()
+            # The first batch, a whole sub-database, is what the checks look at.
+            written, synthetic = database.write_batches(
+                temporary, extension, lambda path: open_writer(path, output.format, pm=pm), output.rows,
+                output.batch_size, seed)
         result.rows = {f"{name}.training": frame.height for name, frame in train.items()}
         result.rows |= {f"{name}.synthetic": rows for name, rows in written.items()}
         result.rows["copies_redrawn"] = sum(g.copies_redrawn_ for g in database.generators_.values())

@@ -738,6 +738,24 @@ class DatabaseGenerator:
         capacity[np.argsort(capacity - share)[: rows - int(capacity.sum())]] += 1
         return capacity
 
+    def write_batches(self, folder: Path, extension: str, sink_for: Callable[[Path], Any], rows: int | None,
+                      batch_rows: int, seed: int) -> tuple[dict[str, int], dict[str, pl.DataFrame]]:
+        """Stream :meth:`sample_batches` into one file per table in ``folder`` (``sink_for(path)`` opens one);
+        return the rows written per table and the first batch (a whole sub-database, for checks)."""
+        sinks = {name: sink_for(folder / f"{name}.{extension}") for name in self.relations.tables}
+        written: dict[str, int] = {}
+        first: dict[str, pl.DataFrame] = {}
+        try:
+            for tables in self.sample_batches(rows, batch_rows, seed=seed):
+                first = first or tables
+                for name, frame in tables.items():
+                    sinks[name].write(frame)
+                    written[name] = written.get(name, 0) + frame.height
+        finally:
+            for sink in sinks.values():
+                sink.close()
+        return written, first
+
     # --- saving ---------------------------------------------------------------------------------
 
     def save(self, directory: str | Path) -> Path:

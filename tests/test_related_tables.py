@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 import yaml
 
-from synthforge.checks.relational import Database, intertable_scores, quality_properties
+from synthforge.checks.relational import Database, intertable_scores, quality_properties, sdmetrics_metadata
 from synthforge.engine import run
 from synthforge.errors import DataError, RecipeError
 from synthforge.plugins import get_plugin_manager
@@ -218,21 +218,7 @@ def test_the_quality_report_agrees_with_sdmetrics(bank_run):
     fake = {name: pl.read_csv(folder / "out" / f"{name}.csv", try_parse_dates=True) for name in real}
     fake = {name: frame.cast(real[name].schema, strict=False) for name, frame in fake.items()}
     ours = quality_properties(Database(relations, schemas, real, None, fake))
-    metadata = {"tables": {}, "relationships": []}
-    for name, schema in schemas.items():
-        columns = {}
-        for spec in schema.columns:
-            if spec.name in relations.keys(name):
-                columns[spec.name] = {"sdtype": "id"}
-            elif spec.kind.value == "datetime":
-                columns[spec.name] = {"sdtype": "datetime"}
-            else:
-                columns[spec.name] = {"sdtype": "numerical" if spec.kind.numeric else "categorical"}
-        metadata["tables"][name] = {"columns": columns, "primary_key": relations.primary_keys[name]}
-    for relation in relations.relations:
-        metadata["relationships"].append({"parent_table_name": relation.parent, "child_table_name": relation.child,
-                                          "parent_primary_key": relations.primary_keys[relation.parent],
-                                          "child_foreign_key": relation.column})
+    metadata = sdmetrics_metadata(relations, schemas)
     report = QualityReport()
     report.generate({n: f.to_pandas() for n, f in real.items()}, {n: f.to_pandas() for n, f in fake.items()},
                     metadata, verbose=False)

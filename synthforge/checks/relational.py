@@ -325,6 +325,25 @@ class ParentDCR(RelationalCheck):
         return Schema(columns=columns)
 
 
+def sdmetrics_metadata(relations: Relations, schemas: dict[str, Schema]) -> dict[str, Any]:
+    """The dataset described as SDMetrics' multi-table reports take it: keys as ids, learned columns by kind."""
+    metadata: dict[str, Any] = {"tables": {}, "relationships": []}
+    for name, schema in schemas.items():
+        columns = {}
+        for spec in schema.columns:
+            if spec.name in relations.keys(name):
+                columns[spec.name] = {"sdtype": "id"}
+            elif spec.kind.learned:
+                columns[spec.name] = {"sdtype": "datetime" if spec.kind.value == "datetime" else
+                                      "numerical" if spec.kind.numeric else "categorical"}
+        primary = relations.primary_keys[name]
+        metadata["tables"][name] = {"columns": columns, **({"primary_key": primary} if primary else {})}
+    metadata["relationships"] = [{"parent_table_name": r.parent, "child_table_name": r.child,
+                                  "parent_primary_key": relations.primary_keys[r.parent], "child_foreign_key": r.column}
+                                 for r in relations.relations]
+    return metadata
+
+
 def quality_properties(database: Database) -> dict[str, float | None]:
     """SDMetrics' multi-table QualityReport properties and overall score, computed here."""
     shapes: list[float] = []
