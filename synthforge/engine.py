@@ -124,25 +124,14 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
 
     generator_class = pm.get_generator(recipe.generator.name)
     generator = generator_class(recipe.generator.params)
-    context = FitContext(
-        seed=recipe.seed,
-        device=recipe.generator.device,
-        progress=progress,
-        protect_rows_below=recipe.copy_protection_below,
-        log=None if progress else log,
-        on_epoch_end=lambda epoch, metrics: pm.hook.synthforge_epoch_end(run=info, epoch=epoch, metrics=metrics),
-    )
+    context = fit_context(recipe, pm, info, recipe.seed, recipe.generator.device, log, progress)
     with timer("fit"):
         log(f"fitting {generator!r}")
         generator.fit(train, schema, context)
     result.generator = generator
 
     output = recipe.output
-    info.output_path.parent.mkdir(parents=True, exist_ok=True)
-    for leftover in remove_abandoned_staging(info.output_path):
-        log(f"removed {leftover.name}, left by a run that was killed")
-    temporary = staging_path(info.output_path)
-    temporary.mkdir()
+    temporary = open_staging(info.output_path, log)
     try:
         dataset = temporary / f"data.{FORMAT_EXTENSIONS.get(output.format, output.format)}"
         with timer("sample"):
@@ -173,6 +162,25 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
     finally:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)
+
+
+def fit_context(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, seed: int, device: str,
+                log: Callable[[str], None], progress: bool) -> FitContext:
+    """What a run tells a generator about fitting: its seed, device, copy protection, progress and epoch hooks."""
+    return FitContext(
+        seed=seed, device=device, progress=progress, protect_rows_below=recipe.copy_protection_below,
+        log=None if progress else log,
+        on_epoch_end=lambda epoch, metrics: pm.hook.synthforge_epoch_end(run=info, epoch=epoch, metrics=metrics))
+
+
+def open_staging(output_path: Path, log: Callable[[str], None]) -> Path:
+    """The hidden folder a run builds its output in, beside ``output_path``, once leftovers of killed runs are gone."""
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in remove_abandoned_staging(output_path):
+        log(f"removed {leftover.name}, left by a run that was killed")
+    temporary = staging_path(output_path)
+    temporary.mkdir()
+    return temporary
 
 
 def commit_output(temporary: Path, output_path: Path, result: RunResult, timer: _Timer,

@@ -20,7 +20,7 @@ import polars as pl
 from synthforge.checks.base import CheckResult, Gate
 from synthforge.checks.relational import Database
 from synthforge.constraints import check_constraints
-from synthforge.data.io import open_writer, read_table, remove_abandoned_staging, staging_path
+from synthforge.data.io import open_writer, read_table
 from synthforge.data.schema import ColumnKind, ColumnOverride, Schema, infer_schema, prepare_source, to_internal
 from synthforge.engine import (
     FORMAT_EXTENSIONS,
@@ -30,6 +30,8 @@ from synthforge.engine import (
     _now,
     _Timer,
     commit_output,
+    fit_context,
+    open_staging,
     privacy_turned_off,
     run_checks,
 )
@@ -108,20 +110,14 @@ def run_tables(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, resul
         return pm.get_generator(spec.name)(spec.params)
 
     def context_for(table: str) -> FitContext:
-        return FitContext(
-            seed=derive_seed(recipe.seed, "table", table), device=recipe.generator.device, progress=progress,
-            protect_rows_below=recipe.copy_protection_below, log=None if progress else log,
-            on_epoch_end=lambda epoch, metrics: pm.hook.synthforge_epoch_end(run=info, epoch=epoch, metrics=metrics))
+        spec = recipe.source.tables[table].generator or recipe.generator
+        return fit_context(recipe, pm, info, derive_seed(recipe.seed, "table", table), spec.device, log, progress)
 
     database = DatabaseGenerator(relations, make_generator)
     with timer("fit"):
         database.fit(train, schemas, context_for, log)
     output = recipe.output
-    info.output_path.parent.mkdir(parents=True, exist_ok=True)
-    for leftover in remove_abandoned_staging(info.output_path):
-        log(f"removed {leftover.name}, left by a run that was killed")
-    temporary = staging_path(info.output_path)
-    temporary.mkdir()
+    temporary = open_staging(info.output_path, log)
     try:
         with timer("sample"):
             seed = output.sample_seed if output.sample_seed is not None else derive_seed(recipe.seed, "sample")
@@ -133,7 +129,7 @@ def run_tables(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, resul
         result.rows = {f"{name}.training": frame.height for name, frame in train.items()}
         result.rows |= {f"{name}.synthetic": rows for name, rows in written.items()}
         result.rows["copies_redrawn"] = sum(g.copies_redrawn_ for g in database.generators_.values())
-        result.rows["sequences_redrawn"] = getattr(database, "sequences_redrawn_", 0)
+        result.rows["sequences_redrawn"] = database.sequences_redrawn_
         log("sampled " + ", ".join(f"{n} {r:,}" for n, r in written.items()) + " rows; "
             f"{result.rows['copies_redrawn']:,} copies of rare rows and {result.rows['sequences_redrawn']:,} copied "
             f"sequences drawn again")

@@ -309,13 +309,14 @@ class DatabaseGenerator:
         self.generators_: dict[str, Generator] = {}
         self.sequence_hashes_: dict[str, pl.Series] = {}
         self.rare_rows_: dict[str, tuple[pl.Schema, pl.Series]] = {}
-        self.learned_: dict[str, pl.DataFrame] = {}  # each table's training frame, for its children's context
+        self.sequences_redrawn_ = 0
+        learned: dict[str, pl.DataFrame] = {}  # each table's training frame, for its children's context
         for table in self.relations.order():
             generator = self.make_generator(table)
-            full, plan = self._training_frame(table, frames, changes=generator.supports_context
+            full, plan = self._training_frame(table, frames, learned, changes=generator.supports_context
                                               and generator.sequence_changes)
             self.plans_[table] = plan
-            self.learned_[table] = full
+            learned[table] = full
             frame = full.select([c for c in full.columns if c not in self.relations.keys(table) and c != _PARENT_INDEX])
             schema = self._table_schema(table, frame, plan)
             if not schema.learned:
@@ -349,25 +350,28 @@ class DatabaseGenerator:
         keys = set(self.relations.keys(table))
         return [c.name for c in self.schemas_[table].learned if c.name not in keys]
 
-    def _training_frame(self, table: str, frames: dict[str, pl.DataFrame],
+    def _training_frame(self, table: str, frames: dict[str, pl.DataFrame], fitted: dict[str, pl.DataFrame],
                         changes: bool = True) -> tuple[pl.DataFrame, TablePlan]:
-        """The table as its generator learns it: keys out; counts, starts, context, gaps and references in."""
+        """The table as its generator learns it (keys kept, for its children to join on): counts, starts,
+        context, gaps and references in. ``fitted`` holds the training frames of the tables before it."""
         relations = self.relations
         frame = frames[table]
         primary = relations.primary_keys[table]
-        keys = relations.keys(table)
-        schema = self.schemas_[table]
-        plan = TablePlan(table, frame.height, frame.columns,
-                         own=[c.name for c in schema.learned if c.name not in keys])
+        plan = TablePlan(table, frame.height, frame.columns, own=self._source_columns(table))
         if primary is not None:
             plan.key = _key_plan(frame.get_column(primary))
         learned = frame
-        for child in relations.children(table):
-            counts = frames[child.child].group_by(child.column).len("__n") \
-                .with_columns(pl.col(child.column).cast(frame.schema[primary], strict=False))
-            name = f"{ROWS}{child.child}"
-            learned = learned.join(counts.rename({child.column: primary}), on=primary, how="left") \
+
+        def with_count(relation: Relation, name: str) -> pl.DataFrame:
+            """``learned`` with how many rows of ``relation``'s child hold each row's key (0 for none)."""
+            counts = frames[relation.child].group_by(relation.column).len("__n") \
+                .with_columns(pl.col(relation.column).cast(frame.schema[primary], strict=False))
+            return learned.join(counts.rename({relation.column: primary}), on=primary, how="left") \
                 .with_columns(pl.col("__n").fill_null(0).cast(pl.Int64).alias(name)).drop("__n")
+
+        for child in relations.children(table):
+            name = f"{ROWS}{child.child}"
+            learned = with_count(child, name)
             plan.counts[child.child] = name
             if child.sequence_by:
                 starts = frames[child.child].group_by(child.column).agg(pl.col(child.sequence_by).min().alias("__s")) \
@@ -378,11 +382,8 @@ class DatabaseGenerator:
                 plan.starts[child.child] = name
         for referring in [r for r in relations.relations if r.parent == table and not r.primary]:
             # How often each row is referred to is learned with its attributes: an airport's traffic, say.
-            counts = frames[referring.child].group_by(referring.column).len("__n") \
-                .with_columns(pl.col(referring.column).cast(frame.schema[primary], strict=False))
             name = f"{REFERRED}{referring.child}.{referring.column}"
-            learned = learned.join(counts.rename({referring.column: primary}), on=primary, how="left") \
-                .with_columns(pl.col("__n").fill_null(0).cast(pl.Int64).alias(name)).drop("__n")
+            learned = with_count(referring, name)
             plan.referred[f"{referring.child}.{referring.column}"] = name
         for reference in relations.references(table):
             parent_key = relations.primary_keys[reference.parent]
@@ -396,7 +397,7 @@ class DatabaseGenerator:
             plan.references[reference.column] = list(named.values())
         relation = relations.parent(table)
         if relation is not None:
-            parent = self.learned_[relation.parent]
+            parent = fitted[relation.parent]
             parent_key = relations.primary_keys[relation.parent]
             parent_plan = self.plans_[relation.parent]
             shown = [*parent_plan.own, *parent_plan.counts.values(), *parent_plan.starts.values()]
@@ -496,7 +497,6 @@ class DatabaseGenerator:
         kept = [c for c in plan.context if c in schema and schema[c].kind in (ColumnKind.categorical,
                 ColumnKind.boolean) and schema[c].n_unique <= MAX_CONTEXT_CATEGORIES]
         dropped = [c for c in plan.context if c not in kept]
-        plan.native_context = False
         return (frame.drop(dropped), Schema(columns=[c for c in schema.columns if c.name not in dropped],
                                             constraints=schema.constraints), kept)
 
@@ -613,7 +613,7 @@ class DatabaseGenerator:
                 break
             parents_with = np.unique(parent_index)[bad]
             todo = np.isin(parent_index, parents_with)
-            self.sequences_redrawn_ = getattr(self, "sequences_redrawn_", 0) + len(parents_with)
+            self.sequences_redrawn_ += len(parents_with)
         raise ModelError(f"table {table!r}: the generator keeps reproducing real sequences or rare real rows "
                          f"({int(bad.sum())} sequences still copied after {MAX_SEQUENCE_REDRAWS} fresh draws), so it "
                          f"has memorised them; train it for fewer epochs or with more regularisation.")
@@ -626,7 +626,7 @@ class DatabaseGenerator:
         parts: list[pl.DataFrame] = []
         last: pl.DataFrame | None = None
         last_parent = np.zeros(0, dtype=np.int64)
-        history = plan.history or plan.own
+        history = plan.history
         previous = [f"{PREVIOUS}{c}" for c in history]
         source = self.schemas_[self.relations.parent(plan.name).child]
         for step in range(int(position.max()) + 1):
@@ -704,11 +704,11 @@ class DatabaseGenerator:
         rng = np.random.default_rng(derive_seed(seed, "references", reference.column))
         if keys.len() == 0:
             return pl.Series(reference.column, [None] * frame.height, dtype=keys.dtype)
-        if not attributes:
-            capacity = self._capacities(reference, internal[reference.parent], frame.height).astype(np.float64)
-            return keys[rng.choice(keys.len(), frame.height, p=capacity / capacity.sum())].alias(reference.column)
         referenced = internal[reference.parent]
         capacity = self._capacities(reference, referenced, frame.height)
+        if not attributes:
+            weights = capacity.astype(np.float64)
+            return keys[rng.choice(keys.len(), frame.height, p=weights / weights.sum())].alias(reference.column)
         source_names = [a.split(REFERENCE, 1)[1] for a in attributes]
         candidates = referenced.select(source_names)
         drawn = frame.select(pl.col(a).alias(s) for a, s in zip(attributes, source_names, strict=True))
@@ -723,14 +723,9 @@ class DatabaseGenerator:
     def _capacities(self, reference: Relation, referenced: pl.DataFrame, rows: int) -> np.ndarray:
         """How many of ``rows`` references each synthetic referenced row takes: its learned count, scaled."""
         column = self.plans_[reference.parent].referred.get(f"{reference.child}.{reference.column}")
-        if column is None or column not in referenced.columns:
-            counts = np.ones(referenced.height)
-            share = counts * rows / max(counts.sum(), 1)
-            capacity = np.floor(share).astype(np.int64)
-            capacity[np.argsort(capacity - share)[: rows - int(capacity.sum())]] += 1
-            return capacity
-        counts = referenced.get_column(column).fill_null(0).clip(0).cast(pl.Float64).to_numpy()
-        if counts.sum() == 0:
+        counts = referenced.get_column(column).fill_null(0).clip(0).cast(pl.Float64).to_numpy() \
+            if column is not None and column in referenced.columns else np.zeros(referenced.height)
+        if counts.sum() == 0:  # no popularity learned: every row alike
             counts = np.ones(referenced.height)
         # Largest remainders: the capacities add up to exactly ``rows``, so every row's learned share is filled.
         share = counts * rows / counts.sum()
@@ -783,7 +778,7 @@ class DatabaseGenerator:
         model.schemas_ = {t: Schema.model_validate(s) for t, s in state["schemas"].items()}
         model.plans_ = {t: TablePlan(**p) for t, p in state["plans"].items()}
         model.generators_ = {t: pm.get_generator(name).load(directory / t) for t, name in state["generators"].items()}
-        model.sequence_hashes_, model.rare_rows_ = {}, {}
+        model.sequence_hashes_, model.rare_rows_, model.sequences_redrawn_ = {}, {}, 0
         return model
 
 
