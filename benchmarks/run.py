@@ -39,9 +39,9 @@ DEFAULT_GENERATORS = "baseline,sdv-gaussiancopula,sdv-tvae,sdv-ctgan"
 
 
 def run_worker(generator: str, dataset: str, out: Path, *, rows: int | None, epochs: int | None,
-               seed: int, timeout: float, python: str | None = None) -> dict[str, Any]:
+               seed: int, timeout: float, python: str | None = None, extra: list[str] | None = None) -> dict[str, Any]:
     command = [python or sys.executable, "-m", "benchmarks.worker", "--generator", generator, "--dataset", dataset,
-               "--out", str(out), "--seed", str(seed)]
+               "--out", str(out), "--seed", str(seed), *(extra or [])]
     if rows is not None:
         command += ["--rows", str(rows)]
     if epochs is not None:

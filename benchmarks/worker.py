@@ -19,15 +19,17 @@ import polars as pl
 from benchmarks.datasets import load
 
 
-def fit_and_sample(generator: str, train: pl.DataFrame, rows: int, epochs: int | None, seed: int):
-    """Return (fit seconds, sample seconds, synthetic polars frame, notes)."""
+def fit_and_sample(generator: str, train: pl.DataFrame, rows: int, epochs: int | None, seed: int,
+                   epsilon: float | None = None, delta: float = 1e-5):
+    """Return (fit seconds, sample seconds, synthetic polars frame, notes); with ``epsilon``, trained with
+    differential privacy at (epsilon, delta)."""
     if generator.startswith("sdv-") or generator == "mostlyai-argn":
         # Peers get dates and times as typed columns (both detect datetime64), not the source's text.
         from synthforge.data.schema import infer_schema, to_internal
 
         typed = to_internal(train, infer_schema(train))
         if generator == "mostlyai-argn":
-            return _mostlyai(typed, rows, epochs, seed)
+            return _mostlyai(typed, rows, epochs, seed, epsilon, delta)
         return _sdv(generator.removeprefix("sdv-"), typed, rows, epochs, seed)
     import synthforge
     from synthforge.generator import FitContext
@@ -42,8 +44,15 @@ def fit_and_sample(generator: str, train: pl.DataFrame, rows: int, epochs: int |
     # As a user's `synthforge profile data.csv > recipe.yaml`: the schema and the rules found in every training row.
     profile = profile_table(train)
     schema = profile.schema.model_copy(update={"constraints": [rule.fit(train, 5) for rule in profile.relations]})
+    context = FitContext(seed=seed)
+    if epsilon is not None:
+        from synthforge.privacy.accountant import Accountant
+
+        # as a recipe's `privacy: {epsilon: E, delta: D}`, with the default shares; no mined rules (they read rows)
+        context = FitContext(seed=seed, privacy=Accountant(epsilon, delta), seeded_noise=True)
+        schema = profile.schema
     started = time.perf_counter()
-    model.fit(train, schema, FitContext(seed=seed))
+    model.fit(train, schema, context)
     fitted = time.perf_counter()
     synthetic = model.sample(rows, seed=derive_seed(seed, "sample"))
     sampled = time.perf_counter()
@@ -51,7 +60,8 @@ def fit_and_sample(generator: str, train: pl.DataFrame, rows: int, epochs: int |
     return fitted - started, sampled - fitted, synthetic, {"params": model.params.model_dump(mode="json"),
                                                            "copies_redrawn": model.copies_redrawn_,
                                                            "constraint_redrawn": model.constraint_redrawn_,
-                                                           "rules": [r.describe() for r in profile.relations]}
+                                                           "rules": [r.describe() for r in profile.relations],
+                                                           "privacy": getattr(model, "privacy_", None)}
 
 
 def _sdv(kind: str, train: pl.DataFrame, rows: int, epochs: int | None, seed: int):
@@ -82,18 +92,23 @@ def _sdv(kind: str, train: pl.DataFrame, rows: int, epochs: int | None, seed: in
     return fitted - started, sampled - fitted, pl.from_pandas(synthetic), {"options": options}
 
 
-def _mostlyai(train: pl.DataFrame, rows: int, epochs: int | None, seed: int):
+def _mostlyai(train: pl.DataFrame, rows: int, epochs: int | None, seed: int, epsilon: float | None = None,
+              delta: float = 1e-5):
     import tempfile
 
     from mostlyai import engine
 
     workspace = Path(tempfile.mkdtemp(prefix="argn-"))
     engine.init_logging()
+    # Its DP config: max_epsilon is the whole budget, value protection (vocabularies, bounds) takes its own
+    # epsilon out of it; a tenth here, as SynthForge's default share for preprocessing.
+    private = {"differential_privacy": {"max_epsilon": epsilon, "delta": delta,
+                                        "value_protection_epsilon": 0.1 * epsilon}} if epsilon else {}
     started = time.perf_counter()
     engine.split(workspace_dir=workspace, tgt_data=train.to_pandas(), model_type="TABULAR")
-    engine.analyze(workspace_dir=workspace)
+    engine.analyze(workspace_dir=workspace, **private)
     engine.encode(workspace_dir=workspace)
-    engine.train(workspace_dir=workspace, **({"max_epochs": epochs} if epochs else {}))
+    engine.train(workspace_dir=workspace, **({"max_epochs": epochs} if epochs else {}), **private)
     fitted = time.perf_counter()
     engine.generate(workspace_dir=workspace, sample_size=rows)
     synthetic = pl.read_parquet(workspace / "SyntheticData")
@@ -111,19 +126,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--train-file", type=Path, default=None, help="a parquet file to train on instead")
     parser.add_argument("--sample-rows", type=int, default=None)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--epsilon", type=float, default=None, help="train with differential privacy at this ε")
+    parser.add_argument("--delta", type=float, default=1e-5)
     args = parser.parse_args(argv)
     if args.train_file is not None:
         train = pl.read_parquet(args.train_file)
     else:
         train = load(args.dataset, args.rows, args.seed).train
     rows = args.sample_rows or train.height
-    fit_s, sample_s, synthetic, notes = fit_and_sample(args.generator, train, rows, args.epochs, args.seed)
+    fit_s, sample_s, synthetic, notes = fit_and_sample(args.generator, train, rows, args.epochs, args.seed,
+                                                       args.epsilon, args.delta)
     args.out.mkdir(parents=True, exist_ok=True)
     synthetic.write_parquet(args.out / "synthetic.parquet")
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     timing = {"generator": args.generator, "fit_s": fit_s, "sample_s": sample_s, "rows": rows,
               "sample_rows_per_s": rows / max(sample_s, 1e-9), "peak_rss_mb": peak_kb / 1024,
-              "train_rows": train.height, "epochs": args.epochs, "python": sys.version.split()[0], **notes}
+              "train_rows": train.height, "epochs": args.epochs, "epsilon": args.epsilon, "delta": args.delta,
+              "python": sys.version.split()[0], **notes}
     (args.out / "timing.json").write_text(json.dumps(timing, indent=1, default=str))
     print(json.dumps(timing, default=str))
 

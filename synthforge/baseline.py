@@ -45,6 +45,7 @@ class GaussianCopula(Generator):
     encoding = EncoderConfig(numeric="quantile", categorical="index")
     supports_conditions = True
     supports_context = True
+    supports_privacy = True  # marginals released by the base class, correlations by _released_correlation
     sequence_changes = False  # summed Gaussian changes drift from the marginal: Gapminder 0.81 overall, 0.92 without
 
     params: CopulaParams
@@ -54,9 +55,12 @@ class GaussianCopula(Generator):
         if len(data) > self.params.max_fit_rows:
             data = data[rng.choice(len(data), self.params.max_fit_rows, replace=False)]
         self.edges_ = [self._edges(span) for span in self.encoder_.spans_]
-        scores, variances = zip(*(_randomised_scores(data[:, span.start], rng) for span in self.encoder_.spans_),
-                                strict=True)
-        observed = np.corrcoef(np.column_stack(scores), rowvar=False) if len(scores) > 1 else np.ones((1, 1))
+        if context.privacy is not None:
+            observed, variances = self._released_correlation(data, context)
+        else:
+            scores, variances = zip(*(_randomised_scores(data[:, span.start], rng) for span in self.encoder_.spans_),
+                                    strict=True)
+            observed = np.corrcoef(np.column_stack(scores), rowvar=False) if len(scores) > 1 else np.ones((1, 1))
         # A column with ties (every category, every common number) only shows its latent score up to an
         # interval, which attenuates its correlations by the variance of the interval means: undo that.
         latent = np.nan_to_num(observed, nan=0.0) / np.outer(variances, variances)
@@ -64,6 +68,55 @@ class GaussianCopula(Generator):
         np.fill_diagonal(latent, 1.0)
         latent = (1 - self.params.shrinkage) * latent + self.params.shrinkage * np.eye(len(latent))
         self.correlation_ = _nearest_positive_definite(latent)
+
+    def _released_correlation(self, data: np.ndarray, context: FitContext) -> tuple[np.ndarray, list[float]]:
+        """The score correlations released with DP: each row's scores (drawn inside the released intervals of
+        its values) clipped to norm √(2d), their outer products summed, Gaussian noise of what is left of the
+        budget added to the sum's upper triangle (one row moves it by at most 2d in L2), then normalised."""
+        from synthforge.privacy.accountant import gaussian_rdp
+
+        rng = np.random.default_rng(context.noise_seed("copula"))
+        spans = self.encoder_.spans_
+        scores, variances = zip(*(self._released_scores(data[:, span.start], position, rng)
+                                  for position, span in enumerate(spans)), strict=True)
+        matrix = np.column_stack(scores)
+        bound = np.sqrt(2.0 * len(spans))
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        matrix *= np.minimum(1.0, bound / np.maximum(norms, 1e-12))
+        noise = context.privacy.noise_for(gaussian_rdp)
+        context.privacy.spend("correlations", "model", gaussian_rdp(noise), noise=round(noise, 3),
+                              sensitivity=round(bound**2, 3), columns=len(spans))
+        upper = np.triu_indices(len(spans))
+        total = matrix.T @ matrix
+        total[upper] += rng.normal(0.0, noise * bound**2, size=len(upper[0]))
+        total = np.triu(total) + np.triu(total, 1).T
+        diagonal = np.sqrt(np.maximum(np.diag(total), 1e-6 * len(matrix)))
+        return np.clip(total / np.outer(diagonal, diagonal), -1.0, 1.0), list(variances)
+
+    def _released_scores(self, column: np.ndarray, position: int, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+        """A span's normal scores from its released distribution alone: a category's rows spread over its
+        released interval, a number's score as encoded (a point mass's rows spread over its interval)."""
+        span = self.encoder_.spans_[position]
+        if span.discrete:
+            edges = self.edges_[position]
+            index = np.clip(column.astype(np.int64), 0, len(edges) - 2)
+            lower, mass = edges[:-1], np.diff(edges)
+        else:
+            ranks = ndtr(column.astype(np.float64))
+            points = getattr(self.encoder_.transformer(span.column), "point_ranks_", [])
+            if not points:
+                return column.astype(np.float64), 1.0
+            lower = np.array([a for a, _ in points] + [0.0])
+            mass = np.array([b - a for a, b in points] + [1.0])
+            middles = np.array([(a + b) / 2 for a, b in points])
+            index = np.full(len(column), len(points))
+            for k, middle in enumerate(middles):
+                index[np.abs(ranks - middle) < 1e-9] = k
+            inside = index < len(points)
+            uniform = np.where(inside, lower[index] + rng.random(len(column)) * mass[index], ranks)
+            return ndtri(np.clip(uniform, _EPS, 1 - _EPS)), _interval_variance(lower[:-1], mass[:-1], rest=True)
+        uniform = lower[index] + rng.random(len(column)) * mass[index]
+        return ndtri(np.clip(uniform, _EPS, 1 - _EPS)), _interval_variance(lower, mass)
 
     def _edges(self, span: Span) -> np.ndarray:
         """Cumulative frequency edges of a discrete span's categories; empty for numeric spans."""
@@ -160,9 +213,20 @@ def _randomised_scores(column: np.ndarray, rng: np.random.Generator) -> tuple[np
     lower = upper - mass
     uniform = lower[inverse] + rng.random(len(column)) * mass[inverse]
     scores = ndtri(np.clip(uniform, _EPS, 1 - _EPS))
+    return scores, _interval_variance(lower, mass)
+
+
+def _interval_variance(lower: np.ndarray, mass: np.ndarray, rest: bool = False) -> float:
+    """The variance of the normal score's means over intervals of the unit interval (1 for a column without
+    ties, less the more it is lumped); with ``rest``, the mass outside the intervals counts as untied."""
+    upper = lower + mass
     a, b = ndtri(np.clip(lower, 0, 1)), ndtri(np.clip(upper, 0, 1))
     interval_means = (_normal_pdf(a) - _normal_pdf(b)) / np.maximum(mass, 1e-300)
-    return scores, float(max(np.sum(mass * interval_means**2), 1e-3))
+    lumped = float(np.sum(mass * interval_means**2))
+    if rest:
+        # an untied score's mean is itself; the part of E[m²] over the untied mass is close to its share
+        lumped += max(0.0, 1.0 - float(np.sum(mass)))
+    return float(min(max(lumped, 1e-3), 1.0))
 
 
 def _normal_pdf(x: np.ndarray) -> np.ndarray:

@@ -88,6 +88,11 @@ def run(
     _print_checks(console, result.checks)
     for line in result.privacy_off:
         console.print(f"[bold red]privacy protection off:[/bold red] {escape(line)}")
+    if result.privacy is not None:
+        spent, asked = result.privacy["spent"], result.privacy["requested"]
+        console.print(f"[bold]differential privacy:[/bold] spent ε = {spent['epsilon']:.4g}, δ = {spent['delta']:.3g} "
+                      f"of ε = {asked['epsilon']:g}, δ = {asked['delta']:.3g} (the dataset and the model; the checks "
+                      f"and the report read the real rows and are not covered)")
     tables = {k.removesuffix(".synthetic"): v for k, v in result.rows.items() if k.endswith(".synthetic")}
     if tables:
         made = ", ".join(f"{name} {rows:,}" for name, rows in tables.items()) + " synthetic rows"

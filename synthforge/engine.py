@@ -61,6 +61,8 @@ class RunResult:
     privacy_off: list[str] = field(default_factory=list)
     #: CPU threads the run used (synthforge.threads)
     threads: int = 0
+    #: under a privacy budget: the accountant's summary (requested and spent (ε, δ), stages, mechanisms)
+    privacy: dict[str, Any] | None = None
 
     @property
     def failed_checks(self) -> list[CheckResult]:
@@ -125,10 +127,17 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
     generator_class = pm.get_generator(recipe.generator.name)
     generator = generator_class(recipe.generator.params)
     context = fit_context(recipe, pm, info, recipe.seed, recipe.generator.device, log, progress)
+    if recipe.privacy is not None:
+        context = _with_privacy(context, recipe, train.height, log)
     with timer("fit"):
         log(f"fitting {generator!r}")
         generator.fit(train, schema, context)
     result.generator = generator
+    if context.privacy is not None:
+        result.privacy = context.privacy.summary()
+        spent = result.privacy["spent"]
+        log(f"privacy: spent ε = {spent['epsilon']:.4g}, δ = {spent['delta']:.3g} of the budget "
+            f"ε = {recipe.privacy.epsilon:g}, δ = {context.privacy.delta:.3g}")
 
     output = recipe.output
     temporary = open_staging(info.output_path, log)
@@ -171,6 +180,21 @@ def fit_context(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, seed
         seed=seed, device=device, progress=progress, protect_rows_below=recipe.copy_protection_below,
         log=None if progress else log,
         on_epoch_end=lambda epoch, metrics: pm.hook.synthforge_epoch_end(run=info, epoch=epoch, metrics=metrics))
+
+
+def _with_privacy(context: FitContext, recipe: Recipe, rows: int, log: Callable[[str], None]) -> FitContext:
+    """The fit context with the run's one privacy accountant (synthforge.privacy.accountant)."""
+    from dataclasses import replace
+
+    from synthforge.privacy.accountant import Accountant, default_delta
+
+    spec = recipe.privacy
+    assert spec is not None
+    accountant = Accountant(spec.epsilon, spec.delta or default_delta(rows), dict(spec.shares))
+    log(f"privacy: training with differential privacy, ε = {accountant.epsilon:g}, δ = {accountant.delta:.3g} "
+        f"({', '.join(f'{k} {v:.0%}' for k, v in accountant.shares.items())}); noise "
+        f"{'from the seed (reproducible; keep the seed secret)' if spec.seeded_noise else 'from OS entropy'}")
+    return replace(context, privacy=accountant, seeded_noise=spec.seeded_noise, max_grad_norm=spec.max_grad_norm)
 
 
 def open_staging(output_path: Path, log: Callable[[str], None]) -> Path:
@@ -526,6 +550,7 @@ def _describe_run(info: RunInfo, recipe: Recipe, source: Path, generator: Genera
         "rows": result.rows,
         "timings": result.timings,
         "privacy_turned_off": result.privacy_off,
+        "differential_privacy": result.privacy,
         "started_at": info.started_at,
         "versions": versions,
         "machine": machine(),
@@ -555,6 +580,7 @@ def _manifest(info: RunInfo, recipe: Recipe, source: Path, generator: Generator,
         "timings_seconds": {k: round(v, 4) for k, v in result.timings.items()},
         "checks": [{"name": c.name, "score": c.score, "passed": c.passed} for c in result.checks],
         "privacy_turned_off": result.privacy_off,
+        "differential_privacy": result.privacy,
         "threads": result.threads,
         "versions": versions,
         "started_at": info.started_at,

@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from synthforge.constraints import difference_schema, from_differences, orderings_by_construction, to_differences
 from synthforge.data.encoder import RARE, EncoderConfig, Span, TableEncoder
-from synthforge.data.identifiers import plan_identifier, regenerate
+from synthforge.data.identifiers import plan_identifier, private_identifier_plan, regenerate
 from synthforge.data.io import with_umask
 from synthforge.data.schema import (
     ColumnKind,
@@ -136,6 +136,16 @@ class FitContext:
     protect_rows_below: int = 5
     # Where progress lines go when there is no progress bar (a job's log, a run without a terminal).
     log: Callable[[str], None] | None = None
+    #: A differential-privacy budget (:class:`synthforge.privacy.Accountant`): every look at the training rows
+    #: is charged to it, and a generator without ``supports_privacy`` refuses to fit.
+    privacy: Any = None
+    #: Draw the privacy noise from the seed (reproducible runs; the guarantee then holds only while the seed
+    #: is secret). Off: from the operating system's entropy, so nobody can subtract the noise.
+    seeded_noise: bool = False
+    #: DP-SGD's clipping norm of each row's gradient (``privacy.max_grad_norm``)
+    max_grad_norm: float = 1.0
+    #: set by :func:`synthforge.nn.make_private` for the loop (:class:`synthforge.nn.private.PrivateTraining`)
+    private_training: Any = None
 
     # Named random streams (synthforge.seeds): what a plugin uses for every random draw while it fits.
 
@@ -154,6 +164,12 @@ class FitContext:
     @property
     def streams(self) -> RandomStreams:
         return RandomStreams(self.seed, "fit")
+
+    def noise_seed(self, *name: Any) -> int:
+        """The seed of a privacy mechanism's noise: secret (the OS's entropy) unless ``seeded_noise``."""
+        import secrets
+
+        return self.seed_for("privacy", *name) if self.seeded_noise else secrets.randbits(63)
 
 
 def seed_everything(seed: int, torch: bool = False) -> None:
@@ -201,6 +217,11 @@ class Generator:
     # seeded before _fit builds them, and start-up must not import torch for the other generators.
     uses_torch: ClassVar[bool] = False
     supports_gpu: ClassVar[bool] = False
+    #: ``fit`` under a privacy budget (``FitContext.privacy``) charges every look at the rows to it: the base
+    #: class releases the encoder's statistics with DP (synthforge.privacy.marginals); the model's own
+    #: training must spend only through the budget (synthforge.nn.make_private for a torch model). Only a
+    #: generator that does may say so.
+    supports_privacy: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -241,19 +262,49 @@ class Generator:
         self.seed_ = context.seed
         self.sample_calls_ = 0
         seed_everything(context.seed_for("global"), torch=self.uses_torch)
-        self.identifiers_ = {
-            column.name: plan_identifier(frame.get_column(column.name), column, frame, self.schema_.learned)
-            for column in self.schema_.columns
-            if not column.kind.learned and column.handling == "regenerate" and column.name in frame.columns
-        }
+        regenerated = [column for column in self.schema_.columns
+                       if not column.kind.learned and column.handling == "regenerate" and column.name in frame.columns]
         # Rules `a <= b` are learned as b - a >= 0 (constraints.orderings_by_construction): kept by construction.
         self.orderings_ = orderings_by_construction(self.schema_)
         learned = to_differences(frame, self.orderings_)
         self.model_schema_ = difference_schema(self.schema_, learned, self.orderings_)
-        self.encoder_ = TableEncoder(self.encoder_config()).fit(learned, self.model_schema_,
-                                                                seed=context.seed_for("encoder"))
+        config = self.encoder_config()
+        released = None
+        self.privacy_: dict[str, Any] | None = None
+        if context.privacy is not None:
+            released = self._release(learned.with_columns(frame.select(c.name for c in regenerated)), regenerated,
+                                     config, context)
+            self.identifiers_ = {c.name: private_identifier_plan(c, released.get(c.name)) for c in regenerated}
+        else:
+            self.identifiers_ = {c.name: plan_identifier(frame.get_column(c.name), c, frame, self.schema_.learned)
+                                 for c in regenerated}
+        self.encoder_ = TableEncoder(config).fit(learned, self.model_schema_, seed=context.seed_for("encoder"),
+                                                 released=released)
         self._fit(self.encoder_.encode(learned), context)
+        if context.privacy is not None:
+            # Redrawing rows that copy rare training rows would read the rows after the budget is spent:
+            # the guarantee covers copies instead (a row unique in training is as unlikely as any other).
+            self.privacy_ = context.privacy.summary()
+            return self.protect_rows(frame, below=0)
         return self.protect_rows(frame, below=context.protect_rows_below)
+
+    def _release(self, frame: pl.DataFrame, regenerated: list[ColumnSpec], config: EncoderConfig,
+                 context: FitContext) -> dict[str, Any]:
+        """The encoder's statistics released under the run's privacy budget, and the schemas cleaned of the
+        real figures they held (bounds, null rates, distinct counts)."""
+        from synthforge.privacy.marginals import private_schema, release_marginals
+
+        if not self.supports_privacy:
+            raise ParamsError(f"generator {self.name!r} cannot train with differential privacy "
+                              f"(it does not declare supports_privacy).")
+        released = release_marginals(frame, self.model_schema_, context.privacy,
+                                     np.random.default_rng(context.noise_seed("marginals")),
+                                     identifiers=regenerated, min_category_count=config.min_category_count,
+                                     discrete_integer_max=config.discrete_integer_max,
+                                     max_categories=config.max_categories)
+        self.model_schema_ = private_schema(self.model_schema_, released)
+        self.schema_ = private_schema(self.schema_, released)
+        return released
 
     def protect_rows(self, table: Any, below: int = 5) -> Generator:
         """Never emit a row identical to a row of ``table`` that fewer than ``below`` of its rows share.
@@ -458,6 +509,7 @@ class Generator:
             "model_schema": self.model_schema_.model_dump(mode="json"),
             "identifiers": self.identifiers_,
             "frame_kind": getattr(self, "frame_kind_", "polars"),
+            "privacy": getattr(self, "privacy_", None),
             "state": extra,
         }
         (directory / CONFIG_FILE).write_text(json.dumps(config, indent=1, default=_json_default))
@@ -484,6 +536,7 @@ class Generator:
         generator.sample_calls_ = 0
         generator.copies_redrawn_ = generator.pooled_redrawn_ = generator.constraint_redrawn_ = 0
         generator.frame_kind_ = config.get("frame_kind", "polars")  # pandas in, pandas out, after a save too
+        generator.privacy_ = config.get("privacy")
         generator._set_state(load_file(str(Path(directory) / WEIGHTS_FILE)), config["state"])
         return generator
 
@@ -641,10 +694,27 @@ class Generator:
             f"`kind` under source.columns; if it identifies people, make it an identifier.")
 
     def _pooled_columns(self) -> list[str]:
-        """Learned categorical columns with a pool of rare values (``_RARE_``) among their categories."""
+        """Learned categorical columns with a pool of rare values (``_RARE_``) among their categories, drawn
+        again when sampled (not those :meth:`_unreleased_columns` writes as null)."""
+        unreleased = self._unreleased_columns()
         return [name for name in self.encoder_.columns if name not in self.encoder_.derived_
-                and self.schema_[name].kind == ColumnKind.categorical
+                and self.schema_[name].kind == ColumnKind.categorical and name not in unreleased
                 and RARE in self.encoder_.transformer(name).categories_]
+
+    def _unreleased_columns(self) -> list[str]:
+        """Under a privacy budget, the categorical columns whose pool holds most of their rows: the budget
+        released too few values to draw the pool again, so a pooled value is written as null instead."""
+        if not getattr(self, "privacy_", None):
+            return []
+        unreleased = []
+        for name in self.encoder_.columns:
+            transformer = self.encoder_.transformer(name)
+            categories = getattr(transformer, "categories_", [])
+            if RARE in categories and self.schema_[name].kind == ColumnKind.categorical:
+                share = transformer.counts_[categories.index(RARE)] / max(sum(transformer.counts_), 1)
+                if share >= 0.5:
+                    unreleased.append(name)
+        return unreleased
 
     def _sample_by_rejection(self, n: int, conditions: dict[str, Any], rng: np.random.Generator) -> pl.DataFrame:
         """For generators without native conditioning: keep sampling until ``n`` rows match."""
@@ -675,6 +745,7 @@ class Generator:
         frame = frame.with_columns(
             regenerate(name, plan, n, rng, frame) for name, plan in self.identifiers_.items()
         )
+        frame = frame.with_columns(pl.col(name).replace(RARE, None) for name in self._unreleased_columns())
         frame = enforce(frame, self.schema_)
         for rule in self.schema_.constraints:  # a derived column is computed, so its rule holds by construction
             frame = rule.apply(frame)

@@ -197,6 +197,33 @@ class OutputSpec(_Strict):
         return self.include_real if self.include_real is not None else self.mode in ("augment", "rebalance")
 
 
+class PrivacySpec(_Strict):
+    """A differential-privacy budget for the run (synthforge.privacy): every look at the training rows is charged."""
+
+    epsilon: float = Field(gt=0, le=1000, description="The run's ε: everything that reads the training rows "
+                                                       "spends from it (1: strong, 10: moderate).")
+    delta: float | None = Field(None, gt=0, lt=1, description="The run's δ; default min(1e-5, 0.1 / rows), well "
+                                                              "below one in the number of rows.")
+    shares: dict[Literal["preprocessing", "model"], float] = Field(
+        default_factory=lambda: {"preprocessing": 0.1, "model": 0.9},
+        description="Shares of ε: the encoder's categories, bounds and distributions, and the model's training "
+                    "(which takes whatever the first left).")
+    max_grad_norm: float = Field(1.0, gt=0, description="DP-SGD: each row's gradient is clipped to this norm.")
+    seeded_noise: bool = Field(False, description="Draw the noise from `seed`, for reproducible runs; the "
+                                                  "guarantee then holds only while the seed is secret.")
+
+    @field_validator("shares")
+    @classmethod
+    def _shares_add_up(cls, value: dict[str, float]) -> dict[str, float]:
+        shares = {"preprocessing": 0.1, "model": 0.9} | value
+        if len(value) == 1:  # one share given: the other stage takes the rest
+            (given, share), = value.items()
+            shares[next(k for k in shares if k != given)] = 1 - share
+        if any(not 0 < v <= 1 for v in shares.values()) or abs(sum(shares.values()) - 1) > 1e-6:
+            raise ValueError(f"privacy.shares are each above 0 and add up to 1 (got {shares})")
+        return shares
+
+
 class CheckSpec(_Strict):
     name: str = Field(description="A check from `synthforge plugins`.")
     params: dict[str, Any] = Field(default_factory=dict)
@@ -223,6 +250,9 @@ class Recipe(_Strict):
     constraints: list[Constraint] = Field(
         default_factory=list, description="Business rules every output row keeps: comparisons ('end >= start'), "
                                           "fixed, null_together, derive, unique (see synthforge.constraints).")
+    privacy: PrivacySpec | None = Field(
+        None, description="Train with differential privacy at this (ε, δ); the spent budget is in the manifest, "
+                          "the report and the CLI summary.")
     checks: list[CheckSpec] | None = Field(
         None, description="Checks and their gates; without this key every default check runs. The privacy gates "
                           "that run in every run (exact_copies, identifier_leak) run even when not listed."
@@ -244,6 +274,22 @@ class Recipe(_Strict):
         if self.constraints or self.target:
             raise ValueError("with source.tables, `constraints` and `target` go under each table "
                              "(source.tables.NAME.constraints)")
+        return self
+
+    @model_validator(mode="after")
+    def _privacy_needs(self) -> Recipe:
+        if self.privacy is None:
+            return self
+        if self.source.relational:
+            raise ValueError("privacy: differential privacy covers one table for now; related tables cannot be "
+                             "synthesized under a budget yet")
+        if self.output.mode != "synthesize" or self.output.real_rows_included:
+            raise ValueError(f"privacy: output.mode {self.output.mode!r} puts real rows or their shares in the "
+                             f"output, which no budget covers; use mode: synthesize")
+        fixed = [rule.describe() for rule in self.constraints if rule.fixed is not None]
+        if fixed:
+            raise ValueError(f"privacy: the rule {fixed[0]!r} keeps the combinations seen in the rows, which the "
+                             f"budget does not pay for; declare what is allowed with `check:` rules instead")
         return self
 
     @field_validator("holdout", mode="before")
@@ -369,6 +415,11 @@ def validate_plugins(recipe: Recipe, pm: SynthForgePluginManager) -> None:
         validate_params(generator.SampleParams, recipe.output.sampling, f"generator {generator.name!r}'s sampling")
     except SynthForgeError as error:
         raise RecipeError(f"{where(('output', 'sampling'))}output.sampling: {error}") from None
+    if recipe.privacy is not None and not generator.supports_privacy:
+        able = ", ".join(name for name, cls in pm.generators().items() if cls.supports_privacy)
+        raise RecipeError(f"{where(('generator', 'name'))}generator.name: generator {generator.name!r} cannot "
+                          f"train with differential privacy (privacy: is set); generators that can: "
+                          f"{able or 'none installed'}.")
     if recipe.output.mode == "impute" and not generator.supports_imputation:
         able = ", ".join(name for name, cls in pm.generators().items() if cls.supports_imputation)
         raise RecipeError(f"{where(('output', 'mode'))}output.mode: generator {generator.name!r} cannot impute; "
@@ -479,6 +530,7 @@ def _model_of(annotation: Any) -> Any:
     return None
 
 
-__all__ = ["CheckSpec", "ColumnKind", "ForeignKeySpec", "GeneratorSpec", "HoldoutSpec", "OutputSpec", "Recipe",
+__all__ = ["CheckSpec", "ColumnKind", "ForeignKeySpec", "GeneratorSpec", "HoldoutSpec", "OutputSpec", "PrivacySpec",
+           "Recipe",
            "SourceSpec", "TableSpec",
            "load_recipe", "recipe_json_schema", "validate_plugins"]

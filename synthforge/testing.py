@@ -273,6 +273,45 @@ def check_sample_given(cls: type[Generator], params: Mapping[str, Any] | None = 
     assert drawn.equals(generator.sample_given(context, seed=2)), "the same seed must give the same rows"
 
 
+def check_differential_privacy(cls: type[Generator], params: Mapping[str, Any] | None = None) -> None:
+    """Under a privacy budget a generator that declares ``supports_privacy`` spends within it, charges its model's
+    own look at the rows to it (an accountant entry of the ``model`` stage), and lets no rare real value through:
+    a category of 3 rows and an outlier of 1 row appear neither in the model nor in its samples. A generator
+    that does not declare it refuses to fit under a budget."""
+    from synthforge.privacy.accountant import Accountant
+
+    table = conformance_table().with_row_index("row").with_columns(
+        pl.when(pl.col("row") < 3).then(pl.lit("Zorblat-gov")).otherwise(pl.col("workclass")).alias("workclass"),
+        pl.when(pl.col("row") == 5).then(987_654_321).otherwise(pl.col("fnlwgt")).alias("fnlwgt"),
+    ).drop("row")
+    schema = infer_schema(table)
+    accountant = Accountant(2.0, 1e-5)
+    context = FitContext(seed=0, privacy=accountant, seeded_noise=True)
+    if not cls.supports_privacy:
+        try:
+            cls(params).fit(table, schema, context)
+        except SynthForgeError:
+            return
+        raise AssertionError("a generator without supports_privacy must refuse to fit under a privacy budget")
+    generator = cls(params).fit(table, schema, context)
+    spent, delta = accountant.spent()
+    assert spent <= accountant.epsilon * (1 + 1e-9) and delta <= accountant.delta, \
+        f"spent (ε {spent:.4f}, δ {delta:.2e}) past the budget (ε {accountant.epsilon}, δ {accountant.delta})"
+    assert any(m.stage == "model" for m in accountant.ledger), \
+        "the model's own training must be charged to the accountant (stage 'model'): nothing was"
+    assert generator.privacy_ is not None and generator.privacy_["spent"]["epsilon"] == round(spent, 6), \
+        "the fitted generator must keep the accountant's summary (privacy_), saved with the model"
+    categories = generator.encoder_.transformer("workclass").categories_
+    assert "Zorblat-gov" not in categories, "a category of 3 rows must not survive the DP vocabulary"
+    assert (generator.schema_["fnlwgt"].maximum or 0) < 987_654_321, "the schema must not keep a real 1-row maximum"
+    drawn = generator.sample(2_000, seed=1)
+    assert "Zorblat-gov" not in drawn.get_column("workclass").to_list(), "a rare category was sampled"
+    assert drawn.get_column("fnlwgt").max() < 987_654_321, "a 1-row outlier was reproduced"
+    with tempfile.TemporaryDirectory() as directory:
+        generator.save(directory)
+        assert json.loads((Path(directory) / "config.json").read_text())["privacy"]["spent"]["epsilon"] <= 2.0
+
+
 def check_related_tables(cls: type[Generator], params: Mapping[str, Any] | None = None) -> None:
     """A parent table with a child sequence, learned and sampled in its structure by this generator: exact
     keys, every sequence in order, the number of children learned. A sequence-aware plugin runs this."""
@@ -379,7 +418,7 @@ def conformance_checks() -> list[Check]:
             check_sample_zero_rows, check_values_stay_in_domain, check_nulls_reproduced, check_seeds_reproduce,
             check_save_load_round_trip, check_conditions_honoured, check_identifiers_never_copied,
             check_rare_rows_never_copied, check_pooled_values_never_sampled_or_asked_for, check_marginals_learned,
-            check_pandas_in_pandas_out, check_imputation, check_sample_given]
+            check_pandas_in_pandas_out, check_imputation, check_sample_given, check_differential_privacy]
 
 
 def check_generator(cls: type[Generator], params: Mapping[str, Any] | None = None) -> None:
@@ -393,6 +432,7 @@ def check_generator(cls: type[Generator], params: Mapping[str, Any] | None = Non
 
 __all__ = [
     "check_conditionals_learned",
+    "check_differential_privacy",
     "check_generator",
     "check_recipe_mode",
     "check_related_tables",

@@ -142,7 +142,9 @@ class Validity(Check):
             if column.kind in (ColumnKind.continuous, ColumnKind.integer) and column.minimum is not None:
                 valid += int(((present >= column.minimum) & (present <= column.maximum)).sum())
             elif column.kind in (ColumnKind.categorical, ColumnKind.boolean):
-                known = set(train[column.name].drop_nulls().to_list()) | {RARE}
+                known = set(train[column.name].drop_nulls().to_list())
+                if column.kind == ColumnKind.categorical:
+                    known.add(RARE)
                 valid += int(present.is_in(list(known)).sum())
             else:
                 valid += present.len()

@@ -21,7 +21,7 @@ and :meth:`TableEncoder.from_state`.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import polars as pl
@@ -29,6 +29,9 @@ from scipy.special import ndtr, ndtri
 
 from synthforge.data.schema import ColumnKind, ColumnSpec, Schema, as_number, from_number
 from synthforge.errors import ConditionError
+
+if TYPE_CHECKING:
+    from synthforge.privacy.marginals import PrivateColumn
 
 RARE = "_RARE_"
 NumericMethod = Literal["quantile", "mode_specific", "minmax"]
@@ -93,11 +96,18 @@ class TableEncoder:
 
     # --- fitting and the two directions ------------------------------------------
 
-    def fit(self, table: pl.DataFrame, schema: Schema, *, seed: int = 0) -> TableEncoder:
+    def fit(self, table: pl.DataFrame, schema: Schema, *, seed: int = 0,
+            released: dict[str, PrivateColumn] | None = None) -> TableEncoder:
+        """Learn each column's transformer from ``table``; with ``released`` (a privacy budget's
+        :func:`~synthforge.privacy.marginals.release_marginals`), from those released figures instead, so the
+        encoder holds no category, bound or knot the budget did not pay for (and derives no column: the
+        mapping would be read from the rows)."""
         rng = np.random.default_rng(seed)
-        self.derived_ = _functional_dependencies(table, schema, self.config) if self.config.derive_functions else {}
+        derive = self.config.derive_functions and released is None
+        self.derived_ = _functional_dependencies(table, schema, self.config) if derive else {}
         self.transformers_ = [
-            _make_transformer(column, self.config).fit(table.get_column(column.name), rng)
+            _make_transformer(column, self.config).fit(table.get_column(column.name), rng) if released is None
+            else _make_transformer(column, self.config).fit_released(released[column.name], rng)
             for column in schema.learned if column.name not in self.derived_
         ]
         self._derived_dtypes = {name: _output_dtype(schema[name], self.config) for name in self.derived_}
@@ -257,6 +267,9 @@ class _ColumnTransformer:
     def fit(self, series: pl.Series, rng: np.random.Generator) -> _ColumnTransformer:
         raise NotImplementedError
 
+    def fit_released(self, released: PrivateColumn, rng: np.random.Generator) -> _ColumnTransformer:
+        raise NotImplementedError
+
     def spans(self) -> list[Span]:
         raise NotImplementedError
 
@@ -319,6 +332,18 @@ class _CategoricalTransformer(_ColumnTransformer):
         self.categories_, self.counts_ = kept, kept_counts
         return self
 
+    def fit_released(self, released: PrivateColumn, rng: np.random.Generator) -> _CategoricalTransformer:
+        """The released categories; the rows of every other value (n less their noisy counts) pool as rare."""
+        kept = [(v, c) for v, c in zip(released.categories, released.counts, strict=True)
+                if v is None or c >= self.config.min_category_count][: self.config.max_categories]
+        self.categories_ = [v for v, _ in kept]
+        self.counts_ = [max(round(c), 1) for _, c in kept]
+        pooled = released.rows - sum(c for _, c in kept)
+        if self.spec.kind == ColumnKind.categorical and (pooled >= self.config.min_category_count or not kept):
+            self.categories_.append(RARE)
+            self.counts_.append(max(round(pooled), 1))
+        return self
+
     @property
     def method(self) -> str:
         return self.config.categorical
@@ -370,6 +395,8 @@ class _NumericTransformer(_ColumnTransformer):
     high_: float
     # discrete: the common distinct values of a low-cardinality integer column, each one category
     values_: np.ndarray | None = None
+    # released (privacy): each point mass's interval of ranks, for a model that bins ranks (fit only, not saved)
+    point_ranks_: list[tuple[float, float]] = []  # noqa: RUF012
 
     @property
     def method(self) -> str:
@@ -407,6 +434,26 @@ class _NumericTransformer(_ColumnTransformer):
             self.means_, self.stds_ = _fit_modes(present, self.config.max_modes, rng)
         else:
             self.low_, self.high_ = float(present.min()), float(present.max())
+        return self
+
+    def fit_released(self, released: PrivateColumn, rng: np.random.Generator) -> _NumericTransformer:
+        """The released distribution: its quantile table, bounds, point masses or integer values."""
+        self.has_nulls_ = released.null_count > 0
+        self.fill_ = released.median()
+        self.point_ranks_ = []
+        if released.values is not None:
+            self.values_ = np.asarray(released.values, dtype=np.float64)
+            self.counts_ = [float(c) for c in released.value_counts]  # noisy, for a model's start (not saved)
+        elif self.method == "quantile":
+            self.knots_, self.positions_, self.inverse_x_, self.inverse_y_, self.point_ranks_ = \
+                released.quantile_table()
+        elif self.method == "mode_specific":
+            # modes of a sample drawn from the released distribution: post-processing, no further cost
+            _, _, ranks, values, _ = released.quantile_table()
+            sample = np.interp(rng.random(20_000), ranks, values)
+            self.means_, self.stds_ = _fit_modes(sample, self.config.max_modes, rng)
+        else:
+            self.low_, self.high_ = released.low, released.high
         return self
 
     def _fit_quantiles(self, present: np.ndarray) -> None:

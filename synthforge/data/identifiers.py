@@ -64,6 +64,28 @@ def plan_identifier(series: pl.Series, spec: ColumnSpec, table: pl.DataFrame | N
     return plan
 
 
+def private_identifier_plan(spec: ColumnSpec, released: Any | None) -> dict[str, Any]:
+    """The plan of :func:`plan_identifier` from what a privacy budget released (a
+    :class:`synthforge.privacy.marginals.PrivateColumn`), never from the values: integers above the released
+    upper bound, text in the released shapes (``99999`` when none was), null as often as released.
+
+    The prefix is fixed (``syn_``): choosing one no real value starts with would read the values. A real value
+    can then only reappear if it starts with ``syn_`` or lies above the released bound; ``identifier_leak``
+    looks for it in every run."""
+    if spec.kind == ColumnKind.constant:
+        return {"constant": spec.value, "dtype": spec.dtype}
+    null_rate = released.null_rate if released is not None else 0.0
+    if released is not None and released.edges is not None:
+        return {"null_rate": null_rate, "integer_above": int(max(released.high, 0))}
+    if spec.kind == ColumnKind.free_text:
+        return {"null_rate": null_rate, "prefix": "syn_", "words": [1, 5]}
+    shapes = [(shape, count) for shape, count in zip(released.categories, released.counts, strict=True)
+              if shape is not None] if released is not None else []
+    shapes = shapes[:_MAX_SHAPES] or [("9999999999", 1.0)]
+    return {"null_rate": null_rate, "prefix": "syn_", "shapes": [shape for shape, _ in shapes],
+            "weights": [max(count, 1.0) for _, count in shapes]}
+
+
 # A value of the column telling when an identifier is null is used only if this many training rows hold it:
 # a rarer value is a real value too rare to keep.
 MIN_ROWS_PER_VALUE = 5

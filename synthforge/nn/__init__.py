@@ -15,6 +15,7 @@
   progress bar with the losses and an ETA;
 - :func:`forward_in_chunks`: a module's output for many rows, cache-sized chunks at a time,
   in bfloat16 where :func:`use_bfloat16` says the CPU has it natively;
+- :func:`make_private`: the optimiser as DP-SGD under a run's privacy budget (``synthforge.nn.private``);
 - :func:`one_cycle`: the warm-up and cosine decay of the learning rate over the epochs;
 - :func:`module_arrays` / :func:`load_module_arrays`: a module's weights as numpy
   arrays for safetensors (the base class writes them; never pickle);
@@ -41,6 +42,7 @@ from synthforge.nn.params import (
 
 if TYPE_CHECKING:
     from synthforge.nn.conditions import CategoricalConditions
+    from synthforge.nn.private import make_private
     from synthforge.nn.training import (
         History,
         forward_in_chunks,
@@ -53,14 +55,12 @@ if TYPE_CHECKING:
         use_bfloat16,
     )
 
-_TORCH_NAMES = {"History", "forward_in_chunks", "load_module_arrays", "module_arrays", "one_cycle", "resolve_device",
-                "torch_generator", "train", "use_bfloat16"}
+_TORCH_NAMES = {"History", "forward_in_chunks", "load_module_arrays", "make_private", "module_arrays", "one_cycle",
+                "resolve_device", "torch_generator", "train", "use_bfloat16"}
 __all__ = ["CalibratedTorchGenerator", "CategoricalConditions", "ConditionalTrainingParams", "EarlyStopping", "History",
-           "OneHotModelParams",
-           "Precision", "PrecisionSampleParams", "TorchGenerator",
-           "TrainingParams",
-           "forward_in_chunks", "load_module_arrays", "module_arrays", "one_cycle", "resolve_device", "torch_generator",
-           "train", "use_bfloat16"]
+           "OneHotModelParams", "Precision", "PrecisionSampleParams", "TorchGenerator", "TrainingParams",
+           "forward_in_chunks", "load_module_arrays", "make_private", "module_arrays", "one_cycle", "resolve_device",
+           "torch_generator", "train", "use_bfloat16"]
 
 
 def __getattr__(name: str) -> Any:
@@ -68,6 +68,10 @@ def __getattr__(name: str) -> Any:
         from synthforge.nn.conditions import CategoricalConditions
 
         return CategoricalConditions
+    if name == "make_private":
+        from synthforge.nn.private import make_private
+
+        return make_private
     if name in _TORCH_NAMES:
         from synthforge.nn import training
 

@@ -80,6 +80,11 @@ class TorchGenerator(Generator):
         user: ``self.params.model_fields_set``); applied with them before ``_prepare``."""
         return {}
 
+    def _private_defaults(self, rows: int) -> dict[str, Any]:
+        """Params that suit DP-SGD better than the defaults (fewer, larger steps; a smaller network), applied
+        under a privacy budget to those the user did not set."""
+        return {}
+
     def _load_extra_state(self, arrays: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
         """Restore what ``_extra_state`` saved; runs before ``_build``."""
 
@@ -105,12 +110,16 @@ class TorchGenerator(Generator):
         self._after_training(data, context)
 
     def _adapt_params(self, rows: int, context: FitContext) -> None:
-        """Params chosen from the table's shape (:meth:`TrainingParams.adapted_to`), logged and kept in
-        ``self.params``, so that the manifest and the saved model say what was trained."""
+        """Params chosen from the table's shape (:meth:`TrainingParams.adapted_to`) and, under a privacy budget,
+        :meth:`_private_defaults`, logged and kept in ``self.params``, so that the manifest and the saved model
+        say what was trained."""
         adapted = getattr(self.params, "adapted_to", None)
-        if not callable(adapted) or not getattr(self.params, "adapt_to_table", False):
-            return
-        changes = adapted(rows) | self._adapt_to_table(rows, len(self.encoder_.columns))
+        changes: dict[str, Any] = {}
+        if callable(adapted) and getattr(self.params, "adapt_to_table", False):
+            changes = adapted(rows) | self._adapt_to_table(rows, len(self.encoder_.columns))
+        if context.privacy is not None:
+            given = self.params.model_fields_set
+            changes |= {k: v for k, v in self._private_defaults(rows).items() if k not in given}
         if not changes:
             return
         before = self.params

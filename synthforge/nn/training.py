@@ -7,6 +7,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,6 +48,7 @@ class History:
     best_epoch: int = 0
     stopped_early: bool = False
     out_of_time: bool = False  # stopped by ``max_training_time``
+    out_of_budget: bool = False  # stopped before an epoch the privacy budget could not pay for
     seconds: float = 0.0
 
 
@@ -69,29 +71,44 @@ def train(
     without improvement, restoring the weights of the best epoch.
     """
     modules = list(modules)
+    private = context.private_training
+    if context.privacy is not None and private is None:
+        raise SynthForgeError(f"{description}: under a privacy budget the optimiser must come from "
+                              f"synthforge.nn.make_private, so that every step is clipped, noised and charged.")
     rng = context.torch_generator("batches")
     rows = data.shape[0]
     permutation = torch.randperm(rows, generator=rng)
     validation_fraction = getattr(params, "validation_fraction", 0.0)  # EarlyStopping params
-    n_validation = int(rows * validation_fraction) if validation_loss is not None else 0
+    # Under DP no rows are held back: a validation loss read each epoch would be a look at them the budget
+    # does not pay for; the schedule decides the end.
+    n_validation = int(rows * validation_fraction) if validation_loss is not None and private is None else 0
     if n_validation and rows - n_validation < 2:
         n_validation = 0
     validation = data[permutation[:n_validation].to(data.device)] if n_validation else None
     training = data[permutation[n_validation:].to(data.device)]
     batch_size = min(params.batch_size, training.shape[0])
-    steps_per_epoch = max(training.shape[0] // batch_size, 1)
+    steps_per_epoch = private.steps_per_epoch if private else max(training.shape[0] // batch_size, 1)
 
     history = History()
     best_loss, best_state, since_best = math.inf, None, 0
     started = time.perf_counter()
     with _progress(context.progress, description, params.epochs, context.log) as advance:
         for epoch in range(1, params.epochs + 1):
+            if private is not None and not _charged(private, history):
+                break
             for module in modules:
                 module.train()
             order = torch.randperm(training.shape[0], generator=rng).to(data.device)
             sums: dict[str, float] = {}
             for index in range(steps_per_epoch):
-                batch = training[order[index * batch_size : (index + 1) * batch_size]]
+                if private is not None:
+                    chosen = private.batch(training.shape[0], data.device)
+                    if not len(chosen):
+                        private.empty_step()
+                        continue
+                    batch = training[chosen]
+                else:
+                    batch = training[order[index * batch_size : (index + 1) * batch_size]]
                 for name, value in step(batch, epoch).items():
                     sums[name] = sums.get(name, 0.0) + float(value)
             metrics = {name: total / steps_per_epoch for name, total in sums.items()}
@@ -122,6 +139,8 @@ def train(
             if budget and time.perf_counter() - started >= budget and epoch < params.epochs:
                 history.stopped_early = history.out_of_time = True
                 break
+    if private is not None:
+        private.close()
     if best_state is not None:
         for module, state in zip(modules, best_state, strict=True):
             module.load_state_dict(state)
@@ -131,6 +150,18 @@ def train(
         history.best_epoch = len(history.epochs)
     history.seconds = time.perf_counter() - started
     return history
+
+
+def _charged(private: Any, history: History) -> bool:
+    """Charge the next epoch to the privacy budget; False (and the history says why) when it cannot pay."""
+    from synthforge.privacy.accountant import BudgetExceeded
+
+    try:
+        private.charge_epoch()
+    except BudgetExceeded:
+        history.stopped_early = history.out_of_budget = True
+        return False
+    return True
 
 
 def one_cycle(optimiser: torch.optim.Optimizer, params: TrainingParams, rows: int) -> Callable[[], None]:

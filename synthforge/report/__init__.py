@@ -170,7 +170,8 @@ def render_html(report: dict[str, Any]) -> str:
         f"<h1>{title}</h1>",
         f"<p class='verdict {'ok' if report['passed'] else 'bad'}'>Gates {verdict}</p>",
         _privacy_off(run),
-        _checks_table(report["checks"]),
+        _privacy_budget(run),
+        _checks_table(report["checks"], private=bool(run.get("differential_privacy"))),
         "<h2>Columns: real vs synthetic</h2>",
         f"<p class='legend'><span style='color:{REAL_COLOUR}'>■ real (training)</span> "
         f"<span style='color:{SYNTHETIC_COLOUR}'>■ synthetic</span></p>",
@@ -227,7 +228,7 @@ def _rules_section(details: dict[str, Any]) -> str:
             f"{rows}</table>")
 
 
-def _checks_table(checks: list[dict[str, Any]]) -> str:
+def _checks_table(checks: list[dict[str, Any]], private: bool = False) -> str:
     rows = []
     for c in checks:
         state = "pass" if c["passed"] else ("fail" if c["on_fail"] == "error" else "warn")
@@ -235,8 +236,10 @@ def _checks_table(checks: list[dict[str, Any]]) -> str:
         gate = CheckResult(**{k: c[k] for k in CheckResult.__dataclass_fields__}).gate
         rows.append(f"<tr class='{state}'><td>{html.escape(c['name'])}</td><td>{c['kind']}</td><td>{score}</td>"
                     f"<td>{html.escape(gate)}</td><td>{state}</td><td>{html.escape(c['summary'])}</td></tr>")
-    return ("<h2>Checks</h2><table><tr><th>check</th><th>kind</th><th>score</th><th>gate</th><th>result</th>"
-            "<th>summary</th></tr>" + "".join(rows) + "</table>")
+    note = ("<p class='legend'>Empirical: each score below reads the real rows and is outside the differential-"
+            "privacy guarantee, which covers the dataset and the model.</p>") if private else ""
+    return ("<h2>Checks</h2>" + note + "<table><tr><th>check</th><th>kind</th><th>score</th><th>gate</th>"
+            "<th>result</th><th>summary</th></tr>" + "".join(rows) + "</table>")
 
 
 def _column_plot(column: dict[str, Any], width: int = 300, height: int = 150) -> str:
@@ -362,11 +365,38 @@ def _privacy_off(run: dict[str, Any]) -> str:
             f"<ul>{items}</ul>Rows of this dataset may copy real training rows.</div>")
 
 
+def _privacy_budget(run: dict[str, Any]) -> str:
+    """Under differential privacy: the budget asked for and spent, by stage and mechanism, and what it covers."""
+    budget = run.get("differential_privacy")
+    if not budget:
+        return ""
+    spent, asked = budget["spent"], budget["requested"]
+    stages = " · ".join(f"{stage} {entry['mechanisms']} mechanism{'s' if entry['mechanisms'] != 1 else ''} "
+                        f"(ε {entry['epsilon_alone']:.3g} on its own)" for stage, entry in budget["stages"].items())
+    rows = "".join(
+        f"<tr><td>{html.escape(str(m['name']))}</td><td>{html.escape(str(m['stage']))}</td><td>"
+        + html.escape(", ".join(f"{k} {v}" for k, v in m.items() if k not in ("name", "stage"))) + "</td></tr>"
+        for m in budget["mechanisms"][:60])
+    more = len(budget["mechanisms"]) - 60
+    return (
+        "<div class='privacy-budget'><h2>Differential privacy</h2>"
+        f"<p><strong>Spent ε = {spent['epsilon']:.4g}, δ = {spent['delta']:.3g}</strong> of the budget "
+        f"ε = {asked['epsilon']:g}, δ = {asked['delta']:.3g} ({html.escape(budget['accountant'])}). "
+        f"{html.escape(stages)}.</p>"
+        "<p><strong>Covered by the guarantee:</strong> the synthetic dataset and the saved model — everything "
+        "they hold about the training rows went through the mechanisms below. <strong>Empirical, not covered:"
+        "</strong> every check and plot of this report compares with the real training and holdout rows; share "
+        "this report as you would the real data. Copy protection (redrawing copies of rare rows) is off: it "
+        "would read the rows after the budget is spent.</p>"
+        "<details><summary>Mechanisms charged to the budget</summary><table><tr><th>mechanism</th><th>stage</th>"
+        f"<th>settings</th></tr>{rows}</table>{f'<p>… and {more} more</p>' if more > 0 else ''}</details></div>")
+
+
 def _run_table(run: dict[str, Any]) -> str:
     """The run's metadata in words: timings in seconds, rows and params as short lists, not raw JSON."""
     rows = []
     for key, value in run.items():
-        if key == "privacy_turned_off":
+        if key in ("privacy_turned_off", "differential_privacy"):
             continue
         if key == "timings" and isinstance(value, dict):
             total = sum(value.values())

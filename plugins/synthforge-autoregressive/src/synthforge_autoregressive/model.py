@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 _SAMPLE_CHUNK = 4096  # rows per pass: the activations stay in cache
 VALIDATION_CELLS = 25_000  # rows × columns of the early-stopping NLL each epoch
+MARGINAL_ROUNDS, MARGINAL_ROWS = 4, 20_000  # raking the sampled marginals to the released ones (privacy only)
 
 
 class AutoregressiveParams(TrainingParams, EarlyStopping):
@@ -91,6 +92,7 @@ class AutoregressiveGenerator(TorchGenerator):
     supports_conditions = True
     supports_imputation = True
     supports_context = True
+    supports_privacy = True
     weights: ClassVar[dict[str, str]] = {"network_": "network."}
     params: AutoregressiveParams
 
@@ -104,13 +106,24 @@ class AutoregressiveGenerator(TorchGenerator):
             columns.append((name, spans["value"], spans.get("null")))
         return columns
 
-    def _fit_bins(self, data: np.ndarray) -> None:
-        """Bin edges in rank space for numeric columns; vocabulary sizes for all (a null span adds token 0)."""
+    def _fit_bins(self, data: np.ndarray, released: bool = False) -> None:
+        """Bin edges in rank space for numeric columns; vocabulary sizes for all (a null span adds token 0).
+
+        With ``released`` (a privacy budget) the bins come from the encoder's released distribution, not from
+        the rows: equal shares of rank between its point masses, each point mass a bin of its own.
+        """
         self.bin_low_: dict[str, np.ndarray] = {}
         self.bin_high_: dict[str, np.ndarray] = {}
+        self.released_shares_: dict[str, np.ndarray] = {}
         vocab = []
         for name, value, null in self._columns():
-            if value.kind == "numeric":
+            if value.kind == "numeric" and released:
+                bins = min(self.params.bins, max(2, len(data) // (2 * self.encoder_.config.min_category_count)))
+                points = self.encoder_.transformer(name).point_ranks_
+                self.bin_low_[name], self.bin_high_[name], masses = _released_bins(points, bins)
+                self.released_shares_[name] = masses / masses.sum()
+                vocab.append(len(self.bin_low_[name]) + (null is not None))
+            elif value.kind == "numeric":
                 present = data[:, value.start] if null is None else data[data[:, null.start] == 0, value.start]
                 # A value sampled exactly (a bin of its own) must be held by min_category_count rows or more,
                 # as a category must, so a small table gets fewer, larger bins.
@@ -153,6 +166,7 @@ class AutoregressiveGenerator(TorchGenerator):
         from torch import nn
 
         params = self.params
+        self.marginal_offsets_: list[np.ndarray] | None = getattr(self, "marginal_offsets_", None)
         self.embeddings_ = nn.ModuleList(nn.Embedding(size + 1, params.embedding_dim) for size in self.vocab_sizes_)
         layers: list[nn.Module] = []
         width = len(self.vocab_sizes_) * params.embedding_dim
@@ -182,8 +196,8 @@ class AutoregressiveGenerator(TorchGenerator):
         embedded = torch.cat([embedding(masked[:, j]) for j, embedding in enumerate(self.embeddings_)], dim=1)
         return self.heads_(self.trunk_(embedded))
 
-    def _loss(self, tokens: Any, generator: Any) -> Any:
-        """Cross-entropy of the one conditional sampling will ask for, for a random target column per row.
+    def _row_losses(self, tokens: Any, generator: Any) -> Any:
+        """Each row's cross-entropy of the one conditional sampling will ask for, for a random target column.
 
         Sampling always draws the first hidden column in the canonical order, given
         every column before it and whatever later columns are conditioned on. So
@@ -205,11 +219,12 @@ class AutoregressiveGenerator(TorchGenerator):
         visible = (position < target) | shown_after
         logits = self._logits(tokens, visible)
         target_column = self.order_tensor_.to(device)[target[:, 0]]
-        loss = torch.zeros((), device=device)
+        losses = torch.zeros(rows, device=device)
         for j, part in enumerate(self.head_slices_):
             chosen = target_column == j
-            loss = loss + functional.cross_entropy(logits[chosen, part], tokens[chosen, j], reduction="sum")
-        return loss / rows
+            losses = losses.index_put((chosen,), functional.cross_entropy(logits[chosen, part], tokens[chosen, j],
+                                                                          reduction="none"))
+        return losses
 
     def _negative_log_likelihood(self, tokens: Any) -> Any:
         """Exact NLL per row in the canonical order (nats), for early stopping.
@@ -232,32 +247,89 @@ class AutoregressiveGenerator(TorchGenerator):
 
     # --- the Generator contract ---------------------------------------------------------------
 
+    def _private_defaults(self, rows: int) -> dict[str, Any]:
+        """DP-SGD's noise is per step, so fewer, larger steps with a higher rate, and a narrower trunk (on Adult at
+        ε = 1, before the marginals' start and raking: batch 2,048 × 10 epochs at 1e-2 with 64 units, TSTR 0.783;
+        1,024 × 10 at 3e-3 with 128, 0.549)."""
+        return {"epochs": 10, "batch_size": int(np.clip(rows // 12, 256, 4096)), "learning_rate": 1e-2,
+                "hidden_dim": 64}
+
     def _prepare(self, data: np.ndarray, context: FitContext) -> None:
-        self._fit_bins(data)
+        self.marginal_offsets_ = None
+        self._fit_bins(data, released=context.privacy is not None)
 
     def _train(self, data: np.ndarray, context: FitContext) -> History:
         import torch
 
-        from synthforge.nn import one_cycle, train
+        from synthforge.nn import make_private, one_cycle, train
 
         device = self.device_
-        optimiser = torch.optim.AdamW(self.network_.parameters(), lr=self.params.learning_rate,
-                                      weight_decay=self.params.weight_decay)
+        optimiser, backward = make_private(
+            torch.optim.AdamW(self.network_.parameters(), lr=self.params.learning_rate,
+                              weight_decay=self.params.weight_decay),
+            [self.network_], context, rows=len(data), params=self.params)
         advance_schedule = one_cycle(optimiser, self.params, len(data))
         generator = context.torch_generator("noise", device=device)
 
         def step(batch: Any, epoch: int) -> dict[str, float]:
             optimiser.zero_grad()
-            loss = self._loss(batch, generator)
-            loss.backward()
+            loss = backward(self._row_losses(batch, generator))
             optimiser.step()
             advance_schedule()
             return {"loss": loss.item()}
 
+        if context.privacy is not None:
+            self._start_from_released_marginals()
         tokens = torch.as_tensor(self._tokenize(data), device=device)
         return train(data=tokens, step=step, modules=[self.network_], params=self.params, context=context,
                      description="autoregressive",
                      validation_loss=lambda rows: self._negative_log_likelihood(rows).item())
+
+    def _released_marginals(self) -> list[np.ndarray]:
+        """Each column's token shares as the privacy budget released them (null token first where there is one)."""
+        marginals = []
+        for name, value, null in self._columns():
+            if value.kind == "numeric":
+                shares = self.released_shares_[name]
+            else:
+                counts = np.maximum(getattr(self.encoder_.transformer(name), "counts_", None)
+                                    or np.ones(value.n_categories), 1.0)
+                shares = np.asarray(counts, dtype=np.float64) / np.sum(counts)
+            if null is not None:
+                rate = self.schema_[name].null_rate if name in self.schema_ else 0.0
+                shares = np.concatenate([[max(rate, 1e-3)], shares * (1 - rate)])
+            marginals.append(shares / shares.sum())
+        return marginals
+
+    def _start_from_released_marginals(self) -> None:
+        """Each head's bias set to the log of its column's released marginal (post-processing, no cost): under
+        DP-SGD's noise the network then has only the dependencies to learn (Adult, ε = 1: TSTR 0.783 → 0.816)."""
+        import torch
+
+        biases = [np.log(np.maximum(shares, 1e-6)) for shares in self._released_marginals()]
+        with torch.no_grad():
+            self.heads_.bias.copy_(torch.as_tensor(np.concatenate(biases), dtype=self.heads_.bias.dtype))
+
+    def _after_training(self, data: np.ndarray, context: FitContext) -> None:
+        """Under a privacy budget: rake the sampled marginals to the released ones.
+
+        DP-SGD's noise shifts every conditional a little, and sampling column after column compounds it (Adult
+        at ε = 1: sex 0.74, relationship 0.64 in Column Shapes). A per-token offset on each column's logits,
+        moved by the log ratio of the released share to the sampled share for a few rounds, brings the sampled
+        marginals back; it reads only the model and what was released, so it costs no budget.
+        """
+        if context.privacy is None:
+            return
+        targets = self._released_marginals()
+        self.marginal_offsets_ = [np.zeros(len(t), dtype=np.float32) for t in targets]
+        rng = np.random.default_rng(context.seed_for("marginal offsets"))
+        for _ in range(MARGINAL_ROUNDS):
+            tokens = self._complete(np.zeros((MARGINAL_ROWS, len(targets)), dtype=np.int64),
+                                    np.zeros((MARGINAL_ROWS, len(targets)), dtype=bool), rng, allow_missing=True)
+            for j, target in enumerate(targets):
+                sampled = np.bincount(tokens[:, j], minlength=len(target)) / MARGINAL_ROWS
+                step = np.log((target + 1e-4) / (sampled + 1e-4))
+                self.marginal_offsets_[j] = np.clip(self.marginal_offsets_[j] + step, -5, 5).astype(np.float32)
 
     def _sample(self, n: int, conditions: dict[Span, np.ndarray] | None, rng: np.random.Generator) -> np.ndarray:
         known = np.zeros((n, len(self.vocab_sizes_)), dtype=np.int64)
@@ -321,6 +393,8 @@ class AutoregressiveGenerator(TorchGenerator):
                 inputs = pre[:1] if alike else pre if everyone else pre[index]
                 hidden = rest(inputs.to(head_weight.dtype, copy=True))
                 logits = torch.nn.functional.linear(hidden, head_weight[part], head_bias[part]).float()
+                if self.marginal_offsets_ is not None:
+                    logits += torch.from_numpy(self.marginal_offsets_[j])
                 if self.sample_params.temperature != 1.0:
                     logits /= self.sample_params.temperature
                 if excluded[j]:
@@ -391,13 +465,15 @@ class AutoregressiveGenerator(TorchGenerator):
         return excluded
 
     def _extra_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        arrays = {}
+        arrays = {f"offsets.{j}": offsets for j, offsets in enumerate(self.marginal_offsets_ or [])}
         for name in self.bin_low_:
             arrays[f"bins.{name}.low"], arrays[f"bins.{name}.high"] = self.bin_low_[name], self.bin_high_[name]
         return arrays, {"vocab_sizes": self.vocab_sizes_}
 
     def _load_extra_state(self, arrays: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
         self.vocab_sizes_ = list(extra["vocab_sizes"])
+        offsets = [arrays[f"offsets.{j}"] for j in range(len(self.vocab_sizes_)) if f"offsets.{j}" in arrays]
+        self.marginal_offsets_ = [np.asarray(o, dtype=np.float32) for o in offsets] or None
         self.bin_low_, self.bin_high_ = {}, {}
         for name, value, _ in self._columns():
             if value.kind == "numeric":
@@ -443,3 +519,29 @@ def _rank_bins(ranks: np.ndarray, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
     low = [first if common or k == 0 else bins[k - 1][3] for k, (first, _, common, _) in enumerate(bins)]
     high = [last for _, last, _, _ in bins]
     return np.asarray(low), np.asarray(high)
+
+
+def _released_bins(points: list[tuple[float, float]], n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bins over rank space from a released distribution: the grid of ``n_bins`` equal shares, cut at each
+    point mass's interval of ranks, which becomes a bin of its own sampled exactly at its middle (where the
+    encoder puts the point's value). Also each bin's share of the rows, as released."""
+    grid = np.linspace(0.0, 1.0, n_bins + 1)
+    low: list[float] = []
+    high: list[float] = []
+    mass: list[float] = []
+    cursor = 0.0
+    for start, stop in [*sorted(points), (1.0, None)]:
+        cuts = [cursor, *(g for g in grid if cursor < g < start), start]
+        for a, b in itertools.pairwise(cuts):
+            if b - a > 1e-9:
+                low.append(a)
+                high.append(b)
+                mass.append(b - a)
+        if stop is None:
+            break
+        middle = (start + stop) / 2
+        low.append(middle)
+        high.append(middle)
+        mass.append(stop - start)
+        cursor = stop
+    return np.asarray(low), np.asarray(high), np.asarray(mass)
