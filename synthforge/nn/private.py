@@ -131,7 +131,9 @@ def _per_row_gradients(module: torch.nn.Module, max_grad_norm: float) -> Any:
     if problems:
         raise SynthForgeError("this model cannot train with DP-SGD: " + "; ".join(str(p) for p in problems[:5])
                               + " (a layer mixes rows of a batch: replace batch norm with layer or group norm).")
-    return GradSampleModuleFastGradientClipping(module, batch_first=True, loss_reduction="mean",
+    # strict=False lets a module hold constant buffers (a denoiser's time frequencies); what mixes rows of a
+    # batch (batch norm's statistics) the validator above has refused already
+    return GradSampleModuleFastGradientClipping(module, batch_first=True, loss_reduction="mean", strict=False,
                                                 max_grad_norm=max_grad_norm, use_ghost_clipping=True)
 
 

@@ -93,6 +93,7 @@ class TabularDiffusion(TorchGenerator):
     Params = DiffusionParams
     SampleParams = DiffusionSampleParams
     supports_conditions = True
+    supports_privacy = True
     weights: ClassVar[dict[str, str]] = {"denoiser_": "denoiser."}
     params: DiffusionParams
 
@@ -145,7 +146,7 @@ class TabularDiffusion(TorchGenerator):
         scheduler.set_timesteps(min(self.sample_params.steps, self.params.train_timesteps))
         return scheduler
 
-    def _loss(self, batch: Any, scheduler: Any, generator: Any) -> Any:
+    def _row_losses(self, batch: Any, scheduler: Any, generator: Any) -> Any:
         import torch
         from torch.nn import functional
 
@@ -165,7 +166,7 @@ class TabularDiffusion(TorchGenerator):
             target = batch[:, span.start : span.stop].argmax(dim=1)
             loss = loss + self.params.categorical_weight * functional.cross_entropy(
                 output[:, span.start : span.stop], target, reduction="none")
-        return loss.mean()
+        return loss
 
     # --- the Generator contract ---------------------------------------------------------------
 
@@ -174,24 +175,29 @@ class TabularDiffusion(TorchGenerator):
     def _train(self, data: np.ndarray, context: FitContext) -> History:
         import torch
 
-        from synthforge.nn import one_cycle, train, use_bfloat16
+        from synthforge.nn import make_private, one_cycle, train, use_bfloat16
 
         device = self.device_
         scheduler = self._training_scheduler()
         scheduler.alphas_cumprod = scheduler.alphas_cumprod.to(device)
-        optimiser = torch.optim.AdamW(self.denoiser_.parameters(), lr=self.params.learning_rate,
-                                      weight_decay=self.params.weight_decay)
+        private = context.privacy is not None
+        optimiser, backward = make_private(
+            torch.optim.AdamW(self.denoiser_.parameters(), lr=self.params.learning_rate,
+                              weight_decay=self.params.weight_decay),
+            [self.denoiser_], context, rows=len(data), params=self.params)
         advance_schedule = one_cycle(optimiser, self.params, len(data))
         generator = context.torch_generator("noise", device=device)
 
-        bfloat16 = device.type == "cpu" and use_bfloat16(self.params.train_precision)
+        # DP-SGD's per-row gradient norms are taken from float32 activations
+        bfloat16 = device.type == "cpu" and use_bfloat16(self.params.train_precision) and not private
 
         def step(batch: Any, epoch: int) -> dict[str, float]:
             optimiser.zero_grad()
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bfloat16):
-                loss = self._loss(batch, scheduler, generator)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(self.denoiser_.parameters(), 1.0)
+                losses = self._row_losses(batch, scheduler, generator)
+            loss = backward(losses)
+            if not private:  # under DP each row's gradient is clipped instead
+                torch.nn.utils.clip_grad_norm_(self.denoiser_.parameters(), 1.0)
             optimiser.step()
             advance_schedule()
             return {"loss": loss.item()}
@@ -200,7 +206,11 @@ class TabularDiffusion(TorchGenerator):
         return train(
             data=torch.as_tensor(data, device=device), step=step, modules=[self.denoiser_], params=self.params,
             context=context, description="diffusion",
-            validation_loss=lambda rows: self._loss(rows, scheduler, validation_generator).item())
+            validation_loss=lambda rows: self._row_losses(rows, scheduler, validation_generator).mean().item())
+
+    def _private_defaults(self, rows: int) -> dict[str, Any]:
+        """Fewer, larger steps for DP-SGD, whose noise is per step."""
+        return {"epochs": 20, "batch_size": int(np.clip(rows // 12, 256, 4096)), "learning_rate": 3e-3}
 
     def _sample(self, n: int, conditions: dict[Span, np.ndarray] | None, rng: np.random.Generator) -> np.ndarray:
         import torch
