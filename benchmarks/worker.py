@@ -102,8 +102,10 @@ def _mostlyai(train: pl.DataFrame, rows: int, epochs: int | None, seed: int, eps
     engine.init_logging()
     # Its DP config: max_epsilon is the whole budget, value protection (vocabularies, bounds) takes its own
     # epsilon out of it; a tenth here, as SynthForge's default share for preprocessing.
-    private = {"differential_privacy": {"max_epsilon": epsilon, "delta": delta,
-                                        "value_protection_epsilon": 0.1 * epsilon}} if epsilon else {}
+    from mostlyai.engine.domain import DifferentialPrivacyConfig
+
+    private = {"differential_privacy": DifferentialPrivacyConfig(
+        max_epsilon=epsilon, delta=delta, value_protection_epsilon=0.1 * epsilon)} if epsilon else {}
     started = time.perf_counter()
     engine.split(workspace_dir=workspace, tgt_data=train.to_pandas(), model_type="TABULAR")
     engine.analyze(workspace_dir=workspace, **private)

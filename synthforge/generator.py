@@ -85,6 +85,7 @@ RESERVED_NAMES = frozenset({
     "fit", "sample", "sample_given", "impute", "save", "load", "protect_rows",
     "_check_fitted", "_check_conditions", "_encode_conditions", "_draw", "_redraw_forbidden",
     "_sample_by_rejection", "_finish", "_pooled_columns", "_sampling_with", "_draw_given", "_context_groups",
+    "released_reference", "_release", "_unreleased_columns",
 })
 
 
@@ -280,13 +281,42 @@ class Generator:
                                  for c in regenerated}
         self.encoder_ = TableEncoder(config).fit(learned, self.model_schema_, seed=context.seed_for("encoder"),
                                                  released=released)
-        self._fit(self.encoder_.encode(learned), context)
+        self._released = released
+        try:
+            self._fit(self.encoder_.encode(learned), context)
+        finally:
+            self._released = None
         if context.privacy is not None:
             # Redrawing rows that copy rare training rows would read the rows after the budget is spent:
             # the guarantee covers copies instead (a row unique in training is as unlikely as any other).
             self.privacy_ = context.privacy.summary()
             return self.protect_rows(frame, below=0)
         return self.protect_rows(frame, below=context.protect_rows_below)
+
+    def released_reference(self, rows: int, rng: np.random.Generator) -> np.ndarray:
+        """``rows`` encoded rows drawn column by column from what the privacy budget released, for a plugin's
+        post-processing under DP (a marginal calibration) in place of the training rows: only each column's
+        own distribution is right, not their dependence. Available while ``_fit`` runs under a budget."""
+        released = getattr(self, "_released", None)
+        if released is None:
+            raise SynthForgeError("released_reference is for a generator fitting under a privacy budget.")
+        columns = {}
+        for name in self.encoder_.columns:
+            transformer, summary = self.encoder_.transformer(name), released[name]
+            if hasattr(transformer, "categories_"):
+                shares = np.asarray(transformer.counts_, dtype=np.float64)
+                picked = rng.choice(len(shares), size=rows, p=shares / shares.sum())
+                columns[name] = transformer.from_indices(picked)
+                continue
+            if summary.values is not None:
+                shares = np.maximum(np.asarray(summary.value_counts, dtype=np.float64), 1e-9)
+                values = rng.choice(summary.values, size=rows, p=shares / shares.sum())
+            else:
+                _, _, ranks, knots, _ = summary.quantile_table()
+                values = np.interp(rng.random(rows), ranks, knots)
+            nulls = rng.random(rows) < summary.null_rate if transformer.has_nulls_ else np.zeros(rows, dtype=bool)
+            columns[name] = transformer._from_float(values, nulls)
+        return self.encoder_.encode(pl.DataFrame(columns))
 
     def _release(self, frame: pl.DataFrame, regenerated: list[ColumnSpec], config: EncoderConfig,
                  context: FitContext) -> dict[str, Any]:

@@ -397,6 +397,8 @@ class _NumericTransformer(_ColumnTransformer):
     values_: np.ndarray | None = None
     # released (privacy): each point mass's interval of ranks, for a model that bins ranks (fit only, not saved)
     point_ranks_: list[tuple[float, float]] = []  # noqa: RUF012
+    # released (privacy): the bounds values are clipped to before encoding
+    clip_: tuple[float, float] | None = None
 
     @property
     def method(self) -> str:
@@ -441,6 +443,8 @@ class _NumericTransformer(_ColumnTransformer):
         self.has_nulls_ = released.null_count > 0
         self.fill_ = released.median()
         self.point_ranks_ = []
+        # values beyond the released bounds are encoded at them: the encoding never depends on an unreleased value
+        self.clip_ = (released.low, released.high)
         if released.values is not None:
             self.values_ = np.asarray(released.values, dtype=np.float64)
             self.counts_ = [float(c) for c in released.value_counts]  # noisy, for a model's start (not saved)
@@ -498,6 +502,8 @@ class _NumericTransformer(_ColumnTransformer):
         values = self._to_float(series)
         nulls = np.isnan(values)
         values = np.where(nulls, self.fill_, values)
+        if self.clip_ is not None:
+            values = np.clip(values, *self.clip_)
         if self.values_ is not None:
             blocks = [_discrete_encode(self._nearest_value(values), len(self.values_), self.config.categorical)]
         elif self.method == "quantile":
@@ -548,6 +554,8 @@ class _NumericTransformer(_ColumnTransformer):
 
     def state(self) -> dict[str, Any]:
         state: dict[str, Any] = {"name": self.spec.name, "has_nulls": self.has_nulls_, "fill": self.fill_}
+        if self.clip_ is not None:
+            state["clip"] = list(self.clip_)
         if self.values_ is not None:
             state["values"] = self.values_.tolist()
         elif self.method == "quantile":
@@ -561,6 +569,7 @@ class _NumericTransformer(_ColumnTransformer):
 
     def load(self, state: dict[str, Any]) -> _NumericTransformer:
         self.has_nulls_, self.fill_ = state["has_nulls"], state["fill"]
+        self.clip_ = tuple(state["clip"]) if "clip" in state else None  # type: ignore[assignment]
         if "values" in state:
             self.values_ = np.asarray(state["values"], dtype=np.float64)
         elif self.method == "quantile":

@@ -60,6 +60,7 @@ class ConditionalVAE(CalibratedTorchGenerator):
     description = "A TVAE-style conditional VAE: Gaussian and softmax heads, KL annealing, native conditions."
     Params = VAEParams
     supports_conditions = True
+    supports_privacy = True
     weights: ClassVar[dict[str, str]] = {"decoder_net_": "decoder.", "encoder_net_": "encoder.",
                                          "log_sigma_": "log_sigma."}
     params: VAEParams
@@ -108,7 +109,7 @@ class ConditionalVAE(CalibratedTorchGenerator):
             loss = loss + functional.cross_entropy(output[:, span.start : span.stop], target, reduction="none")
         return loss
 
-    def _loss(self, batch: Any, kl_weight: float, generator: Any) -> Any:
+    def _row_losses(self, batch: Any, kl_weight: float, generator: Any) -> Any:
         import torch
 
         condition = self.conditions_.random(batch, self.params.unconditional_rate, self.params.condition_keep_rate,
@@ -118,17 +119,25 @@ class ConditionalVAE(CalibratedTorchGenerator):
         code = mean + noise * (0.5 * log_variance).exp()
         output = self.decoder_net_(torch.cat([code, condition], dim=1))
         kl = -0.5 * (1 + log_variance - mean.pow(2) - log_variance.exp()).sum(dim=1)
-        return (self.params.loss_factor * self._negative_log_likelihood(output, batch) + kl_weight * kl).mean()
+        return self.params.loss_factor * self._negative_log_likelihood(output, batch) + kl_weight * kl
 
     # --- training ------------------------------------------------------------------------------
 
     def _train(self, data: np.ndarray, context: FitContext) -> History:
         import torch
 
-        from synthforge.nn import train
+        from synthforge.nn import make_private, train
 
-        parameters = [p for module in self.weight_modules() for p in module.parameters()]
-        optimiser = torch.optim.Adam(parameters, lr=self.params.learning_rate, weight_decay=self.params.weight_decay)
+        trained = self.weight_modules()
+        if context.privacy is not None:
+            # the numeric heads' spread is a parameter outside any layer's forward, whose per-row gradient DP-SGD
+            # cannot clip: under a budget it stays at its start
+            self.log_sigma_.value.requires_grad_(False)
+            trained = [self.encoder_net_, self.decoder_net_]
+        parameters = [p for module in trained for p in module.parameters() if p.requires_grad]
+        optimiser, backward = make_private(
+            torch.optim.Adam(parameters, lr=self.params.learning_rate, weight_decay=self.params.weight_decay),
+            trained, context, rows=len(data), params=self.params)
         generator = context.torch_generator("noise", device=self.device_)
         validation_generator = context.torch_generator("validation noise", device=self.device_)
 
@@ -136,17 +145,25 @@ class ConditionalVAE(CalibratedTorchGenerator):
             anneal = self.params.kl_anneal_epochs
             kl_weight = min(1.0, (epoch - 1) / anneal) if anneal else 1.0
             optimiser.zero_grad()
-            loss = self._loss(batch, kl_weight, generator)
-            loss.backward()
+            loss = backward(self._row_losses(batch, kl_weight, generator))
             optimiser.step()
             return {"loss": loss.item()}
 
         return train(data=torch.as_tensor(data, device=self.device_), step=step, modules=self.weight_modules(),
                      params=self.params, context=context, description="vae",
-                     validation_loss=lambda rows: self._loss(rows, 1.0, validation_generator).item())
+                     validation_loss=lambda rows: self._row_losses(rows, 1.0, validation_generator).mean().item())
 
     def _after_training(self, data: np.ndarray, context: FitContext) -> None:
-        self._calibrate(data, context.rng("calibration"))
+        from synthforge.nn.calibration import calibration_draws
+
+        rng = context.rng("calibration")
+        if context.privacy is not None:  # calibrated to the released marginals: the rows are not read again
+            data = self.released_reference(calibration_draws(len(data)), rng)
+        self._calibrate(data, rng)
+
+    def _private_defaults(self, rows: int) -> dict[str, Any]:
+        """Fewer, larger steps for DP-SGD, whose noise is per step."""
+        return {"epochs": 20, "batch_size": int(np.clip(rows // 12, 256, 4096)), "learning_rate": 3e-3}
 
     def _decode_prior(self, condition: Any, rng: np.random.Generator) -> np.ndarray:
         """Decoder output for codes drawn from the prior: logits for one-hots, values (with their noise) for
