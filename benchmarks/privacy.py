@@ -25,7 +25,7 @@ from typing import Any
 import polars as pl
 
 from benchmarks.datasets import load
-from benchmarks.run import RESULTS, WORK, machine, run_worker, score, versions
+from benchmarks.run import RESULTS, WORK, format_cell, machine, markdown_table, run_worker, score, versions
 
 COLUMNS = [("generator", "generator"), ("epsilon", "ε"), ("spent_epsilon", "ε spent"), ("fit_s", "fit s"),
            ("fit_ratio", "fit ÷ non-private"), ("sdm_overall", "SDM overall"), ("sdm_shapes", "SDM shapes"),
@@ -45,23 +45,15 @@ def membership_auc(train: pl.DataFrame, holdout: pl.DataFrame, synthetic: pl.Dat
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     def cell(value: Any, key: str) -> str:
-        if value is None:
-            return "–"
-        if key in ("fit_s",):
-            return f"{value:,.1f}"
-        if key == "fit_ratio":
+        if key == "fit_ratio" and value is not None:
             return f"{value:.2f}×"
-        if isinstance(value, float):
-            return f"{value:.3f}" if key != "epsilon" else f"{value:g}"
-        return str(value)
+        if key == "epsilon" and value is not None:
+            return f"{value:g}"
+        return format_cell(value, key)
 
-    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for row in rows:
-        if "error" in row:
-            lines.append(f"| {row['generator']} | {cell(row.get('epsilon'), 'epsilon')} | failed: {row['error']} |")
-            continue
-        lines.append("| " + " | ".join(cell(row.get(key), key) for key, _ in COLUMNS) + " |")
-    return "\n".join(lines)
+    labelled = [{**row, "generator": f"{row['generator']} (ε {row.get('epsilon', 0):g})"} if "error" in row
+                else row for row in rows]
+    return markdown_table(labelled, COLUMNS, cell)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -74,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=3 * 3600)
     parser.add_argument("--python", action="append", default=[], metavar="GENERATOR=PATH")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--label", default="", help="appended to the results' file name")
     args = parser.parse_args(argv)
     interpreters = dict(item.split("=", 1) for item in args.python)
     dataset = load(args.dataset, None, args.seed)
@@ -106,17 +99,18 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(row)
             print(markdown([row]).splitlines()[-1], flush=True)
     stamp = date.today().isoformat()
+    name = f"privacy-{stamp}{'-' + args.label if args.label else ''}"
     args.out.mkdir(parents=True, exist_ok=True)
     record = {"dataset": args.dataset, "date": stamp, "machine": machine(), "versions": versions(),
               "delta": args.delta, "train_rows": dataset.train.height, "holdout_rows": dataset.holdout.height,
               "non_private_fit_s": private_fit, "results": rows}
-    (args.out / f"privacy-{stamp}.json").write_text(json.dumps(record, indent=1, default=str))
+    (args.out / f"{name}.json").write_text(json.dumps(record, indent=1, default=str))
     text = markdown(rows)
     header = (f"# Differential privacy on {args.dataset} — {stamp}\n\nδ = {args.delta:g}; trained on "
               f"{dataset.train.height:,} rows, scored on {dataset.holdout.height:,} holdout rows; non-private fit s: "
               f"{', '.join(f'{k} {v:.1f}' for k, v in private_fit.items())}.\nMachine: {machine()}.\n"
               f"Versions: {', '.join(f'{k} {v}' for k, v in versions().items())}.\n\n")
-    (args.out / f"privacy-{stamp}.md").write_text(header + text + "\n")
+    (args.out / f"{name}.md").write_text(header + text + "\n")
     print()
     print(text)
 

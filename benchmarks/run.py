@@ -24,6 +24,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -147,24 +148,28 @@ COLUMNS = [("generator", "generator"), ("fit_s", "fit s"), ("sample_rows_per_s",
            ("rules_mean_share", "rules kept (mean)")]
 
 
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    def cell(value: Any, key: str) -> str:
-        if value is None:
-            return "–"
-        if key == "sample_rows_per_s":
-            return f"{value:,.0f}"
-        if key in ("fit_s", "peak_rss_mb"):
-            return f"{value:,.1f}"
-        if isinstance(value, float):
-            return f"{value:.3f}"
-        return str(value)
+def format_cell(value: Any, key: str) -> str:
+    if value is None:
+        return "–"
+    if key == "sample_rows_per_s":
+        return f"{value:,.0f}"
+    if key in ("fit_s", "peak_rss_mb"):
+        return f"{value:,.1f}"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
 
-    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]] = COLUMNS,
+                   cell: Callable[[Any, str], str] = format_cell) -> str:
+    """A markdown table of ``rows``, one column per (key, title); a failed row says why after its first cell."""
+    lines = ["| " + " | ".join(title for _, title in columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
+        first = columns[0][0]
         if "error" in row:
-            lines.append(f"| {row['generator']} | failed: {row['error']} |")
+            lines.append(f"| {cell(row.get(first), first)} | failed: {row['error']} |")
             continue
-        lines.append("| " + " | ".join(cell(row.get(key), key) for key, _ in COLUMNS) + " |")
+        lines.append("| " + " | ".join(cell(row.get(key), key) for key, _ in columns) + " |")
     return "\n".join(lines)
 
 
