@@ -141,11 +141,13 @@ def _mostlyai(train: pl.DataFrame, rows: int, epochs: int | None, seed: int, eps
     fitted = time.perf_counter()
     engine.generate(workspace_dir=workspace, sample_size=rows)
     if epsilon:
-        # what its training reported spending: the last checkpoint's ε (value protection's part included)
+        # what its training reported spending (value protection's part included)
         progress = workspace / "ModelStore" / "model-data" / "progress-messages.csv"
         spent = None
         if progress.exists():
-            spent = pl.read_csv(progress).get_column("dp_eps").drop_nulls().tail(1).to_list()
+            # the model it keeps is the last checkpoint within max_epsilon (a later epoch that passed it is dropped)
+            kept = pl.read_csv(progress).filter(pl.col("is_checkpoint") == 1)
+            spent = kept.get_column("dp_eps").drop_nulls().tail(1).to_list()
         notes_privacy = {"spent": {"epsilon": spent[0] if spent else None}}
     else:
         notes_privacy = None

@@ -456,6 +456,10 @@ class _NumericTransformer(_ColumnTransformer):
             _, _, ranks, values, _ = released.quantile_table()
             sample = np.interp(rng.random(20_000), ranks, values)
             self.means_, self.stds_ = _fit_modes(sample, self.config.max_modes, rng)
+            # a released distribution can be nearly one point (an amount whose tail the noise hid): a real value
+            # elsewhere in the bounds would then sit millions of spreads from every mode and overflow a model's
+            # loss; no spread is below a hundredth of the released range
+            self.stds_ = np.maximum(self.stds_, (released.high - released.low) / 100)
         else:
             self.low_, self.high_ = released.low, released.high
         return self

@@ -40,6 +40,7 @@ import torch
 from synthforge.errors import SynthForgeError
 from synthforge.generator import FitContext
 from synthforge.privacy.accountant import subsampled_gaussian_rdp
+from synthforge.seeds import derive_seed
 
 STAGE = "model"
 
@@ -58,7 +59,7 @@ class PrivateTraining:
         self.max_grad_norm = context.max_grad_norm
         self.noise_multiplier = self.accountant.noise_multiplier_for(self.sample_rate, epochs * self.steps_per_epoch)
         self.seed = context.noise_seed("dp-sgd")
-        self.batch_generator = torch.Generator().manual_seed(self.seed)
+        self.batch_generator = torch.Generator().manual_seed(derive_seed(self.seed, "batches") % 2**63)
         self.wrapped = [_per_row_gradients(module, self.max_grad_norm) for module in modules]
         self.optimisers: list[Any] = []
         self.epochs_charged = 0
@@ -66,7 +67,8 @@ class PrivateTraining:
     def wrap(self, optimiser: torch.optim.Optimizer, device: torch.device) -> torch.optim.Optimizer:
         from opacus.optimizers import DPOptimizerFastGradientClipping
 
-        noise = torch.Generator(device=device).manual_seed(self.seed + 1 + len(self.optimisers))
+        seed = derive_seed(self.seed, "noise", len(self.optimisers)) % 2**63
+        noise = torch.Generator(device=device).manual_seed(seed)
         private = DPOptimizerFastGradientClipping(
             optimiser, noise_multiplier=self.noise_multiplier, max_grad_norm=self.max_grad_norm,
             expected_batch_size=max(1, round(self.sample_rate * self.rows)), loss_reduction="mean", generator=noise)
