@@ -20,7 +20,7 @@ from benchmarks.datasets import load
 
 
 def fit_and_sample(generator: str, train: pl.DataFrame, rows: int, epochs: int | None, seed: int,
-                   epsilon: float | None = None, delta: float = 1e-5):
+                   epsilon: float | None = None, delta: float = 1e-5, peer_share: float = 0.1):
     """Return (fit seconds, sample seconds, synthetic polars frame, notes); with ``epsilon``, trained with
     differential privacy at (epsilon, delta)."""
     if generator.startswith("sdv-") or generator == "mostlyai-argn":
@@ -29,10 +29,10 @@ def fit_and_sample(generator: str, train: pl.DataFrame, rows: int, epochs: int |
 
         typed = to_internal(train, infer_schema(train))
         if generator == "mostlyai-argn":
-            return _mostlyai(typed, rows, epochs, seed, epsilon, delta)
+            return _mostlyai(typed, rows, epochs, seed, epsilon, delta, peer_share)
         return _sdv(generator.removeprefix("sdv-"), typed, rows, epochs, seed)
     if generator.startswith("smartnoise-"):
-        return _smartnoise(generator.removeprefix("smartnoise-"), train, rows, seed, epsilon, delta)
+        return _smartnoise(generator.removeprefix("smartnoise-"), train, rows, seed, epsilon, delta, peer_share)
     import synthforge
     from synthforge.generator import FitContext
     from synthforge.profile import profile_table
@@ -94,9 +94,10 @@ def _sdv(kind: str, train: pl.DataFrame, rows: int, epochs: int | None, seed: in
     return fitted - started, sampled - fitted, pl.from_pandas(synthetic), {"options": options}
 
 
-def _smartnoise(kind: str, train: pl.DataFrame, rows: int, seed: int, epsilon: float | None, delta: float):
-    """smartnoise-synth's MST or AIM (its own venv: it pins an old opacus), a tenth of ε for its preprocessor's
-    bounds, as SynthForge's default share; numbers come back as its bins' values, integers rounded."""
+def _smartnoise(kind: str, train: pl.DataFrame, rows: int, seed: int, epsilon: float | None, delta: float,
+                share: float = 0.1):
+    """smartnoise-synth's MST or AIM (its own venv: it pins an old opacus), ``share`` of ε for its preprocessor's
+    bounds; numbers come back as its bins' values, integers rounded."""
     import numpy as np
     from snsynth import Synthesizer
 
@@ -109,18 +110,18 @@ def _smartnoise(kind: str, train: pl.DataFrame, rows: int, seed: int, epsilon: f
     synthesizer = Synthesizer.create(kind, epsilon=epsilon, delta=delta, verbose=False)
     started = time.perf_counter()
     synthesizer.fit(frame, categorical_columns=categorical, continuous_columns=continuous,
-                    preprocessor_eps=0.1 * epsilon, nullable=True)
+                    preprocessor_eps=share * epsilon, nullable=True)
     fitted = time.perf_counter()
     synthetic = pl.from_pandas(synthesizer.sample(rows))
     sampled = time.perf_counter()
     integers = [c for c in continuous if train.schema[c].is_integer()]
     synthetic = synthetic.with_columns(pl.col(c).round(0).cast(train.schema[c], strict=False) for c in integers)
     return fitted - started, sampled - fitted, synthetic, {"privacy": {"spent": {"epsilon": epsilon}},
-                                                           "preprocessor_eps": 0.1 * epsilon}
+                                                           "preprocessor_eps": share * epsilon}
 
 
 def _mostlyai(train: pl.DataFrame, rows: int, epochs: int | None, seed: int, epsilon: float | None = None,
-              delta: float = 1e-5):
+              delta: float = 1e-5, share: float = 0.1):
     import tempfile
 
     from mostlyai import engine
@@ -128,11 +129,11 @@ def _mostlyai(train: pl.DataFrame, rows: int, epochs: int | None, seed: int, eps
     workspace = Path(tempfile.mkdtemp(prefix="argn-"))
     engine.init_logging()
     # Its DP config: max_epsilon is the whole budget, value protection (vocabularies, bounds) takes its own
-    # epsilon out of it; a tenth here, as SynthForge's default share for preprocessing.
+    # epsilon out of it (``share``; its own default config gives it 1 of 10).
     from mostlyai.engine.domain import DifferentialPrivacyConfig
 
     private = {"differential_privacy": DifferentialPrivacyConfig(
-        max_epsilon=epsilon, delta=delta, value_protection_epsilon=0.1 * epsilon)} if epsilon else {}
+        max_epsilon=epsilon, delta=delta, value_protection_epsilon=share * epsilon)} if epsilon else {}
     started = time.perf_counter()
     engine.split(workspace_dir=workspace, tgt_data=train.to_pandas(), model_type="TABULAR")
     engine.analyze(workspace_dir=workspace, **private)
@@ -168,6 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--epsilon", type=float, default=None, help="train with differential privacy at this ε")
     parser.add_argument("--delta", type=float, default=1e-5)
+    parser.add_argument("--peer-share", type=float, default=0.1, help="a peer's share of ε for its preprocessing")
     args = parser.parse_args(argv)
     if args.train_file is not None:
         train = pl.read_parquet(args.train_file)
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         train = load(args.dataset, args.rows, args.seed).train
     rows = args.sample_rows or train.height
     fit_s, sample_s, synthetic, notes = fit_and_sample(args.generator, train, rows, args.epochs, args.seed,
-                                                       args.epsilon, args.delta)
+                                                       args.epsilon, args.delta, args.peer_share)
     args.out.mkdir(parents=True, exist_ok=True)
     synthetic.write_parquet(args.out / "synthetic.parquet")
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -205,7 +205,7 @@ class PrivacySpec(_Strict):
     delta: float | None = Field(None, gt=0, lt=1, description="The run's δ; default min(1e-5, 0.1 / rows), well "
                                                               "below one in the number of rows.")
     shares: dict[Literal["preprocessing", "model"], float] = Field(
-        default_factory=lambda: {"preprocessing": 0.1, "model": 0.9},
+        default_factory=lambda: {"preprocessing": 0.3, "model": 0.7},
         description="Shares of ε: the encoder's categories, bounds and distributions, and the model's training "
                     "(which takes whatever the first left).")
     max_grad_norm: float = Field(1.0, gt=0, description="DP-SGD: each row's gradient is clipped to this norm.")
@@ -215,7 +215,7 @@ class PrivacySpec(_Strict):
     @field_validator("shares")
     @classmethod
     def _shares_add_up(cls, value: dict[str, float]) -> dict[str, float]:
-        shares = {"preprocessing": 0.1, "model": 0.9} | value
+        shares = {"preprocessing": 0.3, "model": 0.7} | value
         if len(value) == 1:  # one share given: the other stage takes the rest
             (given, share), = value.items()
             shares[next(k for k in shares if k != given)] = 1 - share
