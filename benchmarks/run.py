@@ -121,7 +121,8 @@ def versions() -> dict[str, str]:
     import importlib.metadata
 
     found = {"python": platform.python_version()}
-    for name in ("synthforge", "polars", "numpy", "torch", "sdv", "sdmetrics", "ctgan", "mostlyai-engine",
+    for name in ("synthforge", "polars", "numpy", "torch", "opacus", "sdv", "sdmetrics", "ctgan", "mostlyai-engine",
+                 "smartnoise-synth",
                  "synthforge-vae", "synthforge-gan", "synthforge-autoregressive", "synthforge-diffusion"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             found[name] = importlib.metadata.version(name)
