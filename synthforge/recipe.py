@@ -197,6 +197,10 @@ class OutputSpec(_Strict):
         return self.include_real if self.include_real is not None else self.mode in ("augment", "rebalance")
 
 
+#: how ε is split by default between the encoder's releases and the model (synthforge.privacy.accountant says why)
+DEFAULT_PRIVACY_SHARES = {"preprocessing": 0.3, "model": 0.7}
+
+
 class PrivacySpec(_Strict):
     """A differential-privacy budget for the run (synthforge.privacy): every look at the training rows is charged."""
 
@@ -205,7 +209,7 @@ class PrivacySpec(_Strict):
     delta: float | None = Field(None, gt=0, lt=1, description="The run's δ; default min(1e-5, 0.1 / rows), well "
                                                               "below one in the number of rows.")
     shares: dict[Literal["preprocessing", "model"], float] = Field(
-        default_factory=lambda: {"preprocessing": 0.3, "model": 0.7},
+        default_factory=lambda: dict(DEFAULT_PRIVACY_SHARES),
         description="Shares of ε: the encoder's categories, bounds and distributions, and the model's training "
                     "(which takes whatever the first left).")
     max_grad_norm: float = Field(1.0, gt=0, description="DP-SGD: each row's gradient is clipped to this norm.")
@@ -215,7 +219,7 @@ class PrivacySpec(_Strict):
     @field_validator("shares")
     @classmethod
     def _shares_add_up(cls, value: dict[str, float]) -> dict[str, float]:
-        shares = {"preprocessing": 0.3, "model": 0.7} | value
+        shares = DEFAULT_PRIVACY_SHARES | value
         if len(value) == 1:  # one share given: the other stage takes the rest
             (given, share), = value.items()
             shares[next(k for k in shares if k != given)] = 1 - share

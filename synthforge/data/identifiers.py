@@ -51,17 +51,16 @@ def plan_identifier(series: pl.Series, spec: ColumnSpec, table: pl.DataFrame | N
         lengths = text.str.count_matches(r"\S+")
         plan["words"] = [int(lengths.quantile(0.1) or 1), int(lengths.quantile(0.9) or 5)]
         return plan
-    shapes = (
-        text.head(10_000)
-        .str.replace_all(r"[A-Z]", "A")
-        .str.replace_all(r"[a-z]", "a")
-        .str.replace_all(r"[0-9]", "9")
-        .value_counts(sort=True, name="count")
-        .head(_MAX_SHAPES)
-    )
+    shapes = masked_shapes(text.head(10_000)).value_counts(sort=True, name="count").head(_MAX_SHAPES)
     plan["shapes"] = shapes.get_column(series.name).to_list()
     plan["weights"] = shapes.get_column("count").to_list()
     return plan
+
+
+def masked_shapes(series: pl.Series) -> pl.Series:
+    """An identifier's values with every letter and digit masked (``AB-1234`` → ``AA-9999``)."""
+    return (series.cast(pl.String).str.replace_all(r"[A-Z]", "A").str.replace_all(r"[a-z]", "a")
+            .str.replace_all(r"[0-9]", "9"))
 
 
 def private_identifier_plan(spec: ColumnSpec, released: Any | None) -> dict[str, Any]:

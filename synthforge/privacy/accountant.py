@@ -26,6 +26,7 @@ import numpy as np
 from scipy.special import gammaln, log_ndtr
 
 from synthforge.errors import SynthForgeError
+from synthforge.recipe import DEFAULT_PRIVACY_SHARES
 
 #: Rényi orders the curves are tracked at: the fractional orders near 1 matter for large ε, the integers for small.
 ORDERS: tuple[float, ...] = tuple([1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)) + [80, 128, 256])
@@ -169,7 +170,7 @@ class Accountant:
     #: the share of ε each stage may spend on its own. The releases decide which values can appear at all, and
     #: composed in RDP a larger share costs the training little: on Adult at ε = 1, 10% → 30% moved DP-SGD's
     #: noise multiplier from 4.32 to 4.52 and lifted Column Shapes 0.923 → 0.960, Pair Trends 0.745 → 0.785.
-    shares: dict[str, float] = field(default_factory=lambda: {"preprocessing": 0.3, "model": 0.7})
+    shares: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_PRIVACY_SHARES))
     #: of δ, the part reserved for selecting values (thresholding); the rest converts the RDP curve
     selection_delta_share: float = 0.5
     ledger: list[Mechanism] = field(default_factory=list)

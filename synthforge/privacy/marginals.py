@@ -32,6 +32,7 @@ import numpy as np
 import polars as pl
 from scipy.special import ndtri
 
+from synthforge.data.identifiers import masked_shapes
 from synthforge.data.schema import ColumnKind, ColumnSpec, Schema, as_number
 from synthforge.errors import DataError
 from synthforge.privacy.accountant import Accountant, gaussian_rdp
@@ -198,7 +199,7 @@ def release_marginals(frame: pl.DataFrame, schema: Schema, accountant: Accountan
         out[column.name] = _release_categories(frame.get_column(column.name), column, releases,
                                                min_category_count, max_categories)
     for column in text_ids:
-        out[column.name] = _release_categories(_shapes(frame.get_column(column.name)), column, releases, 1,
+        out[column.name] = _release_categories(masked_shapes(frame.get_column(column.name)), column, releases, 1,
                                                max_categories)
     bounds = {c.name: _release_bounds(as_number(frame.get_column(c.name)), c.name, releases)
               for c in numeric + integer_ids}
@@ -245,12 +246,6 @@ def _masses(released: np.ndarray, sigma: float) -> np.ndarray:
 def _few_integers(column: ColumnSpec, bounds: tuple[float, float, float], most: int) -> bool:
     low, high, _ = bounds
     return column.kind == ColumnKind.integer and 0 < high - low + 1 <= most
-
-
-def _shapes(series: pl.Series) -> pl.Series:
-    """An identifier's values with letters and digits masked (``AB-1234`` → ``AA-9999``)."""
-    return (series.cast(pl.String).str.replace_all(r"[A-Z]", "A").str.replace_all(r"[a-z]", "a")
-            .str.replace_all(r"[0-9]", "9"))
 
 
 def _release_categories(series: pl.Series, column: ColumnSpec, releases: _Releases, at_least: int,
