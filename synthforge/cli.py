@@ -517,6 +517,157 @@ def worker(
     console.print(f"worker stopped after {finished} job(s)")
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    recipes: Annotated[Path, typer.Option(help="The recipes folder: named recipes, and submitted recipes' home "
+                                               "(their relative paths read from here).")] = Path("recipes"),
+    data: Annotated[Path, typer.Option(help="The managed data folder (uploads go to its uploads/).")] = Path(
+        "synthforge-data"),
+    outputs: Annotated[Path, typer.Option(help="Every job's output must be inside this folder.")] = Path("out"),
+    source_folder: Annotated[list[Path] | None, typer.Option(
+        "--source-folder", help="Another folder sources may be read from (repeatable).")] = None,
+    with_worker: Annotated[bool, typer.Option("--worker/--no-worker", help="Also run one local worker in this "
+                                                                          "process (otherwise run `synthforge "
+                                                                          "worker` beside it).")] = False,
+    insecure_cookies: Annotated[bool, typer.Option(help="Send the session cookie over plain http too (behind a "
+                                                        "TLS proxy that talks http to us, or on a trusted "
+                                                        "network).")] = False,
+    store: Store = DEFAULT_STORE,
+    plugins_dir: PluginsDir = None,
+) -> None:
+    """Serve the HTTP API (/api/v1, its OpenAPI schema at /api/v1/openapi.json) and the web dashboard."""
+    try:
+        import uvicorn
+
+        from synthforge.service.app import ServiceConfig, create_app
+        from synthforge.service.folders import Folders
+    except ModuleNotFoundError as error:
+        raise SynthForgeError(f"the service needs {error.name}: pip install 'synthforge[service]'.") from None
+    folders = Folders(recipes, data, outputs, list(source_folder or []))
+    config = ServiceConfig(store=store, folders=folders, plugins_dir=plugins_dir,
+                           secure_cookies=not insecure_cookies)
+    application = create_app(config)
+    from synthforge.service.accounts import Accounts
+
+    console = _console()
+    if not Accounts(application.state.store).count_admins():
+        console.print("[yellow]no admin yet:[/yellow] create one with "
+                      f"`synthforge users add NAME --role admin --store {store}`")
+    if with_worker:
+        import threading
+        import time
+
+        from synthforge.jobs.worker import Worker
+
+        runner = Worker(_store(store), plugins_dir=plugins_dir, poll_seconds=0.5,
+                        log=lambda line: console.print(f"[dim]{_when(time.time())}[/dim] {escape(line)}"))
+        threading.Thread(target=runner.run, daemon=True, name="synthforge-worker").start()
+    console.print(f"SynthForge at http://{host}:{port}/  (recipes {folders.recipes}, outputs {folders.outputs}, "
+                  f"store {store})")
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+users_app = typer.Typer(help="The service's users: add, list, change role or password, disable.",
+                        no_args_is_help=True)
+app.add_typer(users_app, name="users")
+tokens_app = typer.Typer(help="The service's API tokens: create (shown once), list, revoke.", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+
+
+def _accounts(url: str) -> Any:
+    from synthforge.service.accounts import Accounts
+
+    return Accounts(_store(url))
+
+
+def _password(given: str | None, name: str) -> str:
+    import os
+
+    if given is not None:
+        return given
+    if os.environ.get("SYNTHFORGE_PASSWORD"):
+        return os.environ["SYNTHFORGE_PASSWORD"]
+    return typer.prompt(f"password for {name}", hide_input=True, confirmation_prompt=True)
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="The user name (one word).")],
+    role: Annotated[str, typer.Option(help="viewer (reads), member (also submits and cancels), admin (also users, "
+                                           "tokens, others' schedules).")] = "viewer",
+    password: Annotated[str | None, typer.Option(help="Default: asked for (or $SYNTHFORGE_PASSWORD).")] = None,
+    no_password: Annotated[bool, typer.Option(help="No browser login: API tokens only.")] = False,
+    store: Store = DEFAULT_STORE,
+) -> None:
+    """Add a user (the first admin is made this way)."""
+    user = _accounts(store).add_user(name, role, None if no_password else _password(password, name))
+    _console().print(f"added {user.name} ({user.role})")
+
+
+@users_app.command("list")
+def users_list(store: Store = DEFAULT_STORE) -> None:
+    from rich.table import Table
+
+    table = Table("name", "role", "state")
+    for user in _accounts(store).list_users():
+        table.add_row(user.name, user.role, "disabled" if user.disabled else "active")
+    _console().print(table)
+
+
+@users_app.command("set")
+def users_set(
+    name: Annotated[str, typer.Argument(help="The user.")],
+    role: Annotated[str | None, typer.Option(help="A new role.")] = None,
+    password: Annotated[bool, typer.Option("--password", help="Set a new password (asked for).")] = False,
+    disabled: Annotated[bool | None, typer.Option("--disable/--enable", help="Disable (or enable) the user: "
+                                                                             "their sessions and tokens stop.")] = None,
+    store: Store = DEFAULT_STORE,
+) -> None:
+    """Change a user's role, password, or whether they may sign in."""
+    accounts = _accounts(store)
+    if role is not None:
+        accounts.set_role(name, role)
+    if password:
+        accounts.set_password(name, _password(None, name))
+    if disabled is not None:
+        accounts.set_disabled(name, disabled)
+    user = accounts.user(name)
+    _console().print(f"{user.name}: {user.role}, {'disabled' if user.disabled else 'active'}")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    user: Annotated[str, typer.Argument(help="Whose token.")],
+    name: Annotated[str, typer.Option(help="What the token is for.")] = "token",
+    store: Store = DEFAULT_STORE,
+) -> None:
+    """Create an API token; it is printed once (only its digest is stored)."""
+    token_id, secret = _accounts(store).create_token(user, name)
+    _console(stderr=True).print(f"token {token_id} for {user} (shown once; send it as Authorization: Bearer …):")
+    typer.echo(secret)
+
+
+@tokens_app.command("list")
+def tokens_list(user: Annotated[str | None, typer.Option(help="Only this user's.")] = None,
+                store: Store = DEFAULT_STORE) -> None:
+    from rich.table import Table
+
+    table = Table("id", "user", "name", "starts", "created", "last used", "revoked")
+    for token in _accounts(store).list_tokens(user):
+        table.add_row(str(token["id"]), token["user"], token["name"], token["prefix"] + "…",
+                      _when(token["created_at"]), _when(token["last_used_at"]), _when(token["revoked_at"]))
+    _console().print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: Annotated[int, typer.Argument(help="The token's id (tokens list).")],
+                  store: Store = DEFAULT_STORE) -> None:
+    _accounts(store).revoke_token(token_id)
+    _console().print(f"token {token_id} revoked")
+
+
 def _when(timestamp: float | None, zone: str = "UTC") -> str:
     """To the second in ``zone``, labelled with its abbreviation (``UTC``, ``CET``); a dash for a time not come."""
     from datetime import datetime

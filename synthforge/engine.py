@@ -84,7 +84,8 @@ def run(
     output_path = recipe.resolve(recipe.output.path)
     info = RunInfo(uuid.uuid4().hex[:12], recipe, recipe.seed, output_path, _now())
     result = RunResult("failed", None)
-    timer = _Timer(result.timings)
+    timer = _Timer(result.timings, lambda stage: pm.hook.synthforge_progress(run=info, stage=stage, done=0,
+                                                                             total=None))
     pm.hook.synthforge_run_started(run=info)
     try:
         with limited_threads(thread_share(recipe.generator.threads)) as threads:
@@ -174,12 +175,13 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
 
 
 def fit_context(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, seed: int, device: str,
-                log: Callable[[str], None], progress: bool) -> FitContext:
+                log: Callable[[str], None], progress: bool, stage: str = "fit") -> FitContext:
     """What a run tells a generator about fitting: its seed, device, copy protection, progress and epoch hooks."""
     return FitContext(
         seed=seed, device=device, progress=progress, protect_rows_below=recipe.copy_protection_below,
         log=None if progress else log,
-        on_epoch_end=lambda epoch, metrics: pm.hook.synthforge_epoch_end(run=info, epoch=epoch, metrics=metrics))
+        on_epoch_end=lambda epoch, metrics: pm.hook.synthforge_epoch_end(run=info, epoch=epoch, metrics=metrics),
+        on_progress=lambda done, total: pm.hook.synthforge_progress(run=info, stage=stage, done=done, total=total))
 
 
 def _with_privacy(context: FitContext, recipe: Recipe, rows: int, log: Callable[[str], None]) -> FitContext:
@@ -593,14 +595,18 @@ def _now() -> str:
 
 
 class _Timer:
-    def __init__(self, timings: dict[str, float]) -> None:
-        self.timings = timings
+    """Times each stage into ``timings``; tells ``on_start`` (the progress hook) as each one begins."""
+
+    def __init__(self, timings: dict[str, float], on_start: Callable[[str], None] | None = None) -> None:
+        self.timings, self.on_start = timings, on_start
 
     def __call__(self, name: str) -> _Timer:
         self.name = name
         return self
 
     def __enter__(self) -> None:
+        if self.on_start is not None:
+            self.on_start(self.name)
         self.started = time.perf_counter()
 
     def __exit__(self, *exc: Any) -> None:

@@ -133,6 +133,8 @@ class FitContext:
     device: str = "auto"
     progress: bool = False
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None
+    #: called with (epochs done, epochs planned) after every epoch (the run's ``synthforge_progress`` hook)
+    on_progress: Callable[[int, int], None] | None = None
     # Synthetic rows identical to a training row shared by fewer training rows than this are drawn again.
     protect_rows_below: int = 5
     # Where progress lines go when there is no progress bar (a job's log, a run without a terminal).

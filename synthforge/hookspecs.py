@@ -105,6 +105,19 @@ def synthforge_epoch_end(run: RunInfo, epoch: int, metrics: dict[str, float]) ->
 
 
 @hookspec
+def synthforge_progress(run: RunInfo, stage: str, done: int, total: int | None) -> None:
+    """Called as a run advances: when each stage starts, and as the fit's epochs end.
+
+    :param run: the run in progress (``None`` outside a recipe run).
+    :param stage: ``load``, ``infer``, ``split``, ``fit``, ``sample``, ``checks``, ``report``, ``save``
+        (a run of related tables reports them per table, as ``fit:orders``).
+    :param done: steps of the stage done: 0 when it starts; epochs finished during ``fit``.
+    :param total: the stage's steps when known (a neural fit's epochs), else ``None``. A dashboard draws a
+        bar and an ETA from ``done / total`` and the time since the stage's ``done == 0`` call.
+    """
+
+
+@hookspec
 def synthforge_run_finished(run: RunInfo, result: RunResult) -> None:
     """Called when a run ends, whether it succeeded or failed.
 

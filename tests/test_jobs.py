@@ -126,72 +126,12 @@ def hooks(workspace: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-# --- the stores: SQLite always, PostgreSQL where it can start ----------------------------------
-
-
-def _postgres_url() -> tuple[str, list[str], Path]:
-    """Start a throw-away PostgreSQL cluster on a unix socket (Debian's postgresql package)."""
-    import glob
-    import shutil
-
-    initdb = shutil.which("initdb") or next(iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))), None)
-    if initdb is None:
-        pytest.skip("PostgreSQL is not installed (apt-get install postgresql); its store tests did not run")
-    pg_ctl = str(Path(initdb).with_name("pg_ctl"))
-    import tempfile
-
-    # Under /tmp itself, not pytest's root-only folder: the postgres user must be able to reach it.
-    folder = Path(tempfile.mkdtemp(prefix="synthforge-pg-"))
-    data, socket_dir = folder / "data", folder / "socket"
-    socket_dir.mkdir()
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root: run it as the postgres user
-        shutil.chown(folder, "postgres")
-        shutil.chown(socket_dir, "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    steps = [[*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "synthforge", "--no-sync"],
-             [*prefix, pg_ctl, "-D", str(data), "-l", str(folder / "log"), "-w", "start",
-              "-o", f"-k {socket_dir} -c listen_addresses='' -c fsync=off"]]
-    for step in steps:
-        completed = subprocess.run(step, capture_output=True, text=True, timeout=120)
-        if completed.returncode != 0:
-            pytest.skip(f"PostgreSQL could not start ({' '.join(step[:1])}: {completed.stderr.strip()[:200]})")
-    stop = [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"]
-    return f"postgresql+psycopg://synthforge@/postgres?host={socket_dir}", stop, folder
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    import shutil
-
-    url, stop, folder = _postgres_url()
-    yield url
-    subprocess.run(stop, capture_output=True, timeout=60)
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'jobs.db'}"
-    url = request.getfixturevalue("postgres")
-    # A fresh database per test, so tests do not see each other's jobs.
-    import sqlalchemy as sa
-
-    name = f"t{os.getpid()}_{int(time.time() * 1e6)}"
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    engine.dispose()
-    return url.replace("/postgres?", f"/{name}?")
-
-
 # --- the store on its own ----------------------------------------------------------------------
 
 
 def test_store_migrates_once_and_runs_a_job_through_its_states(store_url: str):
     store = JobStore(store_url)
-    assert store.migrate() == 1 and JobStore(store_url).migrate() == 1
+    assert store.migrate() == 2 and JobStore(store_url).migrate() == 2
     job_id = store.submit("/r.yaml", {"seed": 3})
     job = store.claim("w1", lease_seconds=30)
     assert job is not None and job.id == job_id and job.status == "running" and job.attempts == 1

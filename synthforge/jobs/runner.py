@@ -2,7 +2,9 @@
 
     python -m synthforge.jobs.runner --recipe R [--params JSON] --result FILE [--plugins-dir D]
 
-Engine log lines go to stdout (the worker stores them as the job's log); the
+Engine log lines go to stdout (the worker stores them as the job's log), and so
+do progress events, one JSON line each after :data:`PROGRESS_PREFIX` (the worker
+stores the latest as the job's progress, for the dashboard's bar and ETA); the
 result (output paths, rows, checks, timings) is written to ``--result``. Exit
 status 0: succeeded; 2: a :class:`SynthForgeError` (bad input or a failed gate:
 retrying cannot help); anything else: a crash, which the worker retries.
@@ -13,12 +15,44 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import synthforge
 from synthforge.errors import SynthForgeError
+
+#: A runner's stdout line that starts with this is a progress event, not a log line.
+PROGRESS_PREFIX = "@synthforge-progress "
+
+
+class ProgressReporter:
+    """A run-hook plugin: each ``synthforge_progress`` call as one line for the worker to read."""
+
+    def __init__(self, emit: Callable[[str], None]) -> None:
+        self.emit = emit
+        self.stage_started_at = time.time()
+
+    @synthforge.hookimpl
+    def synthforge_progress(self, run: Any, stage: str, done: int, total: int | None) -> None:
+        now = time.time()
+        if done == 0:
+            self.stage_started_at = now
+        self.emit(PROGRESS_PREFIX + json.dumps({"stage": stage, "done": done, "total": total,
+                                                "stage_started_at": self.stage_started_at, "at": now}))
+
+
+def parse_progress(line: str) -> dict[str, Any] | None:
+    """The progress event a runner's line carries, or None for a log line."""
+    if not line.startswith(PROGRESS_PREFIX):
+        return None
+    try:
+        event = json.loads(line[len(PROGRESS_PREFIX):])
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
 
 
 def execute(recipe: str, params: dict[str, Any], *, plugins_dir: str | None = None,
@@ -29,6 +63,7 @@ def execute(recipe: str, params: dict[str, Any], *, plugins_dir: str | None = No
     from synthforge.recipe import load_recipe
 
     pm = get_plugin_manager(plugins_dir=Path(plugins_dir) if plugins_dir else None)
+    pm.register(ProgressReporter(log), name="synthforge-job-progress")
     loaded = load_recipe(recipe, pm=pm, overrides=params)
     result = run(loaded, pm=pm, log=log)
     return {
@@ -45,13 +80,19 @@ def execute_captured(recipe: str, params: dict[str, Any], plugins_dir: str | Non
     """:func:`execute` that never raises: the outcome, whether a retry could help, and the log lines (for Ray)."""
     lines: list[str] = []
     try:
-        return {"status": "succeeded", "result": execute(recipe, params, plugins_dir=plugins_dir, log=lines.append),
-                "logs": lines}
+        result = execute(recipe, params, plugins_dir=plugins_dir, log=lines.append)
+        return {"status": "succeeded", "result": result, "logs": _without_progress(lines)}
     except SynthForgeError as error:
-        return {"status": "failed", "error": str(error), "retryable": False, "logs": lines}
+        return {"status": "failed", "error": str(error), "retryable": False, "logs": _without_progress(lines)}
     except Exception as error:  # a crash: the worker retries it with back-off
         lines += traceback.format_exc().splitlines()
-        return {"status": "failed", "error": f"{type(error).__name__}: {error}", "retryable": True, "logs": lines}
+        return {"status": "failed", "error": f"{type(error).__name__}: {error}", "retryable": True,
+                "logs": _without_progress(lines)}
+
+
+def _without_progress(lines: list[str]) -> list[str]:
+    """A Ray task's log arrives when it ends: its progress events are stale by then."""
+    return [line for line in lines if parse_progress(line) is None]
 
 
 def main(argv: list[str] | None = None) -> None:

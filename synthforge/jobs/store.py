@@ -46,6 +46,9 @@ jobs = sa.Table(
     sa.Column("finished_at", sa.Float, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("result", sa.Text, nullable=True),
+    # added by migration 2
+    sa.Column("progress", sa.Text, nullable=True),  # JSON: the running stage, its steps done of total, when
+    sa.Column("submitted_by", sa.String(128), nullable=True),
 )
 schedules = sa.Table(
     "schedules", metadata,
@@ -58,6 +61,7 @@ schedules = sa.Table(
     sa.Column("next_run_at", sa.Float, nullable=False),
     sa.Column("enabled", sa.Boolean, nullable=False, default=True),
     sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("created_by", sa.String(128), nullable=True),  # added by migration 2
 )
 job_logs = sa.Table(
     "job_logs", metadata,
@@ -74,13 +78,75 @@ schema_migrations = sa.Table(
 )
 
 
+# The service's accounts (synthforge.service.accounts): users, their API tokens and browser sessions (both
+# stored as SHA-256 digests, never in clear), and who changed what.
+users = sa.Table(
+    "users", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(128), nullable=False, unique=True),
+    sa.Column("password_hash", sa.Text, nullable=True),  # scrypt; None: no browser login, tokens only
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+api_tokens = sa.Table(
+    "api_tokens", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.Integer, nullable=False, index=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("digest", sa.String(64), nullable=False, unique=True),
+    sa.Column("prefix", sa.String(16), nullable=False),  # the first characters, to tell tokens apart
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("last_used_at", sa.Float, nullable=True),
+    sa.Column("revoked_at", sa.Float, nullable=True),
+)
+web_sessions = sa.Table(
+    "web_sessions", metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.Integer, nullable=False, index=True),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("expires_at", sa.Float, nullable=False),
+)
+audit_log = sa.Table(
+    "audit_log", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Float, nullable=False, index=True),
+    sa.Column("actor", sa.String(128), nullable=True),  # None: not signed in (a failed login)
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.Text, nullable=True),
+    sa.Column("outcome", sa.Integer, nullable=False),  # the HTTP status answered
+    sa.Column("client", sa.String(64), nullable=True),
+)
+
+_ADDED_IN_2 = {"jobs": ("progress", "submitted_by"), "schedules": ("created_by",)}
+
+
 def _migration_1(connection: sa.Connection) -> None:
     for table in (jobs, schedules, job_logs):
+        # The version-1 shape: the columns later migrations add are left to them.
+        added = _ADDED_IN_2.get(table.name, ())
+        columns = [sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable, index=c.index,
+                             autoincrement=c.autoincrement) for c in table.columns if c.name not in added]
+        sa.Table(table.name, sa.MetaData(), *columns).create(connection, checkfirst=True)
+
+
+def _migration_2(connection: sa.Connection) -> None:
+    """Progress and authorship of jobs and schedules; the service's accounts and audit log."""
+    present = {name: {column["name"] for column in sa.inspect(connection).get_columns(name)} for name in _ADDED_IN_2}
+    for table_name, names in _ADDED_IN_2.items():
+        table = metadata.tables[table_name]
+        for name in names:
+            if name not in present[table_name]:
+                column = table.c[name]
+                kind = column.type.compile(connection.dialect)
+                connection.exec_driver_sql(f"ALTER TABLE {table_name} ADD COLUMN {name} {kind}")
+    for table in (users, api_tokens, web_sessions, audit_log):
         table.create(connection, checkfirst=True)
 
 
 # Each migration runs once, in order, inside a transaction; append, never edit.
-MIGRATIONS = [_migration_1]
+MIGRATIONS = [_migration_1, _migration_2]
 
 
 @dataclass
@@ -101,12 +167,16 @@ class Job:
     finished_at: float | None = None
     error: str | None = None
     result: dict[str, Any] | None = None
+    #: the running stage (``stage``, ``done`` of ``total`` steps, ``stage_started_at``, ``updated_at``)
+    progress: dict[str, Any] | None = None
+    submitted_by: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
         values = dict(row._mapping)
         values["params"] = json.loads(values["params"] or "{}")
         values["result"] = json.loads(values["result"]) if values["result"] else None
+        values["progress"] = json.loads(values["progress"]) if values.get("progress") else None
         values["cancel_requested"] = bool(values["cancel_requested"])
         return cls(**values)
 
@@ -122,6 +192,7 @@ class Schedule:
     next_run_at: float
     enabled: bool
     created_at: float
+    created_by: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Schedule:
@@ -190,27 +261,30 @@ class JobStore:
     # --- submitting ----------------------------------------------------------------------
 
     def submit(self, recipe: str | Path, params: dict[str, Any] | None = None, *, max_attempts: int = 3,
-               run_after: float | None = None, schedule_id: int | None = None) -> int:
+               run_after: float | None = None, schedule_id: int | None = None,
+               submitted_by: str | None = None) -> int:
         now = time.time()
         with self.engine.begin() as connection:
             return self._insert_job(connection, str(recipe), params or {}, max_attempts, run_after or now,
-                                    schedule_id, now)
+                                    schedule_id, now, submitted_by)
 
     def _insert_job(self, connection: sa.Connection, recipe: str, params: dict[str, Any], max_attempts: int,
-                    run_after: float, schedule_id: int | None, now: float) -> int:
+                    run_after: float, schedule_id: int | None, now: float, submitted_by: str | None) -> int:
         inserted = connection.execute(jobs.insert().values(
             recipe=recipe, params=json.dumps(params), status="queued", attempts=0, max_attempts=max_attempts,
-            run_after=run_after, cancel_requested=False, created_at=now, schedule_id=schedule_id))
+            run_after=run_after, cancel_requested=False, created_at=now, schedule_id=schedule_id,
+            submitted_by=submitted_by))
         return int(inserted.inserted_primary_key[0])
 
     def add_schedule(self, recipe: str | Path, cron: str, *, timezone: str = "UTC",
-                     params: dict[str, Any] | None = None, max_attempts: int = 3) -> int:
+                     params: dict[str, Any] | None = None, max_attempts: int = 3,
+                     created_by: str | None = None) -> int:
         now = time.time()
         first = next_cron_time(cron, timezone, now)
         with self.engine.begin() as connection:
             inserted = connection.execute(schedules.insert().values(
                 recipe=str(recipe), params=json.dumps(params or {}), cron=cron, timezone=timezone,
-                max_attempts=max_attempts, next_run_at=first, enabled=True, created_at=now))
+                max_attempts=max_attempts, next_run_at=first, enabled=True, created_at=now, created_by=created_by))
             return int(inserted.inserted_primary_key[0])
 
     def enqueue_due(self, now: float | None = None) -> list[int]:
@@ -228,7 +302,8 @@ class JobStore:
                 ).values(next_run_at=following))
                 if advanced.rowcount == 1:  # another worker may have taken this due time first
                     created.append(self._insert_job(connection, schedule.recipe, schedule.params,
-                                                    schedule.max_attempts, schedule.next_run_at, schedule.id, now))
+                                                    schedule.max_attempts, schedule.next_run_at, schedule.id, now,
+                                                    schedule.created_by))
         return created
 
     # --- the worker's side ---------------------------------------------------------------------
@@ -246,7 +321,7 @@ class JobStore:
                 return None
             claimed = connection.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.status == "queued").values(
                 status="running", lease_owner=owner, lease_expires_at=now + lease_seconds,
-                attempts=jobs.c.attempts + 1, started_at=now, finished_at=None))
+                attempts=jobs.c.attempts + 1, started_at=now, finished_at=None, progress=None))
             if claimed.rowcount != 1:
                 return None
             row = connection.execute(sa.select(jobs).where(jobs.c.id == job_id)).one()
@@ -355,10 +430,31 @@ class JobStore:
             self._log(connection, job_id, job.attempts, "queued again by retry")
 
     def disable_schedule(self, schedule_id: int) -> None:
+        self.set_schedule_enabled(schedule_id, False)
+
+    def set_schedule_enabled(self, schedule_id: int, enabled: bool) -> None:
+        """Pause (False) or resume (True) a schedule; resuming skips the due times missed while paused."""
         with self.engine.begin() as connection:
-            done = connection.execute(schedules.update().where(schedules.c.id == schedule_id).values(enabled=False))
-            if not done.rowcount:
-                raise SynthForgeError(f"there is no schedule {schedule_id}.")
+            schedule = self._get_schedule(connection, schedule_id)
+            values: dict[str, Any] = {"enabled": enabled}
+            if enabled and not schedule.enabled:
+                values["next_run_at"] = next_cron_time(schedule.cron, schedule.timezone, time.time())
+            connection.execute(schedules.update().where(schedules.c.id == schedule_id).values(**values))
+
+    def get_schedule(self, schedule_id: int) -> Schedule:
+        with self.engine.connect() as connection:
+            return self._get_schedule(connection, schedule_id)
+
+    def _get_schedule(self, connection: sa.Connection, schedule_id: int) -> Schedule:
+        row = connection.execute(sa.select(schedules).where(schedules.c.id == schedule_id)).one_or_none()
+        if row is None:
+            raise SynthForgeError(f"there is no schedule {schedule_id}.")
+        return Schedule.from_row(row)
+
+    def set_progress(self, job_id: int, progress: dict[str, Any]) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(jobs.update().where(jobs.c.id == job_id, jobs.c.status == "running").values(
+                progress=json.dumps(progress)))
 
     def cancel_requested(self, job_id: int) -> bool:
         with self.engine.connect() as connection:
@@ -374,10 +470,18 @@ class JobStore:
             raise SynthForgeError(f"there is no job {job_id} in {self.url}.")
         return Job.from_row(row)
 
-    def list_jobs(self, status: str | None = None, limit: int = 50) -> list[Job]:
+    def list_jobs(self, status: str | None = None, limit: int = 50, *, schedule_id: int | None = None,
+                  submitted_by: str | None = None, before_id: int | None = None) -> list[Job]:
+        """The newest jobs first; ``before_id`` pages on (the ids below the last one seen)."""
         query = sa.select(jobs).order_by(jobs.c.id.desc()).limit(limit)
         if status:
             query = query.where(jobs.c.status == status)
+        if schedule_id is not None:
+            query = query.where(jobs.c.schedule_id == schedule_id)
+        if submitted_by is not None:
+            query = query.where(jobs.c.submitted_by == submitted_by)
+        if before_id is not None:
+            query = query.where(jobs.c.id < before_id)
         with self.engine.connect() as connection:
             return [Job.from_row(row) for row in connection.execute(query)]
 
@@ -393,11 +497,17 @@ class JobStore:
         connection.execute(job_logs.insert().values(job_id=job_id, attempt=attempt, at=time.time(), line=line))
 
     def logs(self, job_id: int) -> list[tuple[int, float, str]]:
+        return [(attempt, at, line) for _, attempt, at, line in self.logs_after(job_id, 0)]
+
+    def logs_after(self, job_id: int, after: int, limit: int = 10_000) -> list[tuple[int, int, float, str]]:
+        """The job's log lines with an id above ``after``, oldest first, as (id, attempt, at, line): a live
+        tail asks again with the last id it saw."""
         with self.engine.connect() as connection:
             self._get(connection, job_id)
-            rows = connection.execute(sa.select(job_logs.c.attempt, job_logs.c.at, job_logs.c.line)
-                                      .where(job_logs.c.job_id == job_id).order_by(job_logs.c.id))
-            return [(row.attempt, row.at, row.line) for row in rows]
+            rows = connection.execute(sa.select(job_logs.c.id, job_logs.c.attempt, job_logs.c.at, job_logs.c.line)
+                                      .where(job_logs.c.job_id == job_id, job_logs.c.id > after)
+                                      .order_by(job_logs.c.id).limit(limit))
+            return [(row.id, row.attempt, row.at, row.line) for row in rows]
 
 
 def _engine_options(url: str) -> dict[str, Any]:

@@ -193,11 +193,17 @@ class _LocalExecution(_Execution):
         self.reader.start()
 
     def _read(self) -> None:
+        from synthforge.jobs.runner import parse_progress
+
         assert self.process.stdout is not None
         for line in self.process.stdout:
             line = line.rstrip("\n")
-            self.tail = [*self.tail[-19:], line]
+            progress = parse_progress(line)
             with contextlib.suppress(Exception):  # a log line must never take the job down with it
+                if progress is not None:
+                    self.store.set_progress(self.job.id, progress)
+                    continue
+                self.tail = [*self.tail[-19:], line]
                 self.store.log(self.job.id, self.job.attempts, line)
 
     def outcome(self) -> dict[str, Any] | None:

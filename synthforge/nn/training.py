@@ -131,6 +131,8 @@ def train(
             history.epochs.append({"epoch": epoch, **metrics})
             if context.on_epoch_end is not None:
                 context.on_epoch_end(epoch, metrics)
+            if context.on_progress is not None:
+                context.on_progress(epoch, params.epochs)
             advance(epoch, metrics)
             if getattr(params, "patience", 0) and since_best >= params.patience:
                 history.stopped_early = True
