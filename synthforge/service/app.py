@@ -16,6 +16,7 @@ it and what it was answered.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import secrets
 import time
@@ -328,7 +329,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
             raise SynthForgeError(f"there is no file {name!r} in job {job_id}'s output.")
         headers = {"X-Content-Type-Options": "nosniff"}
         if path.suffix == ".html":  # a report: shown in a sandboxed frame, never with the service's rights
-            headers["Content-Security-Policy"] = "sandbox allow-scripts; default-src 'self' 'unsafe-inline' data:"
+            headers["Content-Security-Policy"] = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
             return FileResponse(path, media_type="text/html", headers=headers)
         return FileResponse(path, filename=path.name, headers=headers)
 
@@ -704,11 +705,23 @@ def _sse(event: str, data: dict[str, Any], event_id: int | None = None) -> str:
 def _recipe_label(recipe: str, folders: Folders) -> str:
     path = Path(recipe)
     if path.name.startswith(".submitted-"):
-        return f"(submitted) {path.name.removeprefix('.submitted-').removesuffix('.yaml')}"
+        return f"{_submitted_name(path)} (submitted)"
     try:
         return path.resolve().relative_to(folders.recipes).as_posix()
     except ValueError:
         return str(path)
+
+
+@functools.lru_cache(maxsize=4096)
+def _submitted_name(path: Path) -> str:
+    """A submitted recipe's own ``name:`` (the file is kept and never changes)."""
+    import yaml
+
+    try:
+        loaded = yaml.safe_load(path.read_text())
+        return str(loaded.get("name") or path.stem) if isinstance(loaded, dict) else path.stem
+    except (OSError, yaml.YAMLError):
+        return path.stem
 
 
 def _file_kind(relative: Path) -> str:
