@@ -86,6 +86,10 @@ def test_sign_in_submit_watch_and_read_the_report(server: str, tmp_path: Path):
         page.wait_for_url(f"{server}/")
         assert "No jobs yet" in page.inner_text("#jobs")
 
+        page.goto(f"{server}/recipes/new")
+        page.set_input_files("#upload input[type=file]", str(DATA / "adult_4k.csv"))
+        page.click("#upload button")
+        assert "uploads/adult_4k.csv" in page.inner_text("#uploaded")
         page.goto(f"{server}/recipes/new?start=adult-ar.yaml")
         page.wait_for_selector("#validation.ok")
         assert "valid: adult-ar, generator autoregressive" in page.inner_text("#validation")
@@ -102,7 +106,7 @@ def test_sign_in_submit_watch_and_read_the_report(server: str, tmp_path: Path):
         # The run's progress: the fit's epochs as a bar with an ETA, the log growing live.
         page.wait_for_selector("#summary .progress .count", timeout=120_000)
         page.screenshot(path=str(shots / "3-job-running.png"))
-        assert "fit" in page.inner_text("#summary .progress")
+        assert "fit" in page.inner_text("#summary .progress") and "loss" in page.inner_text("#summary .progress")
         page.wait_for_function("document.querySelector('#status')?.textContent === 'succeeded'", timeout=240_000)
         page.wait_for_selector("#preview table", timeout=30_000)
         assert "fitting" in page.inner_text("#log") and "wrote" in page.inner_text("#log")

@@ -34,14 +34,20 @@ class ProgressReporter:
     def __init__(self, emit: Callable[[str], None]) -> None:
         self.emit = emit
         self.stage_started_at = time.time()
+        self.metrics: dict[str, float] = {}
+
+    @synthforge.hookimpl
+    def synthforge_epoch_end(self, run: Any, epoch: int, metrics: dict[str, float]) -> None:
+        self.metrics = {name: round(float(value), 5) for name, value in metrics.items()}  # sent with the progress
 
     @synthforge.hookimpl
     def synthforge_progress(self, run: Any, stage: str, done: int, total: int | None) -> None:
         now = time.time()
         if done == 0:
-            self.stage_started_at = now
+            self.stage_started_at, self.metrics = now, {}
         self.emit(PROGRESS_PREFIX + json.dumps({"stage": stage, "done": done, "total": total,
-                                                "stage_started_at": self.stage_started_at, "at": now}))
+                                                "stage_started_at": self.stage_started_at, "at": now,
+                                                "metrics": self.metrics}))
 
 
 def parse_progress(line: str) -> dict[str, Any] | None:

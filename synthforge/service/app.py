@@ -40,6 +40,8 @@ SESSION_COOKIE = "synthforge_session"
 LOGIN_CSRF_COOKIE = "synthforge_login_csrf"
 HERE = Path(__file__).parent
 _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+# POSTs that change nothing (a body too large for a query string), left out of the audit log.
+_READ_ONLY_POSTS = {f"{API}/recipes/validate"}
 _FINISHED = {"succeeded", "failed", "cancelled"}
 
 
@@ -554,10 +556,16 @@ def create_app(config: ServiceConfig) -> FastAPI:
         return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
     @app.get("/recipes/new", include_in_schema=False)
-    def editor(request: Request, start: str | None = None, found: Caller = member) -> Response:
+    def editor(request: Request, start: str | None = None, uploaded: str | None = None,
+               found: Caller = member) -> Response:
         text = folders.named_recipe(start).read_text() if start else _STARTER_RECIPE
         return page(request, "editor.html", found, recipe_yaml=text, error=None, recipes=folders.list_recipes(),
-                    cron="", timezone="UTC", params="", start=start or "")
+                    cron="", timezone="UTC", params="", start=start or "", uploaded=uploaded)
+
+    @app.post("/uploads", include_in_schema=False)
+    async def upload_form(file: UploadFile = File(...), found: Caller = member) -> Response:
+        stored = await upload(file, found)
+        return RedirectResponse(f"/recipes/new?uploaded={stored['path']}", status_code=303)
 
     @app.get("/schedules", include_in_schema=False)
     def schedules_page(request: Request, found: Caller = viewer) -> Response:
@@ -636,7 +644,7 @@ class _AuditMiddleware:
         try:
             await self.app(scope, receive, sending)
         finally:
-            if scope["method"] in _UNSAFE:
+            if scope["method"] in _UNSAFE and scope["path"] not in _READ_ONLY_POSTS:
                 client = scope.get("client")
                 await asyncio.to_thread(self.accounts.record, actor["name"], f"{scope['method']} {scope['path']}",
                                         scope.get("query_string", b"").decode()[:500] or None, answered["status"],
@@ -687,7 +695,8 @@ def progress_view(job: Job) -> dict[str, Any] | None:
     if job.status != "running" or not progress:
         return None
     done, total = progress.get("done") or 0, progress.get("total")
-    view = {"stage": progress.get("stage"), "done": done, "total": total, "fraction": None, "eta_seconds": None}
+    view = {"stage": progress.get("stage"), "done": done, "total": total, "fraction": None, "eta_seconds": None,
+            "metrics": progress.get("metrics") or {}}
     if total:
         view["fraction"] = min(done / total, 1.0)
         if done:
