@@ -281,3 +281,28 @@ def test_a_version_1_store_migrates_in_place(tmp_path: Path):
     assert store.migrate() == 2
     assert store.get(1).recipe == "old.yaml" and store.get(1).submitted_by is None
     Accounts(store).add_user("ada", "admin", PASSWORD)
+
+
+def test_the_users_and_tokens_commands_bootstrap_an_admin(tmp_path: Path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from synthforge.cli import app
+
+    store = f"sqlite:///{tmp_path / 'jobs.db'}"
+    runner = CliRunner()
+    monkeypatch.setenv("SYNTHFORGE_PASSWORD", PASSWORD)
+    assert runner.invoke(app, ["users", "add", "ada", "--role", "admin", "--store", store]).exit_code == 0
+    refused = runner.invoke(app, ["users", "add", "bob", "--role", "root", "--store", store])
+    assert refused.exit_code != 0 and "unknown role 'root'" in str(refused.exception)
+    made = runner.invoke(app, ["tokens", "create", "ada", "--name", "ci", "--store", store])
+    secret = made.stdout.strip().splitlines()[-1]
+    assert made.exit_code == 0 and secret.startswith("sf_")
+    accounts = Accounts(JobStore(store))
+    assert accounts.authenticate_token(secret).name == "ada"
+    assert accounts.authenticate_password("ada", PASSWORD).role == "admin"
+    listed = runner.invoke(app, ["tokens", "list", "--store", store]).stdout
+    assert "ci" in listed and secret not in listed
+    assert runner.invoke(app, ["tokens", "revoke", "1", "--store", store]).exit_code == 0
+    assert accounts.authenticate_token(secret) is None
+    assert runner.invoke(app, ["users", "set", "ada", "--disable", "--store", store]).exit_code == 0
+    assert accounts.authenticate_password("ada", PASSWORD) is None
