@@ -306,3 +306,22 @@ def test_the_users_and_tokens_commands_bootstrap_an_admin(tmp_path: Path, monkey
     assert accounts.authenticate_token(secret) is None
     assert runner.invoke(app, ["users", "set", "ada", "--disable", "--store", store]).exit_code == 0
     assert accounts.authenticate_password("ada", PASSWORD) is None
+
+
+def test_the_jobs_page_shows_a_requeued_job_as_such_and_pages_on(service):
+    client, _tokens, folders, _root = service
+    store = JobStore(client.app.state.store.url)
+    requeued = store.submit(folders.recipes / "job.yaml")
+    job = store.claim("vm:1:dead", 60)
+    store.fail(job, "vm:1:dead", "lease of vm:1:dead expired: the worker stopped heartbeating", retry=True,
+               retry_delay=0)
+    for _ in range(105):
+        store.submit(folders.recipes / "job.yaml")
+    signed = TestClient(client.app, base_url="https://testserver")
+    token = signed.get("/login").text.split('name="csrf_token" value="')[1].split('"')[0]
+    signed.post("/login", data={"username": "vic", "password": PASSWORD, "csrf_token": token})
+    first = signed.get("/fragments/jobs")
+    assert first.status_code == 200 and "Older jobs" in first.text and f'data-job="{requeued}"' not in first.text
+    older = signed.get("/?before=7")
+    assert older.status_code == 200 and "queued again after attempt 1: lease of vm:1:dead expired" in older.text
+    assert signed.get("/?status=queued").status_code == 200

@@ -509,15 +509,19 @@ def create_app(config: ServiceConfig) -> FastAPI:
         return response
 
     @app.get("/", include_in_schema=False)
-    def jobs_page(request: Request, status: str | None = None, found: Caller = viewer) -> Response:
-        return page(request, "jobs.html", found, status=status or "", jobs=jobs_rows(status))
+    def jobs_page(request: Request, status: str | None = None, before: int | None = None,
+                  found: Caller = viewer) -> Response:
+        return page(request, "jobs.html", found, status=status or "", before=before or "",
+                    jobs=jobs_rows(status, before))
 
-    def jobs_rows(status: str | None) -> list[dict[str, Any]]:
-        return [job_view(job) for job in store.list_jobs(status if status in STATUSES else None, 100)]
+    def jobs_rows(status: str | None, before: int | None = None) -> list[dict[str, Any]]:
+        return [job_view(job) for job in store.list_jobs(status if status in STATUSES else None, 100,
+                                                         before_id=before)]
 
     @app.get("/fragments/jobs", include_in_schema=False)
-    def jobs_fragment(request: Request, status: str | None = None, found: Caller = viewer) -> Response:
-        return page(request, "_jobs_table.html", found, jobs=jobs_rows(status))
+    def jobs_fragment(request: Request, status: str | None = None, before: int | None = None,
+                      found: Caller = viewer) -> Response:
+        return page(request, "_jobs_table.html", found, status=status or "", jobs=jobs_rows(status, before))
 
     @app.get("/jobs/{job_id}", include_in_schema=False)
     def job_page(request: Request, job_id: int, found: Caller = viewer) -> Response:
