@@ -126,6 +126,10 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
         log(f"training on {train.height:,} rows, holding out {holdout.height if holdout is not None else 0:,}")
 
     generator_class = pm.get_generator(recipe.generator.name)
+    if recipe.generator.workers > 1 and not getattr(generator_class, "uses_torch", False):
+        raise SynthForgeError(f"generator.workers: {recipe.generator.workers}: {recipe.generator.name!r} trains in "
+                              f"one process; data-parallel training is for the torch generators (autoregressive, "
+                              f"diffusion, vae, gan).")
     generator = generator_class(recipe.generator.params)
     context = fit_context(recipe, pm, info, recipe.seed, recipe.generator.device, log, progress)
     if recipe.privacy is not None:
@@ -177,11 +181,20 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
 def fit_context(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, seed: int, device: str,
                 log: Callable[[str], None], progress: bool, stage: str = "fit") -> FitContext:
     """What a run tells a generator about fitting: its seed, device, copy protection, progress and epoch hooks."""
+    spec = recipe.generator
     return FitContext(
         seed=seed, device=device, progress=progress, protect_rows_below=recipe.copy_protection_below,
         log=None if progress else log,
+        workers=spec.workers, train_storage=spec.checkpoint_path, max_failures=spec.max_failures,
+        ray_address=spec.ray_address, threads_per_worker=spec.threads or _threads_per_worker(spec.workers),
         on_epoch_end=lambda epoch, metrics: pm.hook.synthforge_epoch_end(run=info, epoch=epoch, metrics=metrics),
         on_progress=lambda done, total: pm.hook.synthforge_progress(run=info, stage=stage, done=done, total=total))
+
+
+def _threads_per_worker(workers: int) -> int:
+    from synthforge.threads import per_job_threads
+
+    return per_job_threads(workers)
 
 
 def _with_privacy(context: FitContext, recipe: Recipe, rows: int, log: Callable[[str], None]) -> FitContext:

@@ -149,6 +149,16 @@ class FitContext:
     max_grad_norm: float = 1.0
     #: set by :func:`synthforge.nn.make_private` for the loop (:class:`synthforge.nn.private.PrivateTraining`)
     private_training: Any = None
+    #: Data-parallel training on Ray Train (``generator.workers``): the number of workers, each one's CPU threads,
+    #: where checkpoints go, how many worker losses to survive, the cluster to join (synthforge.nn.distributed)
+    workers: int = 1
+    threads_per_worker: int | None = None
+    train_storage: Any = None
+    checkpoint_every: int = 1
+    max_failures: int = 2
+    ray_address: str | None = None
+    #: inside a worker: :class:`synthforge.nn.distributed.DistributedTraining` (rank, world, checkpoints)
+    distributed: Any = None
 
     # Named random streams (synthforge.seeds): what a plugin uses for every random draw while it fits.
 
@@ -157,7 +167,12 @@ class FitContext:
         return self.streams.rng(*name)
 
     def torch_generator(self, *name: Any, device: Any = "cpu") -> Any:
-        """A seeded ``torch.Generator`` on ``device`` for the stream ``name``, e.g. ``("noise", device=d)``."""
+        """A seeded ``torch.Generator`` on ``device`` for the stream ``name``, e.g. ``("noise", device=d)``.
+
+        On a worker of data-parallel training every stream is the worker's own except the batches' order,
+        which all workers share (each takes its part of the same batches)."""
+        if self.distributed is not None and name != ("batches",):
+            name = (*name, "worker", self.distributed.rank)
         return self.streams.torch_generator(*name, device=device)
 
     def seed_for(self, *name: Any) -> int:

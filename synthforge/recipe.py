@@ -47,6 +47,16 @@ class GeneratorSpec(_Strict):
         None, ge=1, description="CPU threads for this run (torch, BLAS, OpenMP); default: $SYNTHFORGE_THREADS, the "
                                 "CPUs a Ray task was given, or this machine's cores (a worker divides them among "
                                 "its concurrent jobs).")
+    workers: int = Field(
+        1, ge=1, le=1024, description="Above 1: train a torch generator data-parallel on this many Ray Train "
+                                      "workers (one model; each worker a share of every batch).")
+    checkpoint_path: str | None = Field(
+        None, description="With workers: where Ray Train keeps checkpoints, a path every worker reaches (a shared "
+                          "disk, s3://…); default: a temporary folder on this machine.")
+    max_failures: int = Field(2, ge=0, description="With workers: how many lost workers training survives, each "
+                                                    "time restarting from the last checkpoint.")
+    ray_address: str | None = Field(None, description="With workers: the Ray cluster to join (default: "
+                                                      "$RAY_ADDRESS, else a local Ray started here).")
 
 
 class _TableOptions(_Strict):

@@ -101,9 +101,14 @@ class TorchGenerator(Generator):
         self._adapt_params(data.shape[0], context)
         self._prepare(data, context)
         self._build()
-        for module in self.weight_modules():
-            module.to(self.device_)
-        self.history_ = self._train(data, context)
+        if context.workers > 1:  # data-parallel on Ray Train; the weights come back into these modules
+            from synthforge.nn.distributed import train_on_ray
+
+            self.history_ = train_on_ray(self, data, context)
+        else:
+            for module in self.weight_modules():
+                module.to(self.device_)
+            self.history_ = self._train(data, context)
         for module in self.weight_modules():
             module.cpu()
             module.train(False)

@@ -92,13 +92,23 @@ def train(
     history = History()
     best_loss, best_state, since_best = math.inf, None, 0
     started = time.perf_counter()
+    distributed = context.distributed
+    hooks = []
+    if distributed is not None:
+        from synthforge.nn.distributed import agree, average_gradients
+
+        hooks = average_gradients(modules, distributed.world)
+        history.epochs = list(distributed.restored_epochs)
+        batch_size = max(batch_size, distributed.world)
     with _progress(context.progress, description, params.epochs, context.log) as advance:
         for epoch in range(1, params.epochs + 1):
             if private is not None and not _charged(private, history):
                 break
+            order = torch.randperm(training.shape[0], generator=rng).to(data.device)
+            if distributed is not None and epoch <= distributed.start_epoch:
+                continue  # trained before a worker was lost: its weights came back from the checkpoint
             for module in modules:
                 module.train()
-            order = torch.randperm(training.shape[0], generator=rng).to(data.device)
             sums: dict[str, float] = {}
             for index in range(steps_per_epoch):
                 if private is not None:
@@ -109,14 +119,20 @@ def train(
                     batch = training[chosen]
                 else:
                     batch = training[order[index * batch_size : (index + 1) * batch_size]]
+                if distributed is not None:  # this worker's share of the batch; the gradients are averaged
+                    batch = batch[distributed.rank :: distributed.world]
                 for name, value in step(batch, epoch).items():
                     sums[name] = sums.get(name, 0.0) + float(value)
             metrics = {name: total / steps_per_epoch for name, total in sums.items()}
+            if distributed is not None and metrics:
+                metrics = dict(zip(metrics, agree(list(metrics.values())), strict=True))
             if validation is not None and validation_loss is not None:
                 for module in modules:
                     module.train(False)  # evaluation mode
                 with torch.no_grad():
                     metrics["val_loss"] = float(validation_loss(validation))
+                if distributed is not None:
+                    metrics["val_loss"] = agree([metrics["val_loss"]])[0]
                 if metrics["val_loss"] < best_loss - 1e-6:
                     best_loss, since_best, history.best_epoch = metrics["val_loss"], 0, epoch
                     best_state = [copy.deepcopy(module.state_dict()) for module in modules]
@@ -134,13 +150,22 @@ def train(
             if context.on_progress is not None:
                 context.on_progress(epoch, params.epochs)
             advance(epoch, metrics)
-            if getattr(params, "patience", 0) and since_best >= params.patience:
+            patience_out = bool(getattr(params, "patience", 0) and since_best >= params.patience)
+            budget = getattr(params, "max_training_time", None)
+            time_out = bool(budget and time.perf_counter() - started >= budget and epoch < params.epochs)
+            if distributed is not None:  # every worker stops at the same epoch, or the others would wait forever
+                patience_out, time_out = (bool(flag) for flag in agree([patience_out, time_out], op="max"))
+                history.seconds = time.perf_counter() - started
+                if not (patience_out or time_out):
+                    distributed.report(epoch, metrics, history)
+            if patience_out:
                 history.stopped_early = True
                 break
-            budget = getattr(params, "max_training_time", None)
-            if budget and time.perf_counter() - started >= budget and epoch < params.epochs:
+            if time_out:
                 history.stopped_early = history.out_of_time = True
                 break
+    for handle in hooks:
+        handle.remove()
     if private is not None:
         private.close()
     if best_state is not None:
@@ -166,11 +191,14 @@ def _charged(private: Any, history: History) -> bool:
     return True
 
 
-def one_cycle(optimiser: torch.optim.Optimizer, params: TrainingParams, rows: int) -> Callable[[], None]:
+def one_cycle(optimiser: torch.optim.Optimizer, params: TrainingParams, rows: int,
+              context: FitContext | None = None) -> Callable[[], None]:
     """A one-cycle schedule (5% warm-up, cosine decay to zero) over ``params.epochs`` of ``rows`` rows.
 
     Returns the function to call after each optimiser step; it stops stepping at the
-    schedule's end, so an estimate of the steps that falls one short does no harm.
+    schedule's end, so an estimate of the steps that falls one short does no harm. Given
+    the ``context`` of a worker that resumes from a checkpoint, it starts where those
+    epochs left it.
     """
     training_rows = rows - int(rows * getattr(params, "validation_fraction", 0.0))
     steps_per_epoch = max(training_rows // min(params.batch_size, max(training_rows, 1)), 1)
@@ -182,6 +210,9 @@ def one_cycle(optimiser: torch.optim.Optimizer, params: TrainingParams, rows: in
         if schedule.last_epoch < schedule.total_steps - 1:
             schedule.step()
 
+    resumed = getattr(getattr(context, "distributed", None), "start_epoch", 0)
+    for _ in range(resumed * steps_per_epoch):
+        advance()
     return advance
 
 

@@ -268,7 +268,7 @@ class AutoregressiveGenerator(TorchGenerator):
             torch.optim.AdamW(self.network_.parameters(), lr=self.params.learning_rate,
                               weight_decay=self.params.weight_decay),
             [self.network_], context, rows=len(data), params=self.params)
-        advance_schedule = one_cycle(optimiser, self.params, len(data))
+        advance_schedule = one_cycle(optimiser, self.params, len(data), context)
         generator = context.torch_generator("noise", device=device)
 
         def step(batch: Any, epoch: int) -> dict[str, float]:

@@ -185,7 +185,7 @@ class TabularDiffusion(TorchGenerator):
             torch.optim.AdamW(self.denoiser_.parameters(), lr=self.params.learning_rate,
                               weight_decay=self.params.weight_decay),
             [self.denoiser_], context, rows=len(data), params=self.params)
-        advance_schedule = one_cycle(optimiser, self.params, len(data))
+        advance_schedule = one_cycle(optimiser, self.params, len(data), context)
         generator = context.torch_generator("noise", device=device)
 
         # DP-SGD's per-row gradient norms are taken from float32 activations
