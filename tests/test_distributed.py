@@ -1,7 +1,7 @@
 """Data-parallel training on Ray Train: two local workers train one model, reproducibly; a killed worker resumes.
 
-Small on purpose (4k Adult rows, a few epochs): these prove the mechanics in CI; the speed-up is
-measured in the benchmarks.
+Small on purpose (3k Adult rows, ten epochs), but two Ray Train runs and a restart take about two
+minutes, so CI leaves them out (``-m "not ray_train"``); run them with ``scripts/test tests/test_distributed.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 from synthforge.data.schema import infer_schema
 from synthforge.generator import FitContext
 
+pytestmark = pytest.mark.ray_train
 pytest.importorskip("ray.train")
 torch = pytest.importorskip("torch")
 autoregressive = pytest.importorskip("synthforge_autoregressive")
