@@ -30,9 +30,9 @@ from synthforge.errors import GateFailed, RecipeError, SynthForgeError
 from synthforge.generator import FitContext, Generator, as_polars
 from synthforge.plugins import SynthForgePluginManager, get_plugin_manager
 from synthforge.provenance import file_sha256, machine, package_versions
-from synthforge.recipe import CheckSpec, Recipe, load_recipe, validate_plugins
+from synthforge.recipe import CheckSpec, GeneratorSpec, Recipe, load_recipe, validate_plugins
 from synthforge.seeds import RandomStreams, derive_seed
-from synthforge.threads import limited_threads, thread_share
+from synthforge.threads import limited_threads, per_job_threads, thread_share
 
 FORMAT_EXTENSIONS = {"csv": "csv", "parquet": "parquet", "ndjson": "ndjson", "ipc": "arrow"}
 MAX_CHECK_ROWS = 200_000
@@ -126,12 +126,8 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
         log(f"training on {train.height:,} rows, holding out {holdout.height if holdout is not None else 0:,}")
 
     generator_class = pm.get_generator(recipe.generator.name)
-    if recipe.generator.workers > 1 and not getattr(generator_class, "uses_torch", False):
-        raise SynthForgeError(f"generator.workers: {recipe.generator.workers}: {recipe.generator.name!r} trains in "
-                              f"one process; data-parallel training is for the torch generators (autoregressive, "
-                              f"diffusion, vae, gan).")
     generator = generator_class(recipe.generator.params)
-    context = fit_context(recipe, pm, info, recipe.seed, recipe.generator.device, log, progress)
+    context = fit_context(recipe, pm, info, recipe.seed, recipe.generator, log, progress)
     if recipe.privacy is not None:
         context = _with_privacy(context, recipe, train.height, log)
     with timer("fit"):
@@ -178,23 +174,17 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
             shutil.rmtree(temporary, ignore_errors=True)
 
 
-def fit_context(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, seed: int, device: str,
+def fit_context(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, seed: int, spec: GeneratorSpec,
                 log: Callable[[str], None], progress: bool, stage: str = "fit") -> FitContext:
-    """What a run tells a generator about fitting: its seed, device, copy protection, progress and epoch hooks."""
-    spec = recipe.generator
+    """What a run tells a generator about fitting: its seed, device and workers (from ``spec``), copy protection,
+    progress and epoch hooks."""
     return FitContext(
-        seed=seed, device=device, progress=progress, protect_rows_below=recipe.copy_protection_below,
+        seed=seed, device=spec.device, progress=progress, protect_rows_below=recipe.copy_protection_below,
         log=None if progress else log,
         workers=spec.workers, train_storage=spec.checkpoint_path, max_failures=spec.max_failures,
-        ray_address=spec.ray_address, threads_per_worker=spec.threads or _threads_per_worker(spec.workers),
+        ray_address=spec.ray_address, threads_per_worker=spec.threads or per_job_threads(spec.workers),
         on_epoch_end=lambda epoch, metrics: pm.hook.synthforge_epoch_end(run=info, epoch=epoch, metrics=metrics),
         on_progress=lambda done, total: pm.hook.synthforge_progress(run=info, stage=stage, done=done, total=total))
-
-
-def _threads_per_worker(workers: int) -> int:
-    from synthforge.threads import per_job_threads
-
-    return per_job_threads(workers)
 
 
 def _with_privacy(context: FitContext, recipe: Recipe, rows: int, log: Callable[[str], None]) -> FitContext:

@@ -111,7 +111,7 @@ def run_tables(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, resul
 
     def context_for(table: str) -> FitContext:
         spec = recipe.source.tables[table].generator or recipe.generator
-        return fit_context(recipe, pm, info, derive_seed(recipe.seed, "table", table), spec.device, log, progress,
+        return fit_context(recipe, pm, info, derive_seed(recipe.seed, "table", table), spec, log, progress,
                            stage=f"fit:{table}")
 
     database = DatabaseGenerator(relations, make_generator)

@@ -274,6 +274,10 @@ class Generator:
     def fit(self, table: Any, schema: Schema | None = None, context: FitContext | None = None) -> Generator:
         frame, self.frame_kind_ = _to_polars(table)
         context = context or FitContext()
+        if context.workers > 1 and not self.uses_torch:
+            raise SynthForgeError(f"generator.workers: {context.workers}: {self.name!r} trains in one process; "
+                                  f"data-parallel training is for the torch generators (autoregressive, diffusion, "
+                                  f"vae, gan).")
         self.schema_ = schema or infer_schema(frame)
         frame = to_internal(frame, self.schema_)  # dates held as text, parsed as the schema's format says
         check_columns(frame, self.schema_)

@@ -167,7 +167,7 @@ class Job:
     finished_at: float | None = None
     error: str | None = None
     result: dict[str, Any] | None = None
-    #: the running stage (``stage``, ``done`` of ``total`` steps, ``stage_started_at``, ``updated_at``)
+    #: the running stage (``stage``, ``done`` of ``total`` steps, ``stage_started_at``, ``at``, the last ``metrics``)
     progress: dict[str, Any] | None = None
     submitted_by: str | None = None
 
@@ -446,10 +446,7 @@ class JobStore:
             return self._get_schedule(connection, schedule_id)
 
     def _get_schedule(self, connection: sa.Connection, schedule_id: int) -> Schedule:
-        row = connection.execute(sa.select(schedules).where(schedules.c.id == schedule_id)).one_or_none()
-        if row is None:
-            raise SynthForgeError(f"there is no schedule {schedule_id}.")
-        return Schedule.from_row(row)
+        return Schedule.from_row(_row(connection, schedules, schedule_id, f"there is no schedule {schedule_id}."))
 
     def set_progress(self, job_id: int, progress: dict[str, Any]) -> None:
         with self.engine.begin() as connection:
@@ -465,10 +462,7 @@ class JobStore:
             return self._get(connection, job_id)
 
     def _get(self, connection: sa.Connection, job_id: int) -> Job:
-        row = connection.execute(sa.select(jobs).where(jobs.c.id == job_id)).one_or_none()
-        if row is None:
-            raise SynthForgeError(f"there is no job {job_id} in {self.url}.")
-        return Job.from_row(row)
+        return Job.from_row(_row(connection, jobs, job_id, f"there is no job {job_id} in {self.url}."))
 
     def list_jobs(self, status: str | None = None, limit: int = 50, *, schedule_id: int | None = None,
                   submitted_by: str | None = None, before_id: int | None = None) -> list[Job]:
@@ -508,6 +502,14 @@ class JobStore:
                                       .where(job_logs.c.job_id == job_id, job_logs.c.id > after)
                                       .order_by(job_logs.c.id).limit(limit))
             return [(row.id, row.attempt, row.at, row.line) for row in rows]
+
+
+def _row(connection: sa.Connection, table: sa.Table, row_id: int, missing: str) -> Any:
+    """The row of ``table`` with this id; ``missing`` is the error when there is none."""
+    row = connection.execute(sa.select(table).where(table.c.id == row_id)).one_or_none()
+    if row is None:
+        raise SynthForgeError(missing)
+    return row
 
 
 def _engine_options(url: str) -> dict[str, Any]:

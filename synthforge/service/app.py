@@ -596,20 +596,20 @@ def create_app(config: ServiceConfig) -> FastAPI:
         described = get_plugin_manager(plugins_dir=config.plugins_dir).describe()
         return page(request, "plugins.html", found, plugins=described["plugins"], errors=described["errors"])
 
-    @app.get("/account", include_in_schema=False)
-    def account_page(request: Request, new_token: str | None = None, found: Caller = viewer) -> Response:
+    def account(request: Request, found: Caller, new_token: str | None = None) -> Response:
         is_admin = found.user.can("admin")
         return page(request, "account.html", found, tokens=accounts.list_tokens(None if is_admin else found.user.name),
                     users=accounts.list_users() if is_admin else [], roles=ROLES,
-                    audit=accounts.audit(100) if is_admin else [], new_token=None)
+                    audit=accounts.audit(100) if is_admin else [], new_token=new_token)
+
+    @app.get("/account", include_in_schema=False)
+    def account_page(request: Request, found: Caller = viewer) -> Response:
+        return account(request, found)
 
     @app.post("/account/tokens", include_in_schema=False)
     def account_new_token(request: Request, name: str = Form("token"), found: Caller = viewer) -> Response:
         _token_id, secret = accounts.create_token(found.user.name, name)
-        is_admin = found.user.can("admin")
-        return page(request, "account.html", found, tokens=accounts.list_tokens(None if is_admin else found.user.name),
-                    users=accounts.list_users() if is_admin else [], roles=ROLES,
-                    audit=accounts.audit(100) if is_admin else [], new_token=secret)
+        return account(request, found, new_token=secret)
 
     @app.post("/account/tokens/{token_id}/revoke", include_in_schema=False)
     def account_revoke_token(token_id: int, found: Caller = viewer) -> Response:
