@@ -28,6 +28,26 @@ def test_every_default_check_runs_on_a_table_of_only_numbers(pm):
     assert results["dcr_share"].passed and results["membership_inference"].passed  # fresh rows, like a holdout
 
 
+def test_columns_named_like_a_count_of_values_are_learned_and_checked(tmp_path):
+    """``count``, ``value`` and ``n``: what polars names the columns of value_counts, and what real tables call
+    a column (a count of items); each used to clash with the counting inside the encoder, the checks or the
+    report."""
+    rng = np.random.default_rng(1)
+    rows = 1_500
+    table = pl.DataFrame({"count": rng.poisson(3, rows), "value": rng.choice(["low", "mid", "high"], rows),
+                          "n": rng.choice(["a", "b"], rows), "amount": rng.gamma(2.0, 10.0, rows).round(2)})
+    table.write_csv(tmp_path / "counts.csv")
+    recipe = {"name": "counts", "seed": 1, "source": {"path": "counts.csv"}, "target": "value",
+              "generator": {"name": "copula"}, "output": {"mode": "synthesize", "path": "out"}}
+    import yaml
+
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    result = run(tmp_path / "recipe.yaml")
+    synthetic = pl.read_csv(result.dataset_path)
+    assert synthetic.columns == table.columns and synthetic.height == result.rows["training"]
+    assert {check.name for check in result.checks} >= {"column_shapes", "ml_efficacy", "rare_combinations"}
+
+
 def test_ml_efficacy_handles_a_feature_with_more_categories_than_the_model_takes_and_a_0_1_target():
     rng = np.random.default_rng(1)
     rows = 3000

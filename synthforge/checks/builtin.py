@@ -33,9 +33,9 @@ def tv_complement(real: pl.Series, synthetic: pl.Series) -> float:
 
 
 def _frequencies(series: pl.Series) -> dict[Any, float]:
-    counts = series.value_counts(name="count")
+    counts = series.alias("value").value_counts(name="count")
     total = series.len() or 1
-    return dict(zip(counts.get_column(series.name).to_list(), (counts.get_column("count") / total).to_list(),
+    return dict(zip(counts.get_column("value").to_list(), (counts.get_column("count") / total).to_list(),
                     strict=True))
 
 

@@ -158,8 +158,8 @@ class DistanceEncoder:
                 low, high = values.min(), values.max()
                 self.numeric[column.name] = (float(low or 0.0), float((high or 0.0) - (low or 0.0)) or 1.0)
             else:
-                counts = train[column.name].value_counts(sort=True, name="count")
-                self.categories[column.name] = counts.get_column(column.name).head(MAX_DISTANCE_CATEGORIES).to_list()
+                counts = train[column.name].alias("value").value_counts(sort=True, name="count")
+                self.categories[column.name] = counts.get_column("value").head(MAX_DISTANCE_CATEGORIES).to_list()
 
     def encode(self, table: pl.DataFrame) -> np.ndarray:
         blocks = []
@@ -288,8 +288,8 @@ def ml_efficacy(train: pl.DataFrame, holdout: pl.DataFrame, synthetic: pl.DataFr
     spec = schema[target]
     categorical = [c for c in schema.learned if c.name != target and not c.kind.numeric]
     # HistGradientBoosting takes at most 255 categories a feature: the 254 most frequent, the rest as missing.
-    categories = {c.name: train[c.name].drop_nulls().value_counts(sort=True).head(MAX_MODEL_CATEGORIES)
-                  .get_column(c.name).sort().to_list() for c in categorical}
+    categories = {c.name: train[c.name].alias("value").drop_nulls().value_counts(sort=True, name="count")
+                  .head(MAX_MODEL_CATEGORIES).get_column("value").sort().to_list() for c in categorical}
     mask = [not c.kind.numeric for c in schema.learned if c.name != target]
     x_train, x_synthetic, x_holdout = (_features(t, schema, target, categories) for t in (train, synthetic, holdout))
     result: dict[str, Any] = {"target": target}
@@ -305,7 +305,7 @@ def ml_efficacy(train: pl.DataFrame, holdout: pl.DataFrame, synthetic: pl.DataFr
         x_holdout, y_holdout = x_holdout[keep], y_holdout[keep]
         result["metric"] = "r2"
     else:
-        classes = train[target].value_counts(sort=True)[target].to_list()
+        classes = train[target].alias("value").value_counts(sort=True, name="count")["value"].to_list()
         positive = classes[-1]  # the minority class is the one worth finding
 
         def score(x: np.ndarray, y: np.ndarray) -> float:

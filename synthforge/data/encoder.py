@@ -217,7 +217,8 @@ def _functional_dependencies(table: pl.DataFrame, schema: Schema, config: Encode
                 if c.kind in (ColumnKind.categorical, ColumnKind.boolean, ColumnKind.integer)}
     discrete = [name for name, count in distinct.items() if 2 <= count <= config.max_categories]
     sources = [name for name in discrete
-               if table.get_column(name).value_counts().get_column("count").min() >= config.min_category_count]
+               if table.get_column(name).alias("value").value_counts(name="count").get_column("count").min()
+               >= config.min_category_count]
     order = {name: index for index, name in enumerate(discrete)}
     # A source determines a target when the pair has no more distinct values than the source alone; a source
     # with fewer values than the target cannot. Every candidate pair is counted in one parallel polars query.
@@ -315,8 +316,8 @@ class _CategoricalTransformer(_ColumnTransformer):
     counts_: list[int]
 
     def fit(self, series: pl.Series, rng: np.random.Generator) -> _CategoricalTransformer:
-        counts = series.value_counts(sort=True, name="count")
-        values, frequencies = counts.get_column(series.name).to_list(), counts.get_column("count").to_list()
+        counts = series.alias("value").value_counts(sort=True, name="count")
+        values, frequencies = counts.get_column("value").to_list(), counts.get_column("count").to_list()
         kept, kept_counts, rare = [], [], 0
         for value, frequency in zip(values, frequencies, strict=True):
             too_rare = value is not None and frequency < self.config.min_category_count

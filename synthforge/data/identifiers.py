@@ -51,8 +51,8 @@ def plan_identifier(series: pl.Series, spec: ColumnSpec, table: pl.DataFrame | N
         lengths = text.str.count_matches(r"\S+")
         plan["words"] = [int(lengths.quantile(0.1) or 1), int(lengths.quantile(0.9) or 5)]
         return plan
-    shapes = masked_shapes(text.head(10_000)).value_counts(sort=True, name="count").head(_MAX_SHAPES)
-    plan["shapes"] = shapes.get_column(series.name).to_list()
+    shapes = masked_shapes(text.head(10_000)).alias("value").value_counts(sort=True, name="count").head(_MAX_SHAPES)
+    plan["shapes"] = shapes.get_column("value").to_list()
     plan["weights"] = shapes.get_column("count").to_list()
     return plan
 

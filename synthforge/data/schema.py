@@ -330,7 +330,7 @@ MOSTLY_RARE = 0.5
 
 
 def _rare_share(text: pl.Series) -> float:
-    counts = text.value_counts(name="count").get_column("count")
+    counts = text.alias("value").value_counts(name="count").get_column("count")
     return float(counts.filter(counts < MIN_CATEGORY_ROWS).sum() / max(text.len(), 1))
 
 

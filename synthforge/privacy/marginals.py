@@ -250,8 +250,8 @@ def _few_integers(column: ColumnSpec, bounds: tuple[float, float, float], most: 
 
 def _release_categories(series: pl.Series, column: ColumnSpec, releases: _Releases, at_least: int,
                         most: int) -> PrivateColumn:
-    counts = series.value_counts(name="count")
-    values = counts.get_column(series.name).to_list()
+    counts = series.alias("value").value_counts(name="count")
+    values = counts.get_column("value").to_list()
     frequencies = counts.get_column("count").to_numpy().astype(np.float64)
     if column.kind == ColumnKind.boolean:  # the domain is known before the data: nothing to select
         domain = [True, False, None]

@@ -128,9 +128,11 @@ def _column_summary(real: pl.DataFrame, fake: pl.DataFrame, name: str, numeric: 
         summary["real"] = (np.histogram(a, edges)[0] / max(len(a), 1)).tolist()
         summary["synthetic"] = (np.histogram(b, edges)[0] / max(len(b), 1)).tolist()
     else:
-        real_counts = real.get_column(name).cast(pl.String).fill_null("(null)").value_counts(sort=True, name="n")
-        top = real_counts.get_column(name).head(_TOP_CATEGORIES).to_list()
-        fake_counts = dict(fake.get_column(name).cast(pl.String).fill_null("(null)").value_counts(name="n").iter_rows())
+        real_counts = (real.get_column(name).cast(pl.String).fill_null("(null)").alias("value")
+                       .value_counts(sort=True, name="n"))
+        top = real_counts.get_column("value").head(_TOP_CATEGORIES).to_list()
+        fake_counts = dict(fake.get_column(name).cast(pl.String).fill_null("(null)").alias("value")
+                           .value_counts(name="n").iter_rows())
         real_map = dict(real_counts.iter_rows())
         summary["categories"] = top
         summary["real"] = [real_map.get(c, 0) / max(real.height, 1) for c in top]
