@@ -13,7 +13,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from synthforge.constraints import check_constraints
 from synthforge.data.identifiers import regenerate
 from synthforge.data.io import open_writer, read_table, remove_abandoned_staging, replace_atomically, staging_path
 from synthforge.data.schema import ColumnKind, Schema, infer_schema, prepare_source, to_internal, to_source
+from synthforge.engine_streamed import TrainingChunks, streamed_samples, streamed_source
 from synthforge.errors import GateFailed, RecipeError, SynthForgeError
 from synthforge.generator import FitContext, Generator, as_polars
 from synthforge.plugins import SynthForgePluginManager, get_plugin_manager
@@ -111,42 +112,59 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
     result.privacy_off = privacy_turned_off(recipe, pm)
     for line in result.privacy_off:
         log(f"PRIVACY OFF: {line}")
-    with timer("load"):
-        table = _load(recipe, source_path, pm)
-        log(f"loaded {source_path.name}: {table.height:,} rows × {table.width} columns; "
-            f"{result.threads} CPU thread{'s' if result.threads != 1 else ''}")
-    with timer("infer"):
-        table, schema = _infer(recipe, table)
-        for column in schema.columns:
-            if column.note and (column.format or not column.kind.learned):
-                log(f"column {column.name!r}: {column.kind.value}, {column.note}")
-    with timer("split"):
-        train, holdout = _split(recipe, table, pm, schema)
-        schema = _with_constraints(recipe, schema, train)
-        log(f"training on {train.height:,} rows, holding out {holdout.height if holdout is not None else 0:,}")
-
     generator_class = pm.get_generator(recipe.generator.name)
+    streamed = streamed_source(recipe, source_path, pm, generator_class.supports_streaming, log)
+    with timer("load"):
+        if streamed is None:
+            table = _load(recipe, source_path, pm)
+            log(f"loaded {source_path.name}: {table.height:,} rows × {table.width} columns; "
+                f"{result.threads} CPU thread{'s' if result.threads != 1 else ''}")
+        else:
+            train, holdout, schema = streamed_samples(recipe, streamed, lambda sample: _infer(recipe, sample))
+    if streamed is None:
+        with timer("infer"):
+            table, schema = _infer(recipe, table)
+    for column in schema.columns:
+        if column.note and (column.format or not column.kind.learned):
+            log(f"column {column.name!r}: {column.kind.value}, {column.note}")
+    with timer("split"):
+        if streamed is None:
+            train, holdout = _split(recipe, table, pm, schema)
+        schema = _with_constraints(recipe, schema, train)
+        training_rows = train.height if streamed is None else streamed.training_rows
+        holdout_rows = (holdout.height if holdout is not None else 0) if streamed is None else streamed.holdout_rows
+        log(f"training on {training_rows:,} rows, holding out {holdout_rows:,}"
+            + (f" (checked on samples of {train.height:,} and {holdout.height if holdout is not None else 0:,})"
+               if streamed is not None else ""))
+
     generator = generator_class(recipe.generator.params)
     context = fit_context(recipe, pm, info, recipe.seed, recipe.generator, log, progress)
     if recipe.privacy is not None:
         context = _with_privacy(context, recipe, train.height, log)
-    with timer("fit"):
-        log(f"fitting {generator!r}")
-        generator.fit(train, schema, context)
-    result.generator = generator
-    if context.privacy is not None:
-        result.privacy = context.privacy.summary()
-        spent = result.privacy["spent"]
-        log(f"privacy: spent ε = {spent['epsilon']:.4g}, δ = {spent['delta']:.3g} of the budget "
-            f"ε = {recipe.privacy.epsilon:g}, δ = {context.privacy.delta:.3g}")
-
     output = recipe.output
     temporary = open_staging(info.output_path, log)
     try:
+        with timer("fit"):
+            log(f"fitting {generator!r}")
+            if streamed is None:
+                generator.fit(train, schema, context)
+            else:  # the encoded rows and the hash buckets go in the staging folder, on the output's disk
+                generator.fit_streamed(TrainingChunks(streamed, train), schema, replace(context, scratch=temporary))
+        result.generator = generator
+        if context.privacy is not None:
+            result.privacy = context.privacy.summary()
+            spent = result.privacy["spent"]
+            log(f"privacy: spent ε = {spent['epsilon']:.4g}, δ = {spent['delta']:.3g} of the budget "
+                f"ε = {recipe.privacy.epsilon:g}, δ = {context.privacy.delta:.3g}")
+
         dataset = temporary / f"data.{FORMAT_EXTENSIONS.get(output.format, output.format)}"
         with timer("sample"):
-            synthetic_for_checks, rows = _write_dataset(recipe, generator, train, schema, dataset, pm, log)
-        result.rows = {"training": train.height, "holdout": holdout.height if holdout is not None else 0, **rows}
+            synthetic_for_checks, rows = _write_dataset(recipe, generator, train, schema, dataset, pm, log,
+                                                        training_rows)
+        result.rows = {"training": training_rows, "holdout": holdout_rows, **rows}
+        if streamed is not None:
+            result.rows |= {"checked_training": train.height,
+                            "checked_holdout": holdout.height if holdout is not None else 0}
         with timer("checks"):
             output_rows = None
             if output.real_rows_included and output.mode != "impute":
@@ -181,10 +199,15 @@ def fit_context(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, seed
     return FitContext(
         seed=seed, device=spec.device, progress=progress, protect_rows_below=recipe.copy_protection_below,
         log=None if progress else log,
-        workers=spec.workers, train_storage=spec.checkpoint_path, max_failures=spec.max_failures,
+        workers=spec.workers, train_storage=_storage(recipe, spec.checkpoint_path), max_failures=spec.max_failures,
         ray_address=spec.ray_address, threads_per_worker=spec.threads or per_job_threads(spec.workers),
         on_epoch_end=lambda epoch, metrics: pm.hook.synthforge_epoch_end(run=info, epoch=epoch, metrics=metrics),
         on_progress=lambda done, total: pm.hook.synthforge_progress(run=info, stage=stage, done=done, total=total))
+
+
+def _storage(recipe: Recipe, path: str | None) -> str | None:
+    """A checkpoint path as Ray Train takes it: a URI (``s3://…``) as it is, a folder relative to the recipe."""
+    return path if path is None or "://" in path else str(recipe.resolve(Path(path)))
 
 
 def _with_privacy(context: FitContext, recipe: Recipe, rows: int, log: Callable[[str], None]) -> FitContext:
@@ -319,10 +342,11 @@ def _split(recipe: Recipe, table: pl.DataFrame, pm: SynthForgePluginManager,
     return table[np.sort(order[cut:])], table[np.sort(order[:cut])]
 
 
-def sampling_plan(recipe: Recipe, generator: Generator, train: pl.DataFrame) -> list[tuple[int, dict[str, Any]]]:
+def sampling_plan(recipe: Recipe, generator: Generator, train: pl.DataFrame,
+                  training_rows: int | None = None) -> list[tuple[int, dict[str, Any]]]:
     """(rows, conditions) segments that, with the real rows when included, make the output."""
     output = recipe.output
-    default_rows = output.rows if output.rows is not None else train.height
+    default_rows = output.rows if output.rows is not None else training_rows or train.height
     if output.mode in ("synthesize", "augment"):
         return [(default_rows, {})]
     if output.mode == "conditions":
@@ -333,7 +357,7 @@ def sampling_plan(recipe: Recipe, generator: Generator, train: pl.DataFrame) -> 
     shares = _shares(recipe, categories)
     if not output.real_rows_included:
         return [(round(share * default_rows), {column: value}) for value, share in shares.items() if share > 0]
-    counts = dict(train.get_column(column).drop_nulls().value_counts(name="n").iter_rows())
+    counts = dict(train.get_column(column).alias("value").drop_nulls().value_counts(name="n").iter_rows())
     for value, share in shares.items():
         if share == 0 and counts.get(value, 0):
             raise RecipeError(f"{recipe.file}: output.shares gives {value!r} a share of 0, but the real rows hold "
@@ -360,8 +384,10 @@ def _shares(recipe: Recipe, categories: list[Any]) -> dict[Any, float]:
 
 
 def _write_dataset(recipe: Recipe, generator: Generator, train: pl.DataFrame, schema: Schema, path: Path,
-                   pm: SynthForgePluginManager, log: Callable[[str], None]) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Stream real (if asked) and synthetic batches to ``path``; return the synthetic rows kept for checks."""
+                   pm: SynthForgePluginManager, log: Callable[[str], None],
+                   training_rows: int | None = None) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Stream real (if asked) and synthetic batches to ``path``; return the synthetic rows kept for checks.
+    ``training_rows``: how many rows the model learned, when ``train`` is a sample of them (a streamed run)."""
     output = recipe.output
     if output.mode == "impute":
         return _write_imputed(recipe, generator, schema, path, pm, log)
@@ -375,7 +401,7 @@ def _write_dataset(recipe: Recipe, generator: Generator, train: pl.DataFrame, sc
             real = to_source(_strip_identifiers(train, schema, generator, rng), schema)
             sink.write(_label(real, output.label_column, False))
             rows["real"] = real.height
-        plan = sampling_plan(recipe, generator, train)
+        plan = sampling_plan(recipe, generator, train, training_rows)
         base_seed = output.sample_seed if output.sample_seed is not None else derive_seed(recipe.seed, "sample")
         for segment, (count, conditions) in enumerate(plan):
             for batch_index, batch_rows in enumerate(_batches(count, output.batch_size)):

@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import sys
-from collections.abc import Callable, Iterator, Mapping
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -61,6 +63,7 @@ from synthforge.data.schema import (
     to_internal,
     to_source,
 )
+from synthforge.data.streaming import EncodedRows, TrainingStream
 from synthforge.data.temporal import detect_format, text_format_of
 from synthforge.errors import ConditionError, DataError, ModelError, SynthForgeError
 from synthforge.provenance import own_version
@@ -159,6 +162,9 @@ class FitContext:
     ray_address: str | None = None
     #: inside a worker: :class:`synthforge.nn.distributed.DistributedTraining` (rank, world, checkpoints)
     distributed: Any = None
+    #: where a streamed fit writes its encoded rows and hash buckets (a run: beside its output, on that disk);
+    #: None: the system's temporary folder
+    scratch: Path | None = None
 
     # Named random streams (synthforge.seeds): what a plugin uses for every random draw while it fits.
 
@@ -240,6 +246,10 @@ class Generator:
     #: training must spend only through the budget (synthforge.nn.make_private for a torch model). Only a
     #: generator that does may say so.
     supports_privacy: ClassVar[bool] = False
+    #: ``fit_streamed`` may hand ``_fit`` the rows on disk (:class:`synthforge.data.streaming.EncodedRows`)
+    #: instead of an array: the plugin reads them a block at a time (synthforge.nn.training_rows does it for a
+    #: torch plugin), so a table larger than memory trains.
+    supports_streaming: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -274,6 +284,53 @@ class Generator:
     def fit(self, table: Any, schema: Schema | None = None, context: FitContext | None = None) -> Generator:
         frame, self.frame_kind_ = _to_polars(table)
         context = context or FitContext()
+        frame, learned = self._learn_encoding(frame, schema, context)
+        try:
+            self._fit(self.encoder_.encode(learned), context)
+        finally:
+            self._released = None
+        if context.privacy is not None:
+            # Redrawing rows that copy rare training rows would read the rows after the budget is spent:
+            # the guarantee covers copies instead (a row unique in training is as unlikely as any other).
+            self.privacy_ = context.privacy.summary()
+            return self.protect_rows(frame, below=0)
+        return self.protect_rows(frame, below=context.protect_rows_below)
+
+    def fit_streamed(self, rows: TrainingStream, schema: Schema | None = None,
+                     context: FitContext | None = None) -> Generator:
+        """Fit on a table too large for memory (:mod:`synthforge.data.streaming`): the schema and the encoding
+        are learned on ``rows.sample``, every row of ``rows.chunks()`` is encoded to a file in
+        ``context.scratch`` that ``_fit`` trains from (only for a generator with ``supports_streaming``), and
+        copy protection counts the rows of all the chunks."""
+        context = context or FitContext()
+        if not self.supports_streaming:
+            raise SynthForgeError(f"generator {self.name!r} trains on rows in memory; a streamed source "
+                                  f"(source.streaming) needs one that declares supports_streaming "
+                                  f"(autoregressive, diffusion, vae), or set `source.streaming: false`.")
+        if context.privacy is not None:
+            raise SynthForgeError("a privacy budget releases statistics of every row and samples each DP-SGD step "
+                                  "from the whole table: set `source.streaming: false` to train privately.")
+        self.frame_kind_ = "polars"
+        _, learned = self._learn_encoding(rows.sample, schema, context)
+        handle, name = tempfile.mkstemp(prefix=".synthforge-rows-", suffix=".f32", dir=context.scratch)
+        os.close(handle)
+        try:
+            encoded = EncodedRows.write(Path(name), (self._encoded(chunk) for chunk in rows.chunks()),
+                                        self.encoder_.width, sample=self.encoder_.encode(learned))
+            self._fit(encoded, context)
+        finally:
+            self._released = None
+            Path(name).unlink(missing_ok=True)
+        return self.protect_streamed(rows.chunks, below=context.protect_rows_below, scratch=context.scratch)
+
+    def _encoded(self, chunk: pl.DataFrame) -> np.ndarray:
+        return self.encoder_.encode(to_differences(to_internal(chunk, self.schema_), self.orderings_))
+
+    def _learn_encoding(self, frame: pl.DataFrame, schema: Schema | None,
+                        context: FitContext) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Everything ``fit`` learns before the model: the schema, the identifiers' plans, the orderings kept by
+        construction and the encoder (its statistics released under a privacy budget). Returns the table in
+        its internal form and the columns the model learns."""
         if context.workers > 1 and not self.uses_torch:
             raise SynthForgeError(f"generator.workers: {context.workers}: {self.name!r} trains in one process; "
                                   f"data-parallel training is for the torch generators (autoregressive, diffusion, "
@@ -303,16 +360,7 @@ class Generator:
         self.encoder_ = TableEncoder(config).fit(learned, self.model_schema_, seed=context.seed_for("encoder"),
                                                  released=released)
         self._released = released
-        try:
-            self._fit(self.encoder_.encode(learned), context)
-        finally:
-            self._released = None
-        if context.privacy is not None:
-            # Redrawing rows that copy rare training rows would read the rows after the budget is spent:
-            # the guarantee covers copies instead (a row unique in training is as unlikely as any other).
-            self.privacy_ = context.privacy.summary()
-            return self.protect_rows(frame, below=0)
-        return self.protect_rows(frame, below=context.protect_rows_below)
+        return frame, learned
 
     def released_reference(self, rows: int, rng: np.random.Generator) -> np.ndarray:
         """``rows`` encoded rows drawn column by column from what the privacy budget released, for a plugin's
@@ -386,6 +434,36 @@ class Generator:
             known = [c for c in self.schema_.quasi_identifiers if c in frame.columns]
             if known and len(known) < len(columns):
                 self._protected_records = rare_row_hashes(frame.select(known), 2)
+        return self
+
+    def protect_streamed(self, chunks: Callable[[], Iterable[pl.DataFrame]], below: int = 5,
+                         scratch: Path | None = None) -> Generator:
+        """:meth:`protect_rows` for a table read in chunks (``chunks()`` starts a pass): each row's 64-bit hash is
+        counted out of memory (:func:`synthforge.data.streaming.rare_hashes`), and only the rare ones are kept,
+        8 bytes each."""
+        from synthforge.data.streaming import rare_hashes
+
+        self._check_fitted()
+        self.copies_redrawn_ = self.pooled_redrawn_ = self.constraint_redrawn_ = 0
+        self._protected = self._protected_records = None
+        if below <= 0:
+            return self
+        columns = [c.name for c in self.schema_.learned]
+        known = [c for c in self.schema_.quasi_identifiers if c in columns]
+        known = known if known and len(known) < len(columns) else []
+        schemas: dict[str, pl.Schema] = {}
+
+        def hashes(names: list[str]) -> Iterator[np.ndarray]:
+            for chunk in chunks():
+                frame = to_internal(chunk, self.schema_).select(names)
+                schemas.setdefault(",".join(names), frame.schema)
+                yield frame.hash_rows().to_numpy()
+
+        rare = rare_hashes(hashes(columns), below, scratch)
+        self._protected = (schemas[",".join(columns)], pl.Series(rare, dtype=pl.UInt64).implode())
+        if known:
+            rare = rare_hashes(hashes(known), 2, scratch)
+            self._protected_records = (schemas[",".join(known)], pl.Series(rare, dtype=pl.UInt64).implode())
         return self
 
     def sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int | None = None,

@@ -52,7 +52,7 @@ class GeneratorSpec(_Strict):
                                       "workers (one model; each worker a share of every batch).")
     checkpoint_path: str | None = Field(
         None, description="With workers: where Ray Train keeps checkpoints, a path every worker reaches (a shared "
-                          "disk, s3://…); default: a temporary folder on this machine.")
+                          "disk, s3://…; a folder is relative to the recipe); default: a temporary folder here.")
     max_failures: int = Field(2, ge=0, description="With workers: how many lost workers training survives, each "
                                                     "time restarting from the last checkpoint.")
     ray_address: str | None = Field(None, description="With workers: the Ray cluster to join (default: "
@@ -124,12 +124,21 @@ class SourceSpec(_TableOptions):
     tables: dict[str, TableSpec] = Field(
         default_factory=dict, description="Related tables by name, each with its file, primary key, foreign keys "
                                           "and, for a sequence, the column that orders it (instead of `path`).")
+    streaming: bool | Literal["auto"] = Field(
+        "auto", description="Read the source in chunks and train from disk, for a table larger than memory "
+                            "(parquet, ipc, csv, ndjson; generators autoregressive, diffusion, vae; modes synthesize "
+                            "and conditions). `auto`: when the file is over a tenth of the machine's memory.")
+    sample_rows: int = Field(200_000, ge=1_000, description="Streaming: the seeded sample of training rows the "
+                                                            "schema, the encoding and the checks are learned on.")
+    chunk_rows: int = Field(100_000, ge=1_000, description="Streaming: rows read from the file at a time.")
 
     @model_validator(mode="after")
     def _one_kind_of_source(self) -> SourceSpec:
         if (self.path is None) == (not self.tables):
             raise ValueError("give either `path` (one table) or `tables` (related tables), not "
                              + ("both" if self.path is not None else "neither"))
+        if self.tables and self.streaming is True:
+            raise ValueError("streaming: true is for one table (`path`); related tables are read into memory")
         if self.tables and (self.columns or self.drop):
             raise ValueError("with `tables`, `columns` and `drop` go under each table (source.tables.NAME.columns)")
         return self

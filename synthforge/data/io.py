@@ -69,7 +69,13 @@ MISSING_MARKERS = ("NA", "N/A", "n/a", "NaN", "nan", "NULL", "null", "None", "no
 
 def numbers_with_missing_markers(table: pl.DataFrame) -> pl.DataFrame:
     """Text columns that hold numbers and a missing marker (``NA``, ``NULL``, ``-``…) as numbers with nulls."""
-    converted = []
+    return convert_missing_markers(table, missing_marker_columns(table))
+
+
+def missing_marker_columns(table: pl.DataFrame) -> dict[str, pl.DataType]:
+    """The text columns whose every value is a number or a missing marker (and some are markers), with the
+    number type they hold."""
+    found: dict[str, pl.DataType] = {}
     for name, dtype in table.schema.items():
         if dtype != pl.String:
             continue
@@ -78,12 +84,18 @@ def numbers_with_missing_markers(table: pl.DataFrame) -> pl.DataFrame:
         if not marked.any() or marked.sum() == values.len() - values.null_count():
             continue
         rest = values.filter(~marked & values.is_not_null()).str.strip_chars()
-        numbers = rest.cast(pl.Float64, strict=False)
-        if numbers.null_count():
+        if rest.cast(pl.Float64, strict=False).null_count():
             continue
-        whole = rest.str.contains(r"^[+-]?\d+$").all()
-        cleaned = pl.when(marked).then(None).otherwise(values.str.strip_chars())
-        converted.append(cleaned.cast(pl.Int64 if whole else pl.Float64).alias(name))
+        found[name] = pl.Int64 if rest.str.contains(r"^[+-]?\d+$").all() else pl.Float64
+    return found
+
+
+def convert_missing_markers(table: pl.DataFrame, columns: dict[str, pl.DataType]) -> pl.DataFrame:
+    """``columns`` (from :func:`missing_marker_columns`) as numbers, their missing markers as nulls; a chunk of a
+    streamed file is converted as its sample said."""
+    converted = [pl.when(pl.col(name).is_in(list(MISSING_MARKERS))).then(None)
+                 .otherwise(pl.col(name).str.strip_chars()).cast(dtype, strict=False).alias(name)
+                 for name, dtype in columns.items() if table.schema.get(name) == pl.String]
     return table.with_columns(converted) if converted else table
 
 

@@ -12,7 +12,8 @@
 - :func:`torch_generator`: a seeded ``torch.Generator`` on that device;
 - :func:`train`: the loop — seeded shuffling, batching, a validation split,
   early stopping that restores the best weights, a per-epoch hook, and a rich
-  progress bar with the losses and an ETA;
+  progress bar with the losses and an ETA; :func:`training_rows` gives it a plugin's rows,
+  in memory or (a streamed run) as :class:`StreamedRows` read from disk a few blocks at a time;
 - :func:`forward_in_chunks`: a module's output for many rows, cache-sized chunks at a time,
   in bfloat16 where :func:`use_bfloat16` says the CPU has it natively;
 - :func:`make_private`: the optimiser as DP-SGD under a run's privacy budget (``synthforge.nn.private``);
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from synthforge.nn.private import make_private
     from synthforge.nn.training import (
         History,
+        StreamedRows,
         forward_in_chunks,
         load_module_arrays,
         module_arrays,
@@ -52,15 +54,16 @@ if TYPE_CHECKING:
         resolve_device,
         torch_generator,
         train,
+        training_rows,
         use_bfloat16,
     )
 
-_TORCH_NAMES = {"History", "forward_in_chunks", "load_module_arrays", "make_private", "module_arrays", "one_cycle",
-                "resolve_device", "torch_generator", "train", "use_bfloat16"}
+_TORCH_NAMES = {"History", "StreamedRows", "forward_in_chunks", "load_module_arrays", "make_private", "module_arrays",
+                "one_cycle", "resolve_device", "torch_generator", "train", "training_rows", "use_bfloat16"}
 __all__ = ["CalibratedTorchGenerator", "CategoricalConditions", "ConditionalTrainingParams", "EarlyStopping", "History",
-           "OneHotModelParams", "Precision", "PrecisionSampleParams", "TorchGenerator", "TrainingParams",
-           "forward_in_chunks", "load_module_arrays", "make_private", "module_arrays", "one_cycle", "resolve_device",
-           "torch_generator", "train", "use_bfloat16"]
+           "OneHotModelParams", "Precision", "PrecisionSampleParams", "StreamedRows", "TorchGenerator",
+           "TrainingParams", "forward_in_chunks", "load_module_arrays", "make_private", "module_arrays", "one_cycle",
+           "resolve_device", "torch_generator", "train", "training_rows", "use_bfloat16"]
 
 
 def __getattr__(name: str) -> Any:

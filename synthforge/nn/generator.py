@@ -9,7 +9,8 @@ saves, and implements what only it knows::
         weights = {"decoder_": "decoder."}          # module attribute → prefix in weights.safetensors
 
         def _build(self) -> None: ...               # create self.decoder_ from self.encoder_ and self.params
-        def _train(self, data, context) -> History: ...   # the optimiser and the loss, on self.device_
+        def _train(self, data, context) -> History: ...   # the optimiser and the loss, on self.device_,
+                                                          # train(data=training_rows(data, transform, device), …)
         def _sample(self, n, conditions, rng) -> np.ndarray: ...
 
 The base class owns the rest, the same way for every plugin: the device
@@ -22,6 +23,11 @@ shapes depend on: bins, vocabularies), ``_after_training(data, context)`` after 
 with the modules on the CPU (a calibration), and ``_extra_state()`` /
 ``_load_extra_state(arrays, extra)`` save and restore state beyond the modules
 (the latter runs before ``_build`` on load).
+
+A plugin whose ``_train`` passes its rows through :func:`synthforge.nn.training_rows` may declare
+``supports_streaming = True``: in a streamed run ``data`` is then
+:class:`synthforge.data.streaming.EncodedRows` (on disk), ``_prepare`` and ``_after_training`` get its
+in-memory ``sample``, and :func:`synthforge.nn.train` reads the rows a few blocks at a time.
 
 Importing this module does not import torch.
 """
@@ -95,11 +101,14 @@ class TorchGenerator(Generator):
         return [getattr(self, attribute) for attribute in self.weights]
 
     def _fit(self, data: np.ndarray, context: FitContext) -> None:
+        from synthforge.data.streaming import EncodedRows
         from synthforge.nn.training import resolve_device
 
+        # rows streamed from disk: what is learned before and after training comes from their sample
+        in_memory = data.sample if isinstance(data, EncodedRows) else data
         self.device_ = resolve_device(context.device)
-        self._adapt_params(data.shape[0], context)
-        self._prepare(data, context)
+        self._adapt_params(len(data), context)
+        self._prepare(in_memory, context)
         self._build()
         if context.workers > 1:  # data-parallel on Ray Train; the weights come back into these modules
             from synthforge.nn.distributed import train_on_ray
@@ -112,7 +121,7 @@ class TorchGenerator(Generator):
         for module in self.weight_modules():
             module.cpu()
             module.train(False)
-        self._after_training(data, context)
+        self._after_training(in_memory, context)
 
     def _adapt_params(self, rows: int, context: FitContext) -> None:
         """Params chosen from the table's shape (:meth:`TrainingParams.adapted_to`) and, under a privacy budget,

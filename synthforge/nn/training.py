@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,9 +52,80 @@ class History:
     seconds: float = 0.0
 
 
+#: Blocks of streamed rows shuffled together into batches (StreamedRows), and the validation rows kept of them.
+SHUFFLE_BLOCKS = 16
+MAX_STREAMED_VALIDATION_ROWS = 20_000
+
+
+class StreamedRows:
+    """Training rows streamed from disk (:class:`synthforge.data.streaming.EncodedRows`) for :func:`train`.
+
+    ``transform`` turns a block of encoded rows into the model's input (tokens, a rescaling) on ``device``. Each
+    epoch reads the blocks in a seeded order, :data:`SHUFFLE_BLOCKS` at a time, shuffles the rows of those
+    blocks together and cuts them into batches, so memory holds a few blocks, never the table; a row's batch
+    mates come from sixteen random blocks, not the whole table (the usual price of a shuffle buffer).
+    """
+
+    def __init__(self, rows: Any, transform: Callable[[np.ndarray], Any], device: torch.device) -> None:
+        self.rows, self.transform, self.device = rows, transform, device
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def _tensor(self, encoded: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(self.transform(encoded), device=self.device)
+
+    def split(self, fraction: float, rng: torch.Generator) -> tuple[torch.Tensor | None, list[int]]:
+        """Held-back blocks' rows (at most MAX_STREAMED_VALIDATION_ROWS of them) and the training blocks."""
+        order = torch.randperm(self.rows.blocks, generator=rng).tolist()
+        held = round(len(order) * fraction) if fraction and len(order) > 1 else 0
+        held = max(held, 1) if fraction and len(order) > 1 else 0
+        if not held:
+            return None, order
+        kept, rows = [], 0
+        for index in order[:held]:
+            if rows >= MAX_STREAMED_VALIDATION_ROWS:
+                break
+            kept.append(self.rows.block(index)[: MAX_STREAMED_VALIDATION_ROWS - rows])
+            rows += len(kept[-1])
+        return self._tensor(np.concatenate(kept)), order[held:]
+
+    def training_rows(self, blocks: list[int]) -> int:
+        last = self.rows.blocks - 1
+        return sum(len(self.rows) - last * self.rows.block_rows if b == last else self.rows.block_rows
+                   for b in blocks)
+
+    def batches(self, blocks: list[int], batch_size: int, steps: int, rng: torch.Generator) -> Iterator[torch.Tensor]:
+        order = [blocks[i] for i in torch.randperm(len(blocks), generator=rng).tolist()]
+        carried: torch.Tensor | None = None
+        given = 0
+        for start in range(0, len(order), SHUFFLE_BLOCKS):
+            pooled = self._tensor(np.concatenate([self.rows.block(b) for b in order[start : start + SHUFFLE_BLOCKS]]))
+            if carried is not None:
+                pooled = torch.cat([carried, pooled])
+            pooled = pooled[torch.randperm(len(pooled), generator=rng).to(pooled.device)]
+            whole = len(pooled) // batch_size * batch_size
+            for offset in range(0, whole, batch_size):
+                if given == steps:
+                    return
+                yield pooled[offset : offset + batch_size]
+                given += 1
+            carried = pooled[whole:]
+
+
+def training_rows(data: Any, transform: Callable[[np.ndarray], Any], device: torch.device) -> Any:
+    """What a plugin's ``_train`` hands :func:`train` as ``data``: ``transform(data)`` as a tensor on ``device``,
+    or, for rows streamed from disk (a streamed run), :class:`StreamedRows` that transform each block."""
+    from synthforge.data.streaming import EncodedRows
+
+    if isinstance(data, EncodedRows):
+        return StreamedRows(data, transform, device)
+    return torch.as_tensor(transform(data), device=device)
+
+
 def train(
     *,
-    data: torch.Tensor,
+    data: torch.Tensor | StreamedRows,
     step: Callable[[torch.Tensor, int], dict[str, float]],
     modules: Iterable[torch.nn.Module],
     params: TrainingParams,
@@ -76,18 +147,27 @@ def train(
         raise SynthForgeError(f"{description}: under a privacy budget the optimiser must come from "
                               f"synthforge.nn.make_private, so that every step is clipped, noised and charged.")
     rng = context.torch_generator("batches")
-    rows = data.shape[0]
-    permutation = torch.randperm(rows, generator=rng)
     validation_fraction = getattr(params, "validation_fraction", 0.0)  # EarlyStopping params
-    # Under DP no rows are held back: a validation loss read each epoch would be a look at them the budget
-    # does not pay for; the schedule decides the end.
-    n_validation = int(rows * validation_fraction) if validation_loss is not None and private is None else 0
-    if n_validation and rows - n_validation < 2:
-        n_validation = 0
-    validation = data[permutation[:n_validation].to(data.device)] if n_validation else None
-    training = data[permutation[n_validation:].to(data.device)]
-    batch_size = min(params.batch_size, training.shape[0])
-    steps_per_epoch = private.steps_per_epoch if private else max(training.shape[0] // batch_size, 1)
+    streamed = isinstance(data, StreamedRows)
+    if streamed:
+        if private is not None:
+            raise SynthForgeError(f"{description}: DP-SGD samples rows from the whole table; it does not train on "
+                                  f"rows streamed from disk (set source.streaming: false).")
+        validation, blocks = data.split(validation_fraction if validation_loss is not None else 0.0, rng)
+        training_count = data.training_rows(blocks)
+    else:
+        rows = data.shape[0]
+        permutation = torch.randperm(rows, generator=rng)
+        # Under DP no rows are held back: a validation loss read each epoch would be a look at them the budget
+        # does not pay for; the schedule decides the end.
+        n_validation = int(rows * validation_fraction) if validation_loss is not None and private is None else 0
+        if n_validation and rows - n_validation < 2:
+            n_validation = 0
+        validation = data[permutation[:n_validation].to(data.device)] if n_validation else None
+        training = data[permutation[n_validation:].to(data.device)]
+        training_count = training.shape[0]
+    batch_size = min(params.batch_size, training_count)
+    steps_per_epoch = private.steps_per_epoch if private else max(training_count // batch_size, 1)
 
     history = History()
     best_loss, best_state, since_best = math.inf, None, 0
@@ -104,21 +184,19 @@ def train(
         for epoch in range(1, params.epochs + 1):
             if private is not None and not _charged(private, history):
                 break
-            order = torch.randperm(training.shape[0], generator=rng).to(data.device)
+            batches = (data.batches(blocks, batch_size, steps_per_epoch, rng) if streamed
+                       else _batches(training, batch_size, steps_per_epoch, private, rng))
             if distributed is not None and epoch <= distributed.start_epoch:
+                for _ in batches:  # the same draws from the batch stream as the epoch had
+                    pass
                 continue  # trained before a worker was lost: its weights came back from the checkpoint
             for module in modules:
                 module.train()
             sums: dict[str, float] = {}
-            for index in range(steps_per_epoch):
-                if private is not None:
-                    chosen = private.batch(training.shape[0], data.device)
-                    if not len(chosen):
-                        private.empty_step()
-                        continue
-                    batch = training[chosen]
-                else:
-                    batch = training[order[index * batch_size : (index + 1) * batch_size]]
+            for batch in batches:
+                if batch is None:
+                    private.empty_step()
+                    continue
                 if distributed is not None:  # this worker's share of the batch; the gradients are averaged
                     batch = batch[distributed.rank :: distributed.world]
                 for name, value in step(batch, epoch).items():
@@ -177,6 +255,19 @@ def train(
         history.best_epoch = len(history.epochs)
     history.seconds = time.perf_counter() - started
     return history
+
+
+def _batches(training: torch.Tensor, batch_size: int, steps: int, private: Any,
+             rng: torch.Generator) -> Iterator[torch.Tensor | None]:
+    """An epoch's batches of in-memory rows: a seeded permutation cut in order, or under DP-SGD each step's
+    Poisson sample (None for an empty one)."""
+    order = torch.randperm(training.shape[0], generator=rng).to(training.device)
+    for index in range(steps):
+        if private is not None:
+            chosen = private.batch(training.shape[0], training.device)
+            yield training[chosen] if len(chosen) else None
+        else:
+            yield training[order[index * batch_size : (index + 1) * batch_size]]
 
 
 def _charged(private: Any, history: History) -> bool:
@@ -291,5 +382,5 @@ def load_module_arrays(module: torch.nn.Module, arrays: dict[str, np.ndarray], p
     module.load_state_dict(state)
 
 
-__all__ = ["History", "forward_in_chunks", "load_module_arrays", "module_arrays", "one_cycle", "resolve_device",
-           "torch_generator", "train", "use_bfloat16"]
+__all__ = ["History", "StreamedRows", "forward_in_chunks", "load_module_arrays", "module_arrays", "one_cycle",
+           "resolve_device", "torch_generator", "train", "training_rows", "use_bfloat16"]

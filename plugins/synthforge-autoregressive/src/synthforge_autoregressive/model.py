@@ -93,6 +93,7 @@ class AutoregressiveGenerator(TorchGenerator):
     supports_imputation = True
     supports_context = True
     supports_privacy = True
+    supports_streaming = True
     weights: ClassVar[dict[str, str]] = {"network_": "network."}
     params: AutoregressiveParams
 
@@ -261,7 +262,7 @@ class AutoregressiveGenerator(TorchGenerator):
     def _train(self, data: np.ndarray, context: FitContext) -> History:
         import torch
 
-        from synthforge.nn import make_private, one_cycle, train
+        from synthforge.nn import make_private, one_cycle, train, training_rows
 
         device = self.device_
         optimiser, backward = make_private(
@@ -280,9 +281,8 @@ class AutoregressiveGenerator(TorchGenerator):
 
         if context.privacy is not None:
             self._start_from_released_marginals()
-        tokens = torch.as_tensor(self._tokenize(data), device=device)
-        return train(data=tokens, step=step, modules=[self.network_], params=self.params, context=context,
-                     description="autoregressive",
+        return train(data=training_rows(data, self._tokenize, device), step=step, modules=[self.network_],
+                     params=self.params, context=context, description="autoregressive",
                      validation_loss=lambda rows: self._negative_log_likelihood(rows).item())
 
     def _released_marginals(self) -> list[np.ndarray]:

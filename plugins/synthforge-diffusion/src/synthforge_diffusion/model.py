@@ -94,6 +94,7 @@ class TabularDiffusion(TorchGenerator):
     SampleParams = DiffusionSampleParams
     supports_conditions = True
     supports_privacy = True
+    supports_streaming = True
     weights: ClassVar[dict[str, str]] = {"denoiser_": "denoiser."}
     params: DiffusionParams
 
@@ -175,7 +176,7 @@ class TabularDiffusion(TorchGenerator):
     def _train(self, data: np.ndarray, context: FitContext) -> History:
         import torch
 
-        from synthforge.nn import make_private, one_cycle, train, use_bfloat16
+        from synthforge.nn import make_private, one_cycle, train, training_rows, use_bfloat16
 
         device = self.device_
         scheduler = self._training_scheduler()
@@ -204,7 +205,7 @@ class TabularDiffusion(TorchGenerator):
 
         validation_generator = context.torch_generator("validation noise", device=device)
         return train(
-            data=torch.as_tensor(data, device=device), step=step, modules=[self.denoiser_], params=self.params,
+            data=training_rows(data, np.asarray, device), step=step, modules=[self.denoiser_], params=self.params,
             context=context, description="diffusion",
             validation_loss=lambda rows: self._row_losses(rows, scheduler, validation_generator).mean().item())
 

@@ -61,6 +61,7 @@ class ConditionalVAE(CalibratedTorchGenerator):
     Params = VAEParams
     supports_conditions = True
     supports_privacy = True
+    supports_streaming = True
     weights: ClassVar[dict[str, str]] = {"decoder_net_": "decoder.", "encoder_net_": "encoder.",
                                          "log_sigma_": "log_sigma."}
     params: VAEParams
@@ -126,7 +127,7 @@ class ConditionalVAE(CalibratedTorchGenerator):
     def _train(self, data: np.ndarray, context: FitContext) -> History:
         import torch
 
-        from synthforge.nn import make_private, train
+        from synthforge.nn import make_private, train, training_rows
 
         trained = self.weight_modules()
         if context.privacy is not None:
@@ -149,7 +150,7 @@ class ConditionalVAE(CalibratedTorchGenerator):
             optimiser.step()
             return {"loss": loss.item()}
 
-        return train(data=torch.as_tensor(data, device=self.device_), step=step, modules=self.weight_modules(),
+        return train(data=training_rows(data, np.asarray, self.device_), step=step, modules=self.weight_modules(),
                      params=self.params, context=context, description="vae",
                      validation_loss=lambda rows: self._row_losses(rows, 1.0, validation_generator).mean().item())
 

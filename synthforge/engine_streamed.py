@@ -1,0 +1,108 @@
+"""The first steps of a run on a source larger than memory (``source.streaming``; :mod:`synthforge.data.streaming`).
+
+:func:`streamed_source` decides whether a run streams; :func:`streamed_samples` reads the training and holdout
+samples in one pass and infers the schema on them; the engine then fits with
+:meth:`synthforge.generator.Generator.fit_streamed` on :class:`TrainingChunks` and carries on as it does in
+memory, the checks and the report reading the samples.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from synthforge.data.io import _choose, convert_missing_markers, missing_marker_columns
+from synthforge.data.schema import Schema, prepare_source, to_internal
+from synthforge.data.streaming import MAX_HOLDOUT_ROWS, StreamedSource, can_stream
+from synthforge.errors import DataError, RecipeError
+from synthforge.plugins import SynthForgePluginManager
+from synthforge.recipe import Recipe
+from synthforge.seeds import derive_seed
+
+#: ``streaming: auto`` streams a file larger than this share of the machine's memory.
+AUTO_SHARE_OF_MEMORY = 0.1
+
+
+def streamed_source(recipe: Recipe, path: Path, pm: SynthForgePluginManager, supports_streaming: bool,
+                    log: Callable[[str], None]) -> StreamedSource | None:
+    """The source as chunks when the recipe streams it (``streaming: true``, or ``auto`` and a file over a tenth of
+    the memory that can be streamed), else None; a streamed run the recipe cannot have is refused by key."""
+    setting = recipe.source.streaming
+    if setting is False:
+        return None
+    if not path.is_file():
+        raise DataError(f"source file {path} does not exist.")
+    format = _choose(pm.readers(), path, recipe.source.format, "reader").format
+    refusal = _why_not(recipe, format, supports_streaming)
+    if setting == "auto":
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if path.stat().st_size <= AUTO_SHARE_OF_MEMORY * memory:
+            return None
+        if refusal:
+            log(f"{path.name} is {path.stat().st_size / 2**30:.1f} GiB, over a tenth of this machine's memory, but "
+                f"is read into memory: {refusal}")
+            return None
+    elif refusal:
+        raise RecipeError(f"{recipe.file}: source.streaming: true, but {refusal}")
+    source = StreamedSource(path, format, seed=derive_seed(recipe.seed, "split"),
+                            holdout_fraction=recipe.holdout.fraction, chunk_rows=recipe.source.chunk_rows,
+                            prepare=lambda chunk: prepare_source(chunk, drop=recipe.source.drop,
+                                                                 nan_as_null=recipe.source.nan_as_null))
+    log(f"streaming {path.name}: {source.rows:,} rows in chunks of {source.chunk_rows:,}; the schema, the "
+        f"encoding and the checks from a sample of about {min(recipe.source.sample_rows, source.rows):,} rows")
+    return source
+
+
+def _why_not(recipe: Recipe, format: str, supports_streaming: bool) -> str | None:
+    if not can_stream(format):
+        return f"a {format} file cannot be streamed (parquet, ipc, csv and ndjson can)."
+    if not supports_streaming:
+        return (f"generator {recipe.generator.name!r} trains on rows in memory (autoregressive, diffusion and vae "
+                f"train from disk).")
+    if recipe.output.mode not in ("synthesize", "conditions") or recipe.output.real_rows_included:
+        return (f"output.mode {recipe.output.mode!r} puts or reads real rows beside the synthetic ones; a streamed "
+                f"run synthesizes (modes synthesize and conditions).")
+    if recipe.privacy is not None:
+        return "a privacy budget reads every row in memory (DP-SGD samples from the whole table)."
+    if recipe.holdout.path is not None:
+        return "holdout.path: a streamed run splits its holdout off the source (holdout.fraction)."
+    return None
+
+
+def streamed_samples(recipe: Recipe, source: StreamedSource, infer: Callable[[pl.DataFrame], tuple[pl.DataFrame,
+                     Schema]]) -> tuple[pl.DataFrame, pl.DataFrame | None, Schema]:
+    """The training sample (internal form), the holdout sample and the schema inferred on the former; from then on
+    ``source`` hands out chunks converted as the sample was."""
+    train, holdout = source.samples(recipe.source.sample_rows, MAX_HOLDOUT_ROWS)
+    markers = missing_marker_columns(train) if source.format == "csv" else {}
+    train, schema = infer(convert_missing_markers(train, markers))
+    invalid = {name: column.invalid for name, column in recipe.source.columns.items()}
+    read = source.prepare
+
+    def prepare(chunk: pl.DataFrame) -> pl.DataFrame:
+        return to_internal(convert_missing_markers(read(chunk), markers), schema, invalid=invalid)
+
+    source.prepare = prepare
+    if holdout is not None:
+        holdout = to_internal(convert_missing_markers(holdout, markers), schema, invalid=invalid)
+        holdout = holdout.select(train.columns).cast(train.schema, strict=False)
+    return train, holdout, schema
+
+
+@dataclass
+class TrainingChunks:
+    """The training rows of a streamed source as :meth:`Generator.fit_streamed` reads them."""
+
+    source: StreamedSource
+    sample: pl.DataFrame
+
+    @property
+    def rows(self) -> int:
+        return self.source.training_rows
+
+    def chunks(self) -> Iterator[pl.DataFrame]:
+        return self.source.training_chunks()
