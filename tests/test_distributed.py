@@ -1,7 +1,8 @@
 """Data-parallel training on Ray Train: two local workers train one model, reproducibly; a killed worker resumes.
 
-Small on purpose (3k Adult rows, ten epochs), but two Ray Train runs and a restart take about two
-minutes, so CI leaves them out (``-m "not ray_train"``); run them with ``scripts/test tests/test_distributed.py``.
+The first test (a recipe with ``generator.workers: 2`` on a streamed source, two epochs) runs in CI. The second
+is small on purpose (3k Adult rows, ten epochs), but three Ray Train runs and a restart take about two minutes,
+so CI leaves it out (``-m "not ray_train"``); run it with ``scripts/test tests/test_distributed.py``.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import pytest
 from synthforge.data.schema import infer_schema
 from synthforge.generator import FitContext
 
-pytestmark = pytest.mark.ray_train
 pytest.importorskip("ray.train")
 torch = pytest.importorskip("torch")
 autoregressive = pytest.importorskip("synthforge_autoregressive")
@@ -55,6 +55,31 @@ def _train_workers() -> list[int]:
             and "ps -eo" not in line]
 
 
+def test_a_recipe_trains_on_two_ray_workers_from_rows_streamed_from_disk(adult, tmp_path: Path, ray_cluster):
+    import json
+
+    import yaml
+
+    from synthforge.engine import run
+
+    adult.write_parquet(tmp_path / "adult.parquet")
+    recipe = {"name": "two-workers", "seed": 5,
+              "source": {"path": "adult.parquet", "streaming": True, "sample_rows": 2_000, "chunk_rows": 1_000},
+              "generator": {"name": "autoregressive", "workers": 2, "threads": 1, "checkpoint_path": "checkpoints",
+                            "params": {"epochs": 2, "batch_size": 256, "adapt_to_table": False}},
+              "output": {"mode": "synthesize", "rows": 1_000, "path": "out"},
+              "checks": [{"name": "column_shapes", "min": 0.8}]}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    result = run(tmp_path / "recipe.yaml")
+    history = result.generator.history_
+    assert [e["epoch"] for e in history.epochs] == [1, 2] and history.epochs[1]["loss"] < history.epochs[0]["loss"]
+    assert result.rows["synthetic"] == 1_000 and all(check.passed for check in result.checks)
+    assert list((tmp_path / "checkpoints").iterdir()), "worker 0 wrote its checkpoints where the recipe said"
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["recipe"]["generator"]["workers"] == 2
+
+
+@pytest.mark.ray_train
 def test_two_workers_train_one_model_reproducibly_and_a_killed_worker_resumes_from_the_checkpoint(
         adult, tmp_path: Path, ray_cluster):
     epochs = 10
