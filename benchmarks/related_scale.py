@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+from benchmarks.memory import own_peak_rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "recipes" / "data" / "gapminder"
@@ -62,7 +63,7 @@ def work(scale: int, generator: str, epochs: int) -> dict:
     return {"scale": scale, "countries": tables["countries"].height, "child_rows": tables["observations"].height,
             "fit_s": round(fitted - started, 1), "sample_s": round(done - fitted, 1),
             "child_rows_per_s": round(rows / max(done - fitted, 1e-9)),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+            "peak_rss_mb": round(own_peak_rss_mb())}
 
 
 def main() -> None:

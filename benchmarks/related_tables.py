@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ import time
 from pathlib import Path
 
 import polars as pl
+
+from benchmarks.memory import own_peak_rss_mb
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = {"gapminder": ROOT / "recipes" / "gapminder-sequences.yaml",
@@ -65,7 +66,7 @@ def work(generator: str, dataset: str, out: Path, seed: int, epochs: int | None)
     rows = sum(frame.height for frame in tables.values())
     timing = {"generator": generator, "fit_s": fit_s, "sample_s": sample_s, "rows": rows,
               "sample_rows_per_s": rows / max(sample_s, 1e-9),
-              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+              "peak_rss_mb": own_peak_rss_mb()}
     (out / "timing.json").write_text(json.dumps(timing))
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from benchmarks.datasets import load
+from benchmarks.memory import own_peak_rss_mb
 
 
 def fit_and_sample(generator: str, train: pl.DataFrame, rows: int, epochs: int | None, seed: int,
@@ -180,9 +180,8 @@ def main(argv: list[str] | None = None) -> None:
                                                        args.epsilon, args.delta, args.peer_share)
     args.out.mkdir(parents=True, exist_ok=True)
     synthetic.write_parquet(args.out / "synthetic.parquet")
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     timing = {"generator": args.generator, "fit_s": fit_s, "sample_s": sample_s, "rows": rows,
-              "sample_rows_per_s": rows / max(sample_s, 1e-9), "peak_rss_mb": peak_kb / 1024,
+              "sample_rows_per_s": rows / max(sample_s, 1e-9), "peak_rss_mb": own_peak_rss_mb(),
               "train_rows": train.height, "epochs": args.epochs, "epsilon": args.epsilon, "delta": args.delta,
               "python": sys.version.split()[0], **notes}
     (args.out / "timing.json").write_text(json.dumps(timing, indent=1, default=str))
