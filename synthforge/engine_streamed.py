@@ -32,16 +32,17 @@ def streamed_source(recipe: Recipe, path: Path, pm: SynthForgePluginManager, sup
     """The source as chunks when the recipe streams it (``streaming: true``, or ``auto`` and a file over a tenth of
     the memory that can be streamed), else None; a streamed run the recipe cannot have is refused by key."""
     setting = recipe.source.streaming
+    if setting == "auto":  # a small file (or a missing one, which reading reports) is read into memory
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        if not path.is_file() or path.stat().st_size <= AUTO_SHARE_OF_MEMORY * memory:
+            return None
     if setting is False:
         return None
     if not path.is_file():
-        raise DataError(f"source file {path} does not exist.")
+        raise DataError(f"source file {path} does not exist (or is a folder); source.streaming reads one file.")
     format = _choose(pm.readers(), path, recipe.source.format, "reader").format
     refusal = _why_not(recipe, format, supports_streaming)
     if setting == "auto":
-        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        if path.stat().st_size <= AUTO_SHARE_OF_MEMORY * memory:
-            return None
         if refusal:
             log(f"{path.name} is {path.stat().st_size / 2**30:.1f} GiB, over a tenth of this machine's memory, but "
                 f"is read into memory: {refusal}")

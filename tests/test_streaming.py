@@ -235,3 +235,21 @@ def test_a_table_larger_than_the_memory_ceiling_trains_under_it(tmp_path: Path):
     print(textwrap.dedent(f"""
         small run peak {small_peak:.0f} MB; table {table_mb:.0f} MB in memory; ceiling {ceiling:.0f} MB;
         large run peak {large_peak:.0f} MB"""))
+
+
+def test_auto_streams_a_file_over_its_share_of_memory_and_otherwise_reads_it(tmp_path: Path, adult_parquet: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch):
+    from synthforge import engine_streamed
+    from synthforge.recipe import load_recipe
+
+    pm = get_plugin_manager()
+    recipe = load_recipe(_recipe(tmp_path, adult_parquet, source__streaming="auto"), pm=pm)
+    messages: list[str] = []
+    assert engine_streamed.streamed_source(recipe, adult_parquet, pm, True, messages.append) is None
+    monkeypatch.setattr(engine_streamed, "AUTO_SHARE_OF_MEMORY", 1e-12)  # this small file is now "big"
+    source = engine_streamed.streamed_source(recipe, adult_parquet, pm, True, messages.append)
+    assert source is not None and source.rows == 4_000
+    # a generator that trains in memory: read into memory, and the log says why
+    assert engine_streamed.streamed_source(recipe, adult_parquet, pm, False, messages.append) is None
+    assert "is read into memory: generator 'autoregressive' trains on rows in memory" in messages[-1]
+    assert engine_streamed.streamed_source(recipe, tmp_path / "missing.parquet", pm, True, messages.append) is None
