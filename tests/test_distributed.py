@@ -1,6 +1,7 @@
 """Data-parallel training on Ray Train: two local workers train one model, reproducibly; a killed worker resumes.
 
-The first test (a recipe with ``generator.workers: 2`` on a streamed source, two epochs) runs in CI. The second
+The first test (a recipe with ``generator.workers: 2`` on a streamed source, stopped by its time budget) runs
+in CI. The second
 is small on purpose (3k Adult rows, ten epochs), but three Ray Train runs and a restart take about two minutes,
 so CI leaves it out (``-m "not ray_train"``); run it with ``scripts/test tests/test_distributed.py``.
 """
@@ -56,6 +57,8 @@ def _train_workers() -> list[int]:
 
 
 def test_a_recipe_trains_on_two_ray_workers_from_rows_streamed_from_disk(adult, tmp_path: Path, ray_cluster):
+    """generator.workers: 2 from a recipe, the rows streamed from disk (the encoded rows file read by both
+    workers), checkpoints where the recipe says, and max_training_time honoured on every worker at once."""
     import json
 
     import yaml
@@ -66,13 +69,15 @@ def test_a_recipe_trains_on_two_ray_workers_from_rows_streamed_from_disk(adult, 
     recipe = {"name": "two-workers", "seed": 5,
               "source": {"path": "adult.parquet", "streaming": True, "sample_rows": 2_000, "chunk_rows": 1_000},
               "generator": {"name": "autoregressive", "workers": 2, "threads": 1, "checkpoint_path": "checkpoints",
-                            "params": {"epochs": 2, "batch_size": 256, "adapt_to_table": False}},
+                            "params": {"epochs": 6, "batch_size": 128, "adapt_to_table": False,
+                                       "max_training_time": 0.001}},
               "output": {"mode": "synthesize", "rows": 1_000, "path": "out"},
-              "checks": [{"name": "column_shapes", "min": 0.8}]}
+              "checks": [{"name": "column_shapes", "min": 0.7}]}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     result = run(tmp_path / "recipe.yaml")
     history = result.generator.history_
-    assert [e["epoch"] for e in history.epochs] == [1, 2] and history.epochs[1]["loss"] < history.epochs[0]["loss"]
+    # the budget passes during the first epoch: both workers stop after it, and the model is that epoch's
+    assert [e["epoch"] for e in history.epochs] == [1] and history.out_of_time and history.stopped_early
     assert result.rows["synthetic"] == 1_000 and all(check.passed for check in result.checks)
     assert list((tmp_path / "checkpoints").iterdir()), "worker 0 wrote its checkpoints where the recipe said"
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
