@@ -155,10 +155,14 @@ def main(argv: list[str] | None = None) -> None:
             lines.append(f"| {rows:,} copula rows | {streamed['seconds']:.1f} | {streamed['rows_per_s']:,.0f} | "
                          f"{streamed['peak_rss_mb']:.0f} | {streamed['file_mb']:.0f} |")
             print(lines[-1], flush=True)
+    write_results(f"scaling-{record['date']}", record, f"Scaling — {record['date']}\n\n{record['data']}.", lines)
+
+
+def write_results(name: str, record: dict, title: str, lines: list[str]) -> None:
+    """``benchmarks/results/<name>.json`` (the record) and ``.md`` (the title, machine, versions and table)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = f"scaling-{record['date']}"
     (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=1, default=str))
-    header = (f"# Scaling — {record['date']}\n\n{record['data']}.\nMachine: {record['machine']}.\n"
+    header = (f"# {title}\nMachine: {record['machine']}.\n"
               f"Versions: {', '.join(f'{k} {v}' for k, v in record['versions'].items())}.\n\n")
     (RESULTS / f"{name}.md").write_text(header + "\n".join(lines) + "\n")
 
@@ -203,13 +207,8 @@ def main_streamed(args: argparse.Namespace) -> None:
             lines.append(f"| {generator}: {args.stream:,} rows sampled to parquet | | | | | "
                          f"{streamed['rows_per_s']:,.0f} | {streamed['peak_rss_mb']:.0f} | | |")
             print(lines[-1], flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    name = f"scaling-streamed-{'-'.join(record['results'])}-{record['date']}"
-    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=1, default=str))
-    header = (f"# Scaling, streamed — {record['date']}\n\n{record['data']}; {epochs} epoch(s), batch 1,024.\n"
-              f"Machine: {record['machine']}.\nVersions: "
-              f"{', '.join(f'{k} {v}' for k, v in record['versions'].items())}.\n\n")
-    (RESULTS / f"{name}.md").write_text(header + "\n".join(lines) + "\n")
+    write_results(f"scaling-streamed-{'-'.join(record['results'])}-{record['date']}", record,
+                  f"Scaling, streamed — {record['date']}\n\n{record['data']}; {epochs} epoch(s), batch 1,024.", lines)
 
 
 if __name__ == "__main__":
