@@ -264,8 +264,16 @@ def validate_recipe(recipe: Recipe, pm: SynthForgePluginManager | None = None) -
 
         return validate_tables(recipe, pm)
     assert recipe.source.path is not None
-    table, schema = _infer(recipe, _load(recipe, recipe.resolve(recipe.source.path), pm))
-    notes = [f"{table.height:,} rows × {table.width} columns read"]
+    path = recipe.resolve(recipe.source.path)
+    streamed = streamed_source(recipe, path, pm, pm.get_generator(recipe.generator.name).supports_streaming,
+                               lambda message: None)
+    if streamed is None:
+        table, schema = _infer(recipe, _load(recipe, path, pm))
+        notes = [f"{table.height:,} rows × {table.width} columns read"]
+    else:  # a table larger than memory: checked on the sample the run would learn its schema from
+        table, _, schema = streamed_samples(recipe, streamed, lambda sample: _infer(recipe, sample))
+        notes = [f"{streamed.rows:,} rows, streamed; schema and rules checked on a sample of {table.height:,} rows "
+                 f"× {table.width} columns"]
     notes += [f"column {c.name!r}: {c.kind.value}, {c.note}" for c in schema.columns if c.note]
     for rule in _with_constraints(recipe, schema, table).constraints:
         held = float(rule.holds(table).mean() or 0.0)

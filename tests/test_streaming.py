@@ -215,7 +215,7 @@ def test_a_table_larger_than_the_memory_ceiling_trains_under_it(tmp_path: Path):
         return table.estimated_size() / 2**20
 
     recipes = {}
-    for name, rows in (("small", 10_000), ("large", 800_000)):
+    for name, rows in (("small", 10_000), ("large", 700_000)):
         folder = tmp_path / name
         folder.mkdir()
         size_mb = write(rows, folder / "table.parquet")
@@ -228,10 +228,10 @@ def test_a_table_larger_than_the_memory_ceiling_trains_under_it(tmp_path: Path):
     small_peak = _run_under(recipes["small"][0], None)
     table_mb = recipes["large"][1]
     ceiling = small_peak + table_mb / 2
-    assert table_mb > 300  # the table itself is larger than the room it is given
+    assert table_mb > 200  # the table itself is larger than the room it is given
     large_peak = _run_under(recipes["large"][0], ceiling)
     manifest = json.loads((tmp_path / "large" / "out" / "manifest.json").read_text())
-    assert manifest["rows"]["training"] > 600_000
+    assert manifest["rows"]["training"] > 520_000
     print(textwrap.dedent(f"""
         small run peak {small_peak:.0f} MB; table {table_mb:.0f} MB in memory; ceiling {ceiling:.0f} MB;
         large run peak {large_peak:.0f} MB"""))
@@ -253,3 +253,14 @@ def test_auto_streams_a_file_over_its_share_of_memory_and_otherwise_reads_it(tmp
     assert engine_streamed.streamed_source(recipe, adult_parquet, pm, False, messages.append) is None
     assert "is read into memory: generator 'autoregressive' trains on rows in memory" in messages[-1]
     assert engine_streamed.streamed_source(recipe, tmp_path / "missing.parquet", pm, True, messages.append) is None
+
+
+def test_validate_checks_a_streamed_source_on_its_sample(tmp_path: Path, adult_parquet: Path):
+    from synthforge.engine import validate_recipe
+    from synthforge.recipe import load_recipe
+
+    pm = get_plugin_manager()
+    notes = validate_recipe(load_recipe(_recipe(tmp_path, adult_parquet), pm=pm), pm)
+    assert notes[0].startswith("4,000 rows, streamed; schema and rules checked on a sample of 1,")
+    with pytest.raises(RecipeError, match="source.streaming: true, but generator 'gan'"):
+        validate_recipe(load_recipe(_recipe(tmp_path, adult_parquet, generator={"name": "gan"}), pm=pm), pm)
