@@ -312,6 +312,47 @@ def check_differential_privacy(cls: type[Generator], params: Mapping[str, Any] |
         assert json.loads((Path(directory) / "config.json").read_text())["privacy"]["spent"]["epsilon"] <= 2.0
 
 
+class _ChunkedTable:
+    """A table handed out as a streamed source's training rows are (synthforge.data.streaming.TrainingStream)."""
+
+    def __init__(self, table: pl.DataFrame, chunk_rows: int) -> None:
+        self.table, self.chunk_rows = table, chunk_rows
+        self.rows = table.height
+        self.sample = table.sample(table.height // 2, seed=0)
+        self.passes = 0
+
+    def chunks(self) -> Any:
+        self.passes += 1
+        return (self.table.slice(start, self.chunk_rows) for start in range(0, self.table.height, self.chunk_rows))
+
+
+def check_streaming(cls: type[Generator], params: Mapping[str, Any] | None = None) -> None:
+    """A generator that declares ``supports_streaming`` fits from rows on disk (:meth:`Generator.fit_streamed`):
+    the table in chunks, its encoded rows read back in blocks (``np.asarray`` of them raises), the rows file gone
+    after the fit, and samples in the source's columns and types, rare rows protected. One that does not
+    declare it refuses a streamed fit."""
+    table = conformance_table().head(600)
+    schema = conformance_schema()
+    stream = _ChunkedTable(table, chunk_rows=150)
+    with tempfile.TemporaryDirectory() as scratch:
+        context = FitContext(seed=2, scratch=Path(scratch))
+        if not cls.supports_streaming:
+            try:
+                cls(params).fit_streamed(stream, schema, context)
+            except SynthForgeError:
+                return
+            raise AssertionError("a generator without supports_streaming must refuse a streamed fit")
+        generator = cls(params).fit_streamed(stream, schema, context)
+        assert not list(Path(scratch).iterdir()), "the encoded rows (and hash buckets) must be gone after the fit"
+    assert stream.passes >= 2, "every row is encoded in one pass and counted for copy protection in another"
+    sample = generator.sample(_ROWS, seed=0)
+    assert sample.height == _ROWS and sample.columns == schema.output_names
+    for column in schema.learned:
+        assert sample.schema[column.name] == table.schema[column.name], \
+            f"column {column.name!r} came back as {sample.schema[column.name]}, not {table.schema[column.name]}"
+    assert getattr(generator, "_protected", None) is not None, "copy protection must be built from the chunks' rows"
+
+
 def check_related_tables(cls: type[Generator], params: Mapping[str, Any] | None = None) -> None:
     """A parent table with a child sequence, learned and sampled in its structure by this generator: exact
     keys, every sequence in order, the number of children learned. A sequence-aware plugin runs this."""
@@ -418,7 +459,8 @@ def conformance_checks() -> list[Check]:
             check_sample_zero_rows, check_values_stay_in_domain, check_nulls_reproduced, check_seeds_reproduce,
             check_save_load_round_trip, check_conditions_honoured, check_identifiers_never_copied,
             check_rare_rows_never_copied, check_pooled_values_never_sampled_or_asked_for, check_marginals_learned,
-            check_pandas_in_pandas_out, check_imputation, check_sample_given, check_differential_privacy]
+            check_pandas_in_pandas_out, check_imputation, check_sample_given, check_differential_privacy,
+            check_streaming]
 
 
 def check_generator(cls: type[Generator], params: Mapping[str, Any] | None = None) -> None:
@@ -437,6 +479,7 @@ __all__ = [
     "check_recipe_mode",
     "check_related_tables",
     "check_sample_given",
+    "check_streaming",
     "conformance_checks",
     "conformance_schema",
     "conformance_table",
