@@ -331,9 +331,9 @@ def check_streaming(cls: type[Generator], params: Mapping[str, Any] | None = Non
     the table in chunks, its encoded rows read back in blocks (``np.asarray`` of them raises), the rows file gone
     after the fit, and samples in the source's columns and types, rare rows protected. One that does not
     declare it refuses a streamed fit."""
-    table = conformance_table().head(600)
+    table = conformance_table().head(400)
     schema = conformance_schema()
-    stream = _ChunkedTable(table, chunk_rows=150)
+    stream = _ChunkedTable(table, chunk_rows=100)
     with tempfile.TemporaryDirectory() as scratch:
         context = FitContext(seed=2, scratch=Path(scratch))
         if not cls.supports_streaming:
