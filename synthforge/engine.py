@@ -294,7 +294,7 @@ def _infer(recipe: Recipe, table: pl.DataFrame) -> tuple[pl.DataFrame, Schema]:
     """The source's schema, checked against the recipe, and the source with its text dates parsed."""
     schema = infer_schema(table, recipe.source.columns, max_categories=recipe.source.max_categories)
     _check_recipe_against_schema(recipe, schema)
-    return to_internal(table, schema, invalid=_invalid_policy(recipe)), schema
+    return to_internal(table, schema, invalid=recipe.source.invalid_policy), schema
 
 
 def _check_recipe_against_schema(recipe: Recipe, schema: Schema) -> None:
@@ -326,16 +326,12 @@ def _with_constraints(recipe: Recipe, schema: Schema, train: pl.DataFrame) -> Sc
     return schema.model_copy(update={"constraints": fitted})
 
 
-def _invalid_policy(recipe: Recipe) -> dict[str, str]:
-    return {name: column.invalid for name, column in recipe.source.columns.items()}
-
-
 def _split(recipe: Recipe, table: pl.DataFrame, pm: SynthForgePluginManager,
            schema: Schema) -> tuple[pl.DataFrame, pl.DataFrame | None]:
     if recipe.holdout.path is not None:
         holdout = read_table(recipe.resolve(recipe.holdout.path), None, pm=pm, ragged_rows=recipe.source.ragged_rows)
         holdout = prepare_source(holdout, drop=recipe.source.drop, nan_as_null=recipe.source.nan_as_null)
-        holdout = to_internal(holdout, schema, invalid=_invalid_policy(recipe))
+        holdout = to_internal(holdout, schema, invalid=recipe.source.invalid_policy)
         missing = [c for c in table.columns if c not in holdout.columns]
         if missing:
             raise RecipeError(f"{recipe.file}: holdout.path lacks column(s) {', '.join(missing)} of the source.")
@@ -464,7 +460,7 @@ def _write_imputed(recipe: Recipe, generator: Generator, schema: Schema, path: P
         sink.close()
     log(f"imputed {rows['imputed_cells']:,} cells in {rows['imputed_rows']:,} of {rows['real']:,} rows")
     checked = pl.concat(kept).head(MAX_CHECK_ROWS) if rows["imputed_rows"] else table.head(MAX_CHECK_ROWS)
-    return to_internal(checked, schema, invalid=_invalid_policy(recipe)), rows
+    return to_internal(checked, schema, invalid=recipe.source.invalid_policy), rows
 
 
 def batch_plan(rows: int, batch_size: int) -> list[tuple[int, int]]:

@@ -81,7 +81,7 @@ def streamed_samples(recipe: Recipe, source: StreamedSource, infer: Callable[[pl
     train, holdout = source.samples(recipe.source.sample_rows, MAX_HOLDOUT_ROWS)
     markers = missing_marker_columns(train) if source.format == "csv" else {}
     train, schema = infer(convert_missing_markers(train, markers))
-    invalid = {name: column.invalid for name, column in recipe.source.columns.items()}
+    invalid = recipe.source.invalid_policy
     read = source.prepare
 
     def prepare(chunk: pl.DataFrame) -> pl.DataFrame:

@@ -61,7 +61,7 @@ def load_tables(recipe: Recipe, pm: SynthForgePluginManager) -> tuple[Relations,
             schema = infer_schema(table, overrides, max_categories=spec.max_categories, nothing_learned=True)
         except DataError as error:
             raise DataError(f"{where(('source', 'tables', name))}table {name!r}: {error}") from None
-        frames[name] = to_internal(table, schema, invalid={c: o.invalid for c, o in spec.columns.items()})
+        frames[name] = to_internal(table, schema, invalid=spec.invalid_policy)
         schemas[name] = schema
     check_keys(relations, frames, lambda table: where(("source", "tables", table)))
     return relations, frames, schemas

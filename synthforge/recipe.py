@@ -73,6 +73,12 @@ class _TableOptions(_Strict):
         "refuse", description="CSV lines with another number of fields than the header: refused with their line "
                               "numbers, or allowed (missing fields read as nulls, extra ones dropped).")
 
+    @property
+    def invalid_policy(self) -> dict[str, str]:
+        """What to do with a value of each column that does not parse (``columns.NAME.invalid``), for
+        :func:`synthforge.data.schema.to_internal`."""
+        return {name: column.invalid for name, column in self.columns.items()}
+
     @field_validator("columns", mode="before")
     @classmethod
     def _kind_shorthand(cls, value: Any) -> Any:
