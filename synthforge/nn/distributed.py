@@ -164,12 +164,7 @@ def _save_checkpoint(generator: Any, folder: Path, history: Any, final: bool,
                      distributed: DistributedTraining) -> None:
     from safetensors.numpy import save_file
 
-    from synthforge.nn.training import module_arrays
-
-    arrays: dict[str, Any] = {}
-    for attribute, prefix in generator.weights.items():
-        arrays |= module_arrays(getattr(generator, attribute), prefix)
-    save_file(arrays, str(folder / WEIGHTS_FILE))
+    save_file(generator.weight_arrays(), str(folder / WEIGHTS_FILE))
     (folder / HISTORY_FILE).write_text(json.dumps({
         "epochs": history.epochs, "best_epoch": history.best_epoch, "stopped_early": history.stopped_early,
         "out_of_time": history.out_of_time, "seconds": history.seconds, "final": final,
@@ -179,11 +174,7 @@ def _save_checkpoint(generator: Any, folder: Path, history: Any, final: bool,
 def _load_checkpoint(generator: Any, folder: Path) -> tuple[list[dict[str, float]], dict[str, Any]]:
     from safetensors.numpy import load_file
 
-    from synthforge.nn.training import load_module_arrays
-
-    arrays = load_file(str(folder / WEIGHTS_FILE))
-    for attribute, prefix in generator.weights.items():
-        load_module_arrays(getattr(generator, attribute), arrays, prefix)
+    generator.load_weight_arrays(load_file(str(folder / WEIGHTS_FILE)))
     state = json.loads((folder / HISTORY_FILE).read_text())
     return list(state.pop("epochs")), state
 

@@ -51,7 +51,8 @@ class TorchGenerator(Generator):
     uses_torch = True
     supports_gpu = True
     #: What this skeleton implements for its subclasses, who implement _build and _train instead.
-    _reserved_names: ClassVar[frozenset[str]] = frozenset({"_fit", "_get_state", "_set_state", "weight_modules"})
+    _reserved_names: ClassVar[frozenset[str]] = frozenset({"_fit", "_get_state", "_set_state", "weight_modules",
+                                                            "weight_arrays", "load_weight_arrays"})
     #: The modules whose weights are saved: attribute name → prefix of their arrays in weights.safetensors.
     weights: ClassVar[dict[str, str]] = {}
 
@@ -145,24 +146,35 @@ class TorchGenerator(Generator):
             (context.log or print)(f"{self.name}: adapted to a {rows:,}-row table: {said} "
                                    f"(set them in the recipe, or adapt_to_table: false, to keep the defaults)")
 
-    def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    def weight_arrays(self) -> dict[str, np.ndarray]:
+        """The declared modules' weights as numpy arrays, keyed by their ``weights`` prefixes (what
+        weights.safetensors and a Ray Train checkpoint hold)."""
         from synthforge.nn.training import module_arrays
 
         arrays: dict[str, np.ndarray] = {}
         for attribute, prefix in self.weights.items():
             arrays |= module_arrays(getattr(self, attribute), prefix)
+        return arrays
+
+    def load_weight_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Load :meth:`weight_arrays`' arrays into the built modules."""
+        from synthforge.nn.training import load_module_arrays
+
+        for attribute, prefix in self.weights.items():
+            load_module_arrays(getattr(self, attribute), arrays, prefix)
+
+    def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         more, extra = self._extra_state()
         history = {"epochs_trained": len(self.history_.epochs), "best_epoch": self.history_.best_epoch}
-        return {**arrays, **more}, {**extra, **history}
+        return {**self.weight_arrays(), **more}, {**extra, **history}
 
     def _set_state(self, arrays: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
-        from synthforge.nn.training import History, load_module_arrays, resolve_device
+        from synthforge.nn.training import History, resolve_device
 
         self._load_extra_state(arrays, extra)
         self._build()
-        for attribute, prefix in self.weights.items():
-            module = getattr(self, attribute)
-            load_module_arrays(module, arrays, prefix)
+        self.load_weight_arrays(arrays)
+        for module in self.weight_modules():
             module.train(False)
         self.device_ = resolve_device("cpu")
         epochs = int(extra.get("epochs_trained", 0))
