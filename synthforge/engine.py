@@ -212,8 +212,6 @@ def _storage(recipe: Recipe, path: str | None) -> str | None:
 
 def _with_privacy(context: FitContext, recipe: Recipe, rows: int, log: Callable[[str], None]) -> FitContext:
     """The fit context with the run's one privacy accountant (synthforge.privacy.accountant)."""
-    from dataclasses import replace
-
     from synthforge.privacy.accountant import Accountant, default_delta
 
     spec = recipe.privacy

@@ -450,20 +450,23 @@ class Generator:
             return self
         columns = [c.name for c in self.schema_.learned]
         known = [c for c in self.schema_.quasi_identifiers if c in columns]
-        known = known if known and len(known) < len(columns) else []
-        schemas: dict[str, pl.Schema] = {}
 
-        def hashes(names: list[str]) -> Iterator[np.ndarray]:
-            for chunk in chunks():
-                frame = to_internal(chunk, self.schema_).select(names)
-                schemas.setdefault(",".join(names), frame.schema)
-                yield frame.hash_rows().to_numpy()
+        def protection(names: list[str], fewer_than: int) -> tuple[pl.Schema, pl.Series]:
+            """What rare_row_hashes returns, from a pass over the chunks."""
+            schema: list[pl.Schema] = []
 
-        rare = rare_hashes(hashes(columns), below, scratch)
-        self._protected = (schemas[",".join(columns)], pl.Series(rare, dtype=pl.UInt64).implode())
-        if known:
-            rare = rare_hashes(hashes(known), 2, scratch)
-            self._protected_records = (schemas[",".join(known)], pl.Series(rare, dtype=pl.UInt64).implode())
+            def hashes() -> Iterator[np.ndarray]:
+                for chunk in chunks():
+                    frame = to_internal(chunk, self.schema_).select(names)
+                    schema[:] = [frame.schema]
+                    yield frame.hash_rows().to_numpy()
+
+            rare = rare_hashes(hashes(), fewer_than, scratch)
+            return schema[0], pl.Series(rare, dtype=pl.UInt64).implode()
+
+        self._protected = protection(columns, below)
+        if known and len(known) < len(columns):
+            self._protected_records = protection(known, 2)
         return self
 
     def sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int | None = None,

@@ -21,10 +21,9 @@ Peak memory is then a function of the chunk, the sample and the model, not of th
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -119,9 +118,9 @@ class StreamedSource:
     def training_rows(self) -> int:
         return self.rows - self.holdout_rows
 
-    @property
+    @cached_property
     def holdout_rows(self) -> int:
-        """The exact number of held-out rows, counted from the row numbers alone."""
+        """The exact number of held-out rows, counted from the row numbers alone (once)."""
         return sum(int(self.holdout_mask(start, min(self.chunk_rows, self.rows - start)).sum())
                    for start in range(0, self.rows, self.chunk_rows))
 
@@ -240,7 +239,3 @@ class EncodedRows:
 
     def __reduce__(self) -> Any:  # to a Ray Train worker on this machine: the file's path, not its rows
         return type(self), (self.path, self.rows, self.width, self.sample, self.block_rows)
-
-    def remove(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(self.path)

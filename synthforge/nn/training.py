@@ -78,8 +78,7 @@ class StreamedRows:
     def split(self, fraction: float, rng: torch.Generator) -> tuple[torch.Tensor | None, list[int]]:
         """Held-back blocks' rows (at most MAX_STREAMED_VALIDATION_ROWS of them) and the training blocks."""
         order = torch.randperm(self.rows.blocks, generator=rng).tolist()
-        held = round(len(order) * fraction) if fraction and len(order) > 1 else 0
-        held = max(held, 1) if fraction and len(order) > 1 else 0
+        held = max(round(len(order) * fraction), 1) if fraction and len(order) > 1 else 0
         if not held:
             return None, order
         kept, rows = [], 0
