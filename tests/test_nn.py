@@ -167,3 +167,26 @@ def test_max_training_time_stops_cleanly_after_the_epoch_that_passes_it():
     assert history.out_of_time and history.stopped_early and 1 <= len(history.epochs) < 100_000
     assert time.perf_counter() - started < 10
     assert not model.training, "the model is left in evaluation mode, ready to sample"
+
+
+def test_training_autocast_is_bfloat16_on_a_cpu_only_where_asked_and_never_under_dp_sgd():
+    from synthforge.nn import adamw, training_autocast
+
+    layer = torch.nn.Linear(4, 3)
+    inputs = torch.randn(5, 4)
+    cpu = torch.device("cpu")
+
+    def output_dtype(**kwargs):
+        with training_autocast(cpu, **kwargs):
+            return layer(inputs).dtype
+
+    assert output_dtype(precision="bfloat16") == torch.bfloat16
+    assert output_dtype(precision="float32") == torch.float32
+    assert output_dtype(precision="bfloat16", private=True) == torch.float32  # per-row norms from float32
+    assert output_dtype(precision="bfloat16") == torch.bfloat16  # the same context manager enters again
+    optimiser = adamw(layer.parameters(), TrainingParams(learning_rate=0.01, weight_decay=0.1), cpu)
+    assert optimiser.defaults["fused"] and optimiser.defaults["weight_decay"] == 0.1
+    before = layer.weight.detach().clone()
+    layer(inputs).sum().backward()
+    optimiser.step()
+    assert not torch.equal(before, layer.weight)

@@ -6,14 +6,16 @@
 - :class:`TrainingParams`: the usual training knobs, with defaults, to subclass (and
   :class:`EarlyStopping` to mix in for a model a validation loss stops, :class:`OneHotModelParams`
   with the encoding and calibration knobs of the VAE and the GAN, :class:`PrecisionSampleParams`
-  for sampling in bfloat16) (importable without torch, so a plugin's ``Params`` cost nothing at
-  start-up);
+  for sampling in bfloat16, :class:`PrecisionTrainingParams` for training in it) (importable
+  without torch, so a plugin's ``Params`` cost nothing at start-up);
 - :func:`resolve_device`: ``auto``/``cpu``/``cuda``/``cuda:N``/``mps`` to a device;
 - :func:`torch_generator`: a seeded ``torch.Generator`` on that device;
 - :func:`train`: the loop — seeded shuffling, batching, a validation split,
   early stopping that restores the best weights, a per-epoch hook, and a rich
   progress bar with the losses and an ETA; :func:`training_rows` gives it a plugin's rows,
   in memory or (a streamed run) as :class:`StreamedRows` read from disk a few blocks at a time;
+- :func:`adamw`: AdamW, fused where torch has a kernel for the device; :func:`training_autocast`: a
+  training step's forward pass in bfloat16 where the CPU has it natively;
 - :func:`forward_in_chunks`: a module's output for many rows, cache-sized chunks at a time,
   in bfloat16 where :func:`use_bfloat16` says the CPU has it natively;
 - :func:`make_private`: the optimiser as DP-SGD under a run's privacy budget (``synthforge.nn.private``);
@@ -38,6 +40,7 @@ from synthforge.nn.params import (
     OneHotModelParams,
     Precision,
     PrecisionSampleParams,
+    PrecisionTrainingParams,
     TrainingParams,
 )
 
@@ -47,6 +50,7 @@ if TYPE_CHECKING:
     from synthforge.nn.training import (
         History,
         StreamedRows,
+        adamw,
         forward_in_chunks,
         load_module_arrays,
         module_arrays,
@@ -54,16 +58,19 @@ if TYPE_CHECKING:
         resolve_device,
         torch_generator,
         train,
+        training_autocast,
         training_rows,
         use_bfloat16,
     )
 
-_TORCH_NAMES = {"History", "StreamedRows", "forward_in_chunks", "load_module_arrays", "make_private", "module_arrays",
-                "one_cycle", "resolve_device", "torch_generator", "train", "training_rows", "use_bfloat16"}
+_TORCH_NAMES = {"History", "StreamedRows", "adamw", "forward_in_chunks", "load_module_arrays", "make_private",
+                "module_arrays", "one_cycle", "resolve_device", "torch_generator", "train", "training_autocast",
+                "training_rows", "use_bfloat16"}
 __all__ = ["CalibratedTorchGenerator", "CategoricalConditions", "ConditionalTrainingParams", "EarlyStopping", "History",
-           "OneHotModelParams", "Precision", "PrecisionSampleParams", "StreamedRows", "TorchGenerator",
-           "TrainingParams", "forward_in_chunks", "load_module_arrays", "make_private", "module_arrays", "one_cycle",
-           "resolve_device", "torch_generator", "train", "training_rows", "use_bfloat16"]
+           "OneHotModelParams", "Precision", "PrecisionSampleParams", "PrecisionTrainingParams", "StreamedRows",
+           "TorchGenerator", "TrainingParams", "adamw", "forward_in_chunks", "load_module_arrays", "make_private",
+           "module_arrays", "one_cycle", "resolve_device", "torch_generator", "train", "training_autocast",
+           "training_rows", "use_bfloat16"]
 
 
 def __getattr__(name: str) -> Any:

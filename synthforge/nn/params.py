@@ -29,6 +29,14 @@ class PrecisionSampleParams(GeneratorParams):
                             "has it natively.")
 
 
+class PrecisionTrainingParams(BaseModel):
+    """Mix into the Params of a model whose training step runs under :func:`synthforge.nn.training_autocast`."""
+
+    train_precision: Precision = Field(
+        "auto", description="Arithmetic of the model's matrix products in training on a CPU (autocast); auto: "
+                            "bfloat16 where the CPU has it natively. GPU and DP-SGD training stay float32.")
+
+
 class TrainingParams(GeneratorParams):
     """Training parameters every neural generator accepts; subclass to add the model's own, and change
     their defaults with ``defaults = {"epochs": 50}`` (see :class:`synthforge.GeneratorParams`)."""

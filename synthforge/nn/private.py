@@ -3,7 +3,7 @@
 A torch plugin that declares ``supports_privacy`` builds its optimiser through
 :func:`make_private`, and computes its loss *per row*::
 
-    optimiser, backward = make_private(torch.optim.AdamW(self.network_.parameters(), lr=...), [self.network_],
+    optimiser, backward = make_private(adamw(self.network_.parameters(), self.params, device), [self.network_],
                                        context, rows=len(data), params=self.params)
 
     def step(batch, epoch):

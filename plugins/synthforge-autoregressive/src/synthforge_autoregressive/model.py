@@ -38,7 +38,13 @@ from scipy.special import ndtr, ndtri
 from synthforge import EncoderConfig, FitContext
 from synthforge.data.encoder import RARE, Span
 from synthforge.generator import ParamsError
-from synthforge.nn import EarlyStopping, PrecisionSampleParams, TorchGenerator, TrainingParams
+from synthforge.nn import (
+    EarlyStopping,
+    PrecisionSampleParams,
+    PrecisionTrainingParams,
+    TorchGenerator,
+    TrainingParams,
+)
 
 if TYPE_CHECKING:
     from synthforge.nn import History
@@ -48,7 +54,7 @@ VALIDATION_CELLS = 25_000  # rows × columns of the early-stopping NLL each epoc
 MARGINAL_ROUNDS, MARGINAL_ROWS = 4, 20_000  # raking the sampled marginals to the released ones (privacy only)
 
 
-class AutoregressiveParams(TrainingParams, EarlyStopping):
+class AutoregressiveParams(TrainingParams, EarlyStopping, PrecisionTrainingParams):
     # AdamW with a one-cycle schedule: learning_rate is its peak, weight_decay decoupled.
     defaults: ClassVar[dict[str, Any]] = {"epochs": 60, "batch_size": 512, "learning_rate": 2e-3, "weight_decay": 1e-5,
                 "patience": 0, "validation_fraction": 0.0}
@@ -180,6 +186,8 @@ class AutoregressiveGenerator(TorchGenerator):
         self.sampling_network_ = None
         offsets = np.concatenate([[0], np.cumsum(self.vocab_sizes_)]).astype(int).tolist()
         self.head_slices_ = [slice(a, b) for a, b in itertools.pairwise(offsets)]
+        self.head_offsets_ = torch.as_tensor(offsets[:-1], dtype=torch.long)  # each column's first logit
+        self.vocab_tensor_ = torch.as_tensor(self.vocab_sizes_, dtype=torch.long)
         names = [name for name, _, _ in self._columns()]
         order = params.column_order or names
         unknown = [c for c in order if c not in names]
@@ -193,7 +201,7 @@ class AutoregressiveGenerator(TorchGenerator):
     def _logits(self, tokens: Any, visible: Any) -> Any:
         import torch
 
-        masked = torch.where(visible, tokens, torch.as_tensor(self.vocab_sizes_, device=tokens.device))
+        masked = torch.where(visible, tokens, self.vocab_tensor_.to(tokens.device))
         embedded = torch.cat([embedding(masked[:, j]) for j, embedding in enumerate(self.embeddings_)], dim=1)
         return self.heads_(self.trunk_(embedded))
 
@@ -208,7 +216,6 @@ class AutoregressiveGenerator(TorchGenerator):
         and imputation use, and no others.
         """
         import torch
-        from torch.nn import functional
 
         rows, columns = tokens.shape
         device = tokens.device
@@ -218,14 +225,16 @@ class AutoregressiveGenerator(TorchGenerator):
         keep = torch.rand(rows, 1, generator=generator, device=device) * conditioned
         shown_after = (position > target) & (torch.rand(rows, columns, generator=generator, device=device) < keep)
         visible = (position < target) | shown_after
-        logits = self._logits(tokens, visible)
         target_column = self.order_tensor_.to(device)[target[:, 0]]
-        losses = torch.zeros(rows, device=device)
-        for j, part in enumerate(self.head_slices_):
-            chosen = target_column == j
-            losses = losses.index_put((chosen,), functional.cross_entropy(logits[chosen, part], tokens[chosen, j],
-                                                                          reduction="none"))
-        return losses
+        logits = self._logits(tokens, visible).float()
+        # Each row's cross-entropy over its target column's tokens alone, every row at once: those logits are
+        # gathered into a row as wide as the largest vocabulary (the slots past the column's own masked), so the
+        # log-sum-exp runs over one column's tokens, not every column's (a training step in half the time).
+        size = self.vocab_tensor_.to(device)[target_column, None]
+        slot = torch.arange(int(self.vocab_tensor_.max()), device=device)[None, :]
+        own = logits.gather(1, self.head_offsets_.to(device)[target_column, None] + slot.minimum(size - 1))
+        own = own.masked_fill(slot >= size, -torch.inf)
+        return own.logsumexp(dim=1) - own.gather(1, tokens.gather(1, target_column[:, None]))[:, 0]
 
     def _negative_log_likelihood(self, tokens: Any) -> Any:
         """Exact NLL per row in the canonical order (nats), for early stopping.
@@ -260,21 +269,20 @@ class AutoregressiveGenerator(TorchGenerator):
         self._fit_bins(data, released=context.privacy is not None)
 
     def _train(self, data: np.ndarray, context: FitContext) -> History:
-        import torch
-
-        from synthforge.nn import make_private, one_cycle, train, training_rows
+        from synthforge.nn import adamw, make_private, one_cycle, train, training_autocast, training_rows
 
         device = self.device_
-        optimiser, backward = make_private(
-            torch.optim.AdamW(self.network_.parameters(), lr=self.params.learning_rate,
-                              weight_decay=self.params.weight_decay),
-            [self.network_], context, rows=len(data), params=self.params)
+        optimiser, backward = make_private(adamw(self.network_.parameters(), self.params, device), [self.network_],
+                                           context, rows=len(data), params=self.params)
         advance_schedule = one_cycle(optimiser, self.params, len(data), context)
         generator = context.torch_generator("noise", device=device)
+        autocast = training_autocast(device, self.params.train_precision, private=context.privacy is not None)
 
         def step(batch: Any, epoch: int) -> dict[str, float]:
             optimiser.zero_grad()
-            loss = backward(self._row_losses(batch, generator))
+            with autocast:
+                losses = self._row_losses(batch, generator)
+            loss = backward(losses)
             optimiser.step()
             advance_schedule()
             return {"loss": loss.item()}
@@ -409,10 +417,11 @@ class AutoregressiveGenerator(TorchGenerator):
                 else:
                     choice = torch.searchsorted(cdf, uniform).clamp_(max=cdf.shape[1] - 1)[:, 0]
                 tokens[todo, j] = choice.numpy()
+                # index_select, not indexing: a fifth of the time for these row lookups
                 if everyone:
-                    pre += updates[j][choice]
+                    pre.add_(updates[j].index_select(0, choice))
                 else:
-                    pre[index] += updates[j][choice]
+                    pre.index_add_(0, index, updates[j].index_select(0, choice))
                 visible[todo, j] = True
         return tokens
 
