@@ -18,11 +18,34 @@ import polars as pl
 from benchmarks.datasets import load
 from benchmarks.memory import own_peak_rss_mb
 
+SAMPLE_CALLS = 3  # sampling is timed as the best of this many calls (the first call's table is the one scored)
+
 
 def fit_and_sample(generator: str, train: pl.DataFrame, rows: int, epochs: int | None, seed: int,
-                   epsilon: float | None = None, delta: float = 1e-5, peer_share: float = 0.1):
-    """Return (fit seconds, sample seconds, synthetic polars frame, notes); with ``epsilon``, trained with
-    differential privacy at (epsilon, delta)."""
+                   epsilon: float | None = None, delta: float = 1e-5, peer_share: float = 0.1,
+                   sample_calls: int = SAMPLE_CALLS):
+    """Return (fit seconds, sample timings, synthetic polars frame, notes); with ``epsilon``, trained with
+    differential privacy at (epsilon, delta).
+
+    Every generator, ours and the peers, samples ``rows`` rows ``sample_calls`` times: on this shared machine one
+    call's time swings by a third, so the rate is the best call's, beside the first call's (which includes each
+    library's one-off start of sampling). The first call's table is the one scored.
+    """
+    fit_s, draw, notes = _fitted(generator, train, rows, epochs, seed, epsilon, delta, peer_share)
+    seconds, synthetic, first_notes = [], None, {}
+    for call in range(max(sample_calls, 1)):
+        started = time.perf_counter()
+        frame = draw(call)
+        seconds.append(time.perf_counter() - started)
+        if synthetic is None:
+            synthetic, first_notes = frame, notes()
+    return fit_s, {"sample_s": min(seconds), "first_sample_s": seconds[0], "sample_calls": len(seconds)}, \
+        synthetic, first_notes
+
+
+def _fitted(generator: str, train: pl.DataFrame, rows: int, epochs: int | None, seed: int,
+            epsilon: float | None, delta: float, peer_share: float):
+    """(fit seconds, draw(call) → a synthetic table of ``rows`` rows, notes() read after the first draw)."""
     if generator.startswith("sdv-") or generator == "mostlyai-argn":
         # Peers get dates and times as typed columns (both detect datetime64), not the source's text.
         from synthforge.data.schema import infer_schema, to_internal
@@ -55,15 +78,18 @@ def fit_and_sample(generator: str, train: pl.DataFrame, rows: int, epochs: int |
         schema = profile.schema
     started = time.perf_counter()
     model.fit(train, schema, context)
-    fitted = time.perf_counter()
-    synthetic = model.sample(rows, seed=derive_seed(seed, "sample"))
-    sampled = time.perf_counter()
-    # Sampling includes drawing again the rows that copied a rare training row, as every SynthForge run does.
-    return fitted - started, sampled - fitted, synthetic, {"params": model.params.model_dump(mode="json"),
-                                                           "copies_redrawn": model.copies_redrawn_,
-                                                           "constraint_redrawn": model.constraint_redrawn_,
-                                                           "rules": [r.describe() for r in profile.relations],
-                                                           "privacy": getattr(model, "privacy_", None)}
+    fit_s = time.perf_counter() - started
+
+    def draw(call: int) -> pl.DataFrame:
+        # Sampling includes drawing again the rows that copied a rare training row, as every SynthForge run does.
+        return model.sample(rows, seed=derive_seed(seed, "sample") if call == 0 else derive_seed(seed, "sample", call))
+
+    def notes() -> dict:
+        return {"params": model.params.model_dump(mode="json"), "copies_redrawn": model.copies_redrawn_,
+                "constraint_redrawn": model.constraint_redrawn_, "rules": [r.describe() for r in profile.relations],
+                "privacy": getattr(model, "privacy_", None)}
+
+    return fit_s, draw, notes
 
 
 def _sdv(kind: str, train: pl.DataFrame, rows: int, epochs: int | None, seed: int):
@@ -86,12 +112,13 @@ def _sdv(kind: str, train: pl.DataFrame, rows: int, epochs: int | None, seed: in
     synthesizer = classes[kind](metadata, **options)
     started = time.perf_counter()
     synthesizer.fit({"table": frame})  # SDV 2.x takes a dict of tables
-    fitted = time.perf_counter()
-    synthetic = synthesizer.sample(rows)
-    if isinstance(synthetic, dict):
-        synthetic = synthetic["table"]
-    sampled = time.perf_counter()
-    return fitted - started, sampled - fitted, pl.from_pandas(synthetic), {"options": options}
+    fit_s = time.perf_counter() - started
+
+    def draw(call: int) -> pl.DataFrame:
+        synthetic = synthesizer.sample(rows)
+        return pl.from_pandas(synthetic["table"] if isinstance(synthetic, dict) else synthetic)
+
+    return fit_s, draw, lambda: {"options": options}
 
 
 def _smartnoise(kind: str, train: pl.DataFrame, rows: int, seed: int, epsilon: float | None, delta: float,
@@ -111,13 +138,14 @@ def _smartnoise(kind: str, train: pl.DataFrame, rows: int, seed: int, epsilon: f
     started = time.perf_counter()
     synthesizer.fit(frame, categorical_columns=categorical, continuous_columns=continuous,
                     preprocessor_eps=share * epsilon, nullable=True)
-    fitted = time.perf_counter()
-    synthetic = pl.from_pandas(synthesizer.sample(rows))
-    sampled = time.perf_counter()
+    fit_s = time.perf_counter() - started
     integers = [c for c in continuous if train.schema[c].is_integer()]
-    synthetic = synthetic.with_columns(pl.col(c).round(0).cast(train.schema[c], strict=False) for c in integers)
-    return fitted - started, sampled - fitted, synthetic, {"privacy": {"spent": {"epsilon": epsilon}},
-                                                           "preprocessor_eps": share * epsilon}
+
+    def draw(call: int) -> pl.DataFrame:
+        synthetic = pl.from_pandas(synthesizer.sample(rows))
+        return synthetic.with_columns(pl.col(c).round(0).cast(train.schema[c], strict=False) for c in integers)
+
+    return fit_s, draw, lambda: {"privacy": {"spent": {"epsilon": epsilon}}, "preprocessor_eps": share * epsilon}
 
 
 def _mostlyai(train: pl.DataFrame, rows: int, epochs: int | None, seed: int, epsilon: float | None = None,
@@ -139,22 +167,24 @@ def _mostlyai(train: pl.DataFrame, rows: int, epochs: int | None, seed: int, eps
     engine.analyze(workspace_dir=workspace, **private)
     engine.encode(workspace_dir=workspace)
     engine.train(workspace_dir=workspace, **({"max_epochs": epochs} if epochs else {}), **private)
-    fitted = time.perf_counter()
-    engine.generate(workspace_dir=workspace, sample_size=rows)
-    if epsilon:
-        # what its training reported spending (value protection's part included)
-        progress = workspace / "ModelStore" / "model-data" / "progress-messages.csv"
+    fit_s = time.perf_counter() - started
+
+    def draw(call: int) -> pl.DataFrame:
+        engine.generate(workspace_dir=workspace, sample_size=rows)
+        return pl.read_parquet(workspace / "SyntheticData")
+
+    def notes() -> dict:
         spent = None
-        if progress.exists():
-            # the model it keeps is the last checkpoint within max_epsilon (a later epoch that passed it is dropped)
-            kept = pl.read_csv(progress).filter(pl.col("is_checkpoint") == 1)
-            spent = kept.get_column("dp_eps").drop_nulls().tail(1).to_list()
-        notes_privacy = {"spent": {"epsilon": spent[0] if spent else None}}
-    else:
-        notes_privacy = None
-    synthetic = pl.read_parquet(workspace / "SyntheticData")
-    sampled = time.perf_counter()
-    return fitted - started, sampled - fitted, synthetic, {"workspace": str(workspace), "privacy": notes_privacy}
+        if epsilon:
+            # what its training reported spending (value protection's part included)
+            progress = workspace / "ModelStore" / "model-data" / "progress-messages.csv"
+            if progress.exists():
+                # the model it keeps is the last checkpoint within max_epsilon (a later epoch past it is dropped)
+                kept = pl.read_csv(progress).filter(pl.col("is_checkpoint") == 1)
+                spent = (kept.get_column("dp_eps").drop_nulls().tail(1).to_list() or [None])[0]
+        return {"workspace": str(workspace), "privacy": {"spent": {"epsilon": spent}} if epsilon else None}
+
+    return fit_s, draw, notes
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -166,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-file", type=Path, default=None, help="a parquet file to train on instead")
     parser.add_argument("--sample-rows", type=int, default=None)
+    parser.add_argument("--sample-calls", type=int, default=SAMPLE_CALLS, help="sampling timed as the best of these")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--epsilon", type=float, default=None, help="train with differential privacy at this ε")
     parser.add_argument("--delta", type=float, default=1e-5)
@@ -176,12 +207,13 @@ def main(argv: list[str] | None = None) -> None:
     else:
         train = load(args.dataset, args.rows, args.seed).train
     rows = args.sample_rows or train.height
-    fit_s, sample_s, synthetic, notes = fit_and_sample(args.generator, train, rows, args.epochs, args.seed,
-                                                       args.epsilon, args.delta, args.peer_share)
+    fit_s, sampling, synthetic, notes = fit_and_sample(args.generator, train, rows, args.epochs, args.seed,
+                                                       args.epsilon, args.delta, args.peer_share, args.sample_calls)
     args.out.mkdir(parents=True, exist_ok=True)
     synthetic.write_parquet(args.out / "synthetic.parquet")
-    timing = {"generator": args.generator, "fit_s": fit_s, "sample_s": sample_s, "rows": rows,
-              "sample_rows_per_s": rows / max(sample_s, 1e-9), "peak_rss_mb": own_peak_rss_mb(),
+    timing = {"generator": args.generator, "fit_s": fit_s, **sampling, "rows": rows,
+              "sample_rows_per_s": rows / max(sampling["sample_s"], 1e-9),
+              "first_sample_rows_per_s": rows / max(sampling["first_sample_s"], 1e-9), "peak_rss_mb": own_peak_rss_mb(),
               "train_rows": train.height, "epochs": args.epochs, "epsilon": args.epsilon, "delta": args.delta,
               "python": sys.version.split()[0], **notes}
     (args.out / "timing.json").write_text(json.dumps(timing, indent=1, default=str))
