@@ -11,6 +11,9 @@ How it is learned, table by table, parents first (:meth:`Relations.order`):
 - **cardinality**: a parent table learns, beside its own columns, how many rows each of its children
   has (``__rows.<child>``), and where each child sequence starts (``__start.<child>``), so the
   number of children and the start are learned jointly with the parent's attributes, not copied;
+  the sampled counts are then mapped rank for rank onto each count's learned distribution (a
+  quantile table, as a number's encoder learns it), so the model decides which parents have many
+  children and the distribution how many — a 16-row table's counts come out as learned too;
 - **context**: a child table is learned with its parent's learned columns beside its own
   (``<parent>.<column>``); it is sampled with :meth:`synthforge.Generator.sample_given`, one row per
   child, given its synthetic parent. A generator that conditions per row (``supports_context``,
@@ -289,6 +292,8 @@ class TablePlan:
     changed: list[str] = field(default_factory=list)  # numbers learned as a first value and changes
     relative: list[str] = field(default_factory=list)  # of those, the ones whose changes are factors (log changes)
     first_fill: dict[str, float] = field(default_factory=dict)  # their median first value, for a drawn null
+    # the learned distribution of its count columns (children per row, references to it): schema and encoder state
+    count_distribution: dict[str, Any] = field(default_factory=dict)
 
 
 class DatabaseGenerator:
@@ -317,6 +322,7 @@ class DatabaseGenerator:
                                               and generator.sequence_changes)
             self.plans_[table] = plan
             learned[table] = full
+            plan.count_distribution = _count_distribution(full, [*plan.counts.values(), *plan.referred.values()])
             frame = full.select([c for c in full.columns if c not in self.relations.keys(table) and c != _PARENT_INDEX])
             schema = self._table_schema(table, frame, plan)
             if not schema.learned:
@@ -520,7 +526,8 @@ class DatabaseGenerator:
                 frame, parents = self._sample_root(table, n, table_seed), None
             else:
                 frame, parents = self._sample_children(table, relation, internal[relation.parent], table_seed)
-            internal[table] = frame
+            internal[table] = frame = _calibrated_counts(frame, plan.count_distribution, list(plan.counts.values()),
+                                                         table_seed)
             offset = key_offset.get(table, 0) if isinstance(key_offset, dict) else key_offset
             output[table] = self._with_keys(table, frame, parents, internal, output, offset, table_seed)
         return output
@@ -705,10 +712,9 @@ class DatabaseGenerator:
         if keys.len() == 0:
             return pl.Series(reference.column, [None] * frame.height, dtype=keys.dtype)
         referenced = internal[reference.parent]
-        capacity = self._capacities(reference, referenced, frame.height)
-        if not attributes:
-            weights = capacity.astype(np.float64)
-            return keys[rng.choice(keys.len(), frame.height, p=weights / weights.sum())].alias(reference.column)
+        capacity = self._capacities(reference, referenced, frame.height, rng)
+        if not attributes:  # nothing to match on: each referenced row takes its capacity, in a random order
+            return keys[rng.permutation(np.repeat(np.arange(keys.len()), capacity))].alias(reference.column)
         source_names = [a.split(REFERENCE, 1)[1] for a in attributes]
         candidates = referenced.select(source_names)
         drawn = frame.select(pl.col(a).alias(s) for a, s in zip(attributes, source_names, strict=True))
@@ -720,11 +726,17 @@ class DatabaseGenerator:
         all_null = drawn.select(pl.all_horizontal(pl.all().is_null())).to_series()
         return chosen.set(all_null, None) if all_null.any() else chosen
 
-    def _capacities(self, reference: Relation, referenced: pl.DataFrame, rows: int) -> np.ndarray:
-        """How many of ``rows`` references each synthetic referenced row takes: its learned count, scaled."""
-        column = self.plans_[reference.parent].referred.get(f"{reference.child}.{reference.column}")
+    def _capacities(self, reference: Relation, referenced: pl.DataFrame, rows: int,
+                    rng: np.random.Generator) -> np.ndarray:
+        """How many of ``rows`` references each synthetic referenced row takes: its learned count, on the count's
+        learned distribution (:func:`_stratified_counts`), adding up to ``rows``."""
+        plan = self.plans_[reference.parent]
+        column = plan.referred.get(f"{reference.child}.{reference.column}")
         counts = referenced.get_column(column).fill_null(0).clip(0).cast(pl.Float64).to_numpy() \
             if column is not None and column in referenced.columns else np.zeros(referenced.height)
+        inverse = _count_inverse(plan.count_distribution, column) if column is not None else None
+        if inverse is not None and rows:
+            counts = np.maximum(_stratified_counts(counts, inverse, rng, total=rows), 0)
         if counts.sum() == 0:  # no popularity learned: every row alike
             counts = np.ones(referenced.height)
         # Largest remainders: the capacities add up to exactly ``rows``, so every row's learned share is filled.
@@ -797,6 +809,81 @@ def _renamed(spec: ColumnSpec, name: str, frame: pl.DataFrame) -> ColumnSpec:
     series = frame.get_column(name)
     return spec.model_copy(update={"name": name, "null_rate": series.null_count() / max(series.len(), 1),
                                    "format": None, "note": None, "pii": False})
+
+
+def _count_distribution(frame: pl.DataFrame, columns: list[str]) -> dict[str, Any]:
+    """The distribution of each count column as a number's quantile encoder learns it (flat across a count many
+    rows share, interpolated between rare ones), for :func:`_calibrated_counts`; JSON, saved with the plan."""
+    from synthforge.data.encoder import EncoderConfig, TableEncoder
+
+    present = [c for c in columns if c in frame.columns]
+    if not present or frame.height == 0:
+        return {}
+    counts = frame.select(pl.col(c).fill_null(0).cast(pl.Float64) for c in present)
+    schema = infer_schema(counts, {c: ColumnOverride(kind=ColumnKind.continuous) for c in present})
+    encoder = TableEncoder(EncoderConfig(numeric="quantile")).fit(counts, schema)
+    return {"schema": schema.model_dump(mode="json"), "encoder": encoder.state()}
+
+
+def _count_inverse(distribution: dict[str, Any], column: str) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The learned quantile function (share of rows → count) of a count column, or None if none was learned."""
+    from scipy.special import ndtri
+
+    from synthforge.data.encoder import TableEncoder
+
+    if not distribution:
+        return None
+    encoder = TableEncoder.from_state(distribution["encoder"], Schema.model_validate(distribution["schema"]))
+    if column not in encoder.columns:
+        return None
+    transformer = encoder.transformer(column)
+    return lambda shares: transformer.inverse(ndtri(np.clip(shares, 1e-9, 1 - 1e-9))[:, None]).to_numpy()
+
+
+def _stratified_counts(sampled: np.ndarray, inverse: Callable[[np.ndarray], np.ndarray], rng: np.random.Generator,
+                       total: int | None = None) -> np.ndarray:
+    """Sampled counts mapped, rank for rank, onto their learned distribution.
+
+    The generator's counts say which rows have many children (or are referred to often), jointly with their
+    attributes; their distribution may drift from the real one (a 16-row table's popularity, binned into two
+    tokens; a long tail). Each row's rank, ties broken at random, is placed within its own stratum of ``n``
+    equal shares and read off the learned quantile function, so the counts follow the learned distribution to
+    within one row in ``n`` and keep the generator's order, and, drawn inside their strata, are not the real
+    counts themselves. With ``total`` (the references to share out) every row's point in its stratum moves by
+    the same shift, the one at which the counts add up to ``total``; where none does, they are scaled to it.
+    """
+    n = len(sampled)
+    rank = np.empty(n)
+    rank[np.lexsort((rng.random(n), sampled))] = np.arange(n)
+    offset = rng.random(n)
+
+    def counts_at(shift: float) -> np.ndarray:
+        return inverse((rank + np.clip(offset + shift, 0, 1)) / n)
+
+    if total is None:
+        return counts_at(0.0)
+    low, high = -1.0, 1.0
+    if counts_at(low).sum() <= total <= counts_at(high).sum():
+        for _ in range(40):
+            middle = (low + high) / 2
+            low, high = (middle, high) if counts_at(middle).sum() < total else (low, middle)
+    counts = counts_at((low + high) / 2)
+    return counts * total / counts.sum() if counts.sum() > 0 else counts
+
+
+def _calibrated_counts(frame: pl.DataFrame, distribution: dict[str, Any], columns: list[str],
+                       seed: int) -> pl.DataFrame:
+    """``frame`` with its sampled counts of children (``columns``) on their learned distribution
+    (:func:`_stratified_counts`), whole numbers."""
+    rng = np.random.default_rng(derive_seed(seed, "counts"))
+    calibrated = []
+    for name in columns:
+        inverse = _count_inverse(distribution, name)
+        if inverse is None or name not in frame.columns or frame.height == 0:
+            continue
+        counts = _stratified_counts(frame.get_column(name).fill_null(0).cast(pl.Float64).to_numpy(), inverse, rng)
+        calibrated.append(pl.Series(name, np.rint(counts)).cast(frame.schema[name]))
+    return frame.with_columns(calibrated)
 
 
 def _key_plan(keys: pl.Series) -> dict[str, Any]:
@@ -873,7 +960,12 @@ def _sequence_hashes(frame: pl.DataFrame, columns: list[str], schema: Schema, gr
 def _nearest_rows(queries: np.ndarray, candidates: np.ndarray, capacity: np.ndarray,
                   rng: np.random.Generator) -> np.ndarray:
     """Each query's nearest candidate row that still has room (``capacity`` references per row), queries taken
-    in a random order block by block, so popular rows are chosen as often as they were learned to be."""
+    in a random order block by block, so popular rows are chosen as often as they were learned to be.
+
+    Within a block, a candidate picked by more queries than it has room for keeps the first of them; the others
+    take their nearest candidate with room left, so no row is referred to more often than its capacity (a block
+    overshooting a 16-row table's capacities had let the busiest rows take what was left at the end).
+    """
     chosen = np.empty(len(queries), dtype=np.int64)
     left = capacity.astype(np.int64).copy()
     norms = np.einsum("ij,ij->i", candidates, candidates)
@@ -882,9 +974,23 @@ def _nearest_rows(queries: np.ndarray, candidates: np.ndarray, capacity: np.ndar
     for start in range(0, len(queries), 64):
         rows = order[start : start + 64]
         distances = norms[None, :] - 2 * queries[rows] @ candidates.T + jitter[None, :]
-        if (left > 0).any():
-            distances[:, left <= 0] = np.inf
-        picked = distances.argmin(axis=1)
-        chosen[rows] = picked
-        np.subtract.at(left, picked, 1)
+        pending = np.arange(len(rows))
+        while len(pending):
+            room = left > 0
+            if room.any():
+                distances[:, ~room] = np.inf
+            picked = distances[pending].argmin(axis=1)
+            accepted = _within_room(picked, left) if room.any() else np.ones(len(picked), dtype=bool)
+            chosen[rows[pending[accepted]]] = picked[accepted]
+            np.subtract.at(left, picked[accepted], 1)
+            pending = pending[~accepted]
     return chosen
+
+
+def _within_room(picked: np.ndarray, left: np.ndarray) -> np.ndarray:
+    """Which picks fit: the first ``left[c]`` of the picks of each candidate ``c``, in the order given."""
+    by_candidate = np.argsort(picked, kind="stable")
+    sorted_picks = picked[by_candidate]
+    rank = np.empty(len(picked), dtype=np.int64)
+    rank[by_candidate] = np.arange(len(picked)) - np.searchsorted(sorted_picks, sorted_picks)
+    return rank < left[picked]
