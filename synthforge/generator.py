@@ -301,7 +301,7 @@ class Generator:
         """Fit on a table too large for memory (:mod:`synthforge.data.streaming`): the schema and the encoding
         are learned on ``rows.sample``, every row of ``rows.chunks()`` is encoded to a file in
         ``context.scratch`` that ``_fit`` trains from (only for a generator with ``supports_streaming``), and
-        copy protection counts the rows of all the chunks."""
+        copy protection counts the rows of all the chunks in that same pass."""
         context = context or FitContext()
         if not self.supports_streaming:
             raise SynthForgeError(f"generator {self.name!r} trains on rows in memory; a streamed source "
@@ -314,17 +314,21 @@ class Generator:
         _, learned = self._learn_encoding(rows.sample, schema, context)
         handle, name = tempfile.mkstemp(prefix=".synthforge-rows-", suffix=".f32", dir=context.scratch)
         os.close(handle)
+        counter = _RareRowCounter(self.schema_, context.protect_rows_below, context.scratch)
         try:
-            encoded = EncodedRows.write(Path(name), (self._encoded(chunk) for chunk in rows.chunks()),
+            encoded = EncodedRows.write(Path(name), (self._encoded(chunk, counter) for chunk in rows.chunks()),
                                         self.encoder_.width, sample=self.encoder_.encode(learned))
             self._fit(encoded, context)
+            return self._protect_with(counter)
         finally:
+            counter.close()
             self._released = None
             Path(name).unlink(missing_ok=True)
-        return self.protect_streamed(rows.chunks, below=context.protect_rows_below, scratch=context.scratch)
 
-    def _encoded(self, chunk: pl.DataFrame) -> np.ndarray:
-        return self.encoder_.encode(to_differences(to_internal(chunk, self.schema_), self.orderings_))
+    def _encoded(self, chunk: pl.DataFrame, counter: _RareRowCounter) -> np.ndarray:
+        internal = to_internal(chunk, self.schema_)
+        counter.add(internal)
+        return self.encoder_.encode(to_differences(internal, self.orderings_))
 
     def _learn_encoding(self, frame: pl.DataFrame, schema: Schema | None,
                         context: FitContext) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -438,35 +442,22 @@ class Generator:
 
     def protect_streamed(self, chunks: Callable[[], Iterable[pl.DataFrame]], below: int = 5,
                          scratch: Path | None = None) -> Generator:
-        """:meth:`protect_rows` for a table read in chunks (``chunks()`` starts a pass): each row's 64-bit hash is
-        counted out of memory (:func:`synthforge.data.streaming.rare_hashes`), and only the rare ones are kept,
-        8 bytes each."""
-        from synthforge.data.streaming import rare_hashes
-
+        """:meth:`protect_rows` for a table read in chunks (``chunks()`` starts a pass, the one this reads): each
+        row's 64-bit hash is counted out of memory (:class:`synthforge.data.streaming.HashCounter`), and only the
+        rare ones are kept, 8 bytes each. :meth:`fit_streamed` counts them while it encodes, with no pass of its
+        own."""
         self._check_fitted()
+        counter = _RareRowCounter(self.schema_, below, scratch)
+        try:
+            for chunk in chunks():
+                counter.add(to_internal(chunk, self.schema_))
+            return self._protect_with(counter)
+        finally:
+            counter.close()
+
+    def _protect_with(self, counter: _RareRowCounter) -> Generator:
         self.copies_redrawn_ = self.pooled_redrawn_ = self.constraint_redrawn_ = 0
-        self._protected = self._protected_records = None
-        if below <= 0:
-            return self
-        columns = [c.name for c in self.schema_.learned]
-        known = [c for c in self.schema_.quasi_identifiers if c in columns]
-
-        def protection(names: list[str], fewer_than: int) -> tuple[pl.Schema, pl.Series]:
-            """What rare_row_hashes returns, from a pass over the chunks."""
-            schema: list[pl.Schema] = []
-
-            def hashes() -> Iterator[np.ndarray]:
-                for chunk in chunks():
-                    frame = to_internal(chunk, self.schema_).select(names)
-                    schema[:] = [frame.schema]
-                    yield frame.hash_rows().to_numpy()
-
-            rare = rare_hashes(hashes(), fewer_than, scratch)
-            return schema[0], pl.Series(rare, dtype=pl.UInt64).implode()
-
-        self._protected = protection(columns, below)
-        if known and len(known) < len(columns):
-            self._protected_records = protection(known, 2)
+        self._protected, self._protected_records = counter.protection()
         return self
 
     def sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int | None = None,
@@ -906,6 +897,41 @@ def coerce_conditions(schema: Schema, raw: Mapping[str, str]) -> dict[str, Any]:
         else:
             conditions[column] = text
     return conditions
+
+
+class _RareRowCounter:
+    """What :meth:`Generator.protect_rows` keeps, counted over a table's chunks (internal form) as they pass: the
+    hashes of rows, on the learned columns, held by fewer than ``below`` rows, and, where some learned columns are
+    not quasi-identifiers, of records unique on their quasi-identifiers."""
+
+    def __init__(self, schema: Schema, below: int, scratch: Path | None) -> None:
+        from synthforge.data.streaming import HashCounter
+
+        columns = [c.name for c in schema.learned]
+        known = [c for c in schema.quasi_identifiers if c in columns]
+        wanted = [(columns, below)] if below > 0 and columns else []
+        if wanted and known and len(known) < len(columns):
+            wanted.append((known, 2))
+        self._parts = [(names, fewer_than, HashCounter(scratch)) for names, fewer_than in wanted]
+        self._schemas: list[pl.Schema | None] = [None] * len(self._parts)
+
+    def add(self, frame: pl.DataFrame) -> None:
+        for index, (names, _, counter) in enumerate(self._parts):
+            selected = frame.select(names)
+            self._schemas[index] = selected.schema
+            counter.add(selected.hash_rows().to_numpy())
+
+    def protection(self) -> tuple[tuple[pl.Schema, pl.Series] | None, tuple[pl.Schema, pl.Series] | None]:
+        """(rows, records) as :func:`rare_row_hashes` gives them; None for what was not counted or met no row."""
+        found: list[tuple[pl.Schema, pl.Series] | None] = [
+            (schema, pl.Series(counter.rare(fewer_than), dtype=pl.UInt64).implode()) if schema is not None else None
+            for (_, fewer_than, counter), schema in zip(self._parts, self._schemas, strict=True)]
+        found += [None] * (2 - len(found))
+        return found[0], found[1]
+
+    def close(self) -> None:
+        for _, _, counter in self._parts:
+            counter.close()
 
 
 def matching_rows(frame: pl.DataFrame, protection: tuple[pl.Schema, pl.Series]) -> pl.Series:

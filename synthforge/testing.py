@@ -350,7 +350,7 @@ def check_streaming(cls: type[Generator], params: Mapping[str, Any] | None = Non
         if generator is None:
             return
         assert not list(Path(scratch).iterdir()), "the encoded rows (and hash buckets) must be gone after the fit"
-    assert stream.passes >= 2, "every row is encoded in one pass and counted for copy protection in another"
+    assert stream.passes == 1, "every row is encoded and counted for copy protection in one pass over the chunks"
     sample = generator.sample(_ROWS, seed=0)
     assert sample.height == _ROWS and sample.columns == schema.output_names
     for column in schema.learned:

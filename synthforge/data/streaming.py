@@ -155,34 +155,62 @@ class TrainingStream(Protocol):
     def chunks(self) -> Iterator[pl.DataFrame]: ...
 
 
+class HashCounter:
+    """64-bit row hashes counted out of memory: each chunk's hashes go to one of ``buckets`` files by their top
+    bits as they arrive (:meth:`add`), then :meth:`rare` counts each file on its own, so memory holds a bucket (a
+    64th of the rows' hashes) and the rare hashes found. Fed while a streamed fit encodes its chunks, the copy
+    protection costs no pass of its own over the table."""
+
+    def __init__(self, folder: Path | None = None, buckets: int = 64) -> None:
+        import tempfile
+
+        self._scratch = tempfile.TemporaryDirectory(prefix=".synthforge-hashes-", dir=folder)
+        self._paths = [Path(self._scratch.name) / f"{b}.u64" for b in range(buckets)]
+        self._handles = [open(path, "wb") for path in self._paths]  # noqa: SIM115 - closed by rare() or close()
+        self._shift = np.uint64(64 - int(np.log2(buckets)))
+
+    def add(self, hashes: np.ndarray) -> None:
+        chunk = np.asarray(hashes, dtype=np.uint64)
+        bucket = (chunk >> self._shift).astype(np.int64)
+        order = np.argsort(bucket, kind="stable")
+        bounds = np.searchsorted(bucket[order], np.arange(len(self._handles) + 1))
+        for b, handle in enumerate(self._handles):
+            if bounds[b] < bounds[b + 1]:
+                chunk[order[bounds[b] : bounds[b + 1]]].tofile(handle)
+
+    def rare(self, below: int) -> np.ndarray:
+        """The hashes added fewer than ``below`` times; the bucket files are gone after."""
+        self._close_handles()
+        rare = []
+        try:
+            for path in self._paths:
+                values, counts = np.unique(np.fromfile(path, dtype=np.uint64), return_counts=True)
+                rare.append(values[counts < below])
+                path.unlink()
+        finally:
+            self.close()
+        return np.concatenate(rare)
+
+    def _close_handles(self) -> None:
+        for handle in self._handles:
+            handle.close()
+
+    def close(self) -> None:
+        self._close_handles()
+        self._scratch.cleanup()
+
+
 def rare_hashes(hashes: Iterable[np.ndarray], below: int, folder: Path | None = None, buckets: int = 64) -> np.ndarray:
     """The 64-bit row hashes that occur fewer than ``below`` times in ``hashes`` (chunks of them), counted out of
-    memory: each chunk's hashes go to one of ``buckets`` files by their top bits, then each file is counted on
-    its own, so memory holds a bucket (a 64th of the rows' hashes) and the rare hashes found."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix=".synthforge-hashes-", dir=folder) as scratch:
-        paths = [Path(scratch) / f"{b}.u64" for b in range(buckets)]
-        handles = [open(path, "wb") for path in paths]  # noqa: SIM115 - all open for the pass, closed below
-        try:
-            shift = np.uint64(64 - int(np.log2(buckets)))
-            for chunk in hashes:
-                chunk = np.asarray(chunk, dtype=np.uint64)
-                bucket = (chunk >> shift).astype(np.int64)
-                order = np.argsort(bucket, kind="stable")
-                bounds = np.searchsorted(bucket[order], np.arange(buckets + 1))
-                for b in range(buckets):
-                    if bounds[b] < bounds[b + 1]:
-                        chunk[order[bounds[b] : bounds[b + 1]]].tofile(handles[b])
-        finally:
-            for handle in handles:
-                handle.close()
-        rare = []
-        for path in paths:
-            values, counts = np.unique(np.fromfile(path, dtype=np.uint64), return_counts=True)
-            rare.append(values[counts < below])
-            path.unlink()
-    return np.concatenate(rare)
+    memory by a :class:`HashCounter`."""
+    counter = HashCounter(folder, buckets)
+    try:
+        for chunk in hashes:
+            counter.add(chunk)
+    except BaseException:
+        counter.close()
+        raise
+    return counter.rare(below)
 
 
 class EncodedRows:
