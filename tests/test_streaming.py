@@ -93,6 +93,16 @@ def test_training_from_disk_sees_every_row_once_an_epoch(tmp_path: Path):
     assert not set(values.tolist()) & set((validation[:, 0] / 2).long().tolist())
     first = values[:1_000].double()
     assert first.std() > 2_000  # the batches mix rows from blocks all over the table
+    # A resumed worker replays an epoch's draws without reading a block, and the next epoch sees the same batches
+    # (an epoch that ends mid-group, at the end of the first group of 16 blocks of 500 rows, and at the table's end)
+    even = StreamedRows(EncodedRows.write(tmp_path / "even.f32", [rows], 3, sample=rows[:100], block_rows=500),
+                        lambda block: block, torch.device("cpu"))
+    for batch, steps in ((100, 5), (250, 16 * 500 // 250), (100, 10_000 // 100)):
+        read, replayed = torch.Generator().manual_seed(2), torch.Generator().manual_seed(2)
+        for _ in even.batches(list(range(20)), batch, steps, read):
+            pass
+        even.skip(list(range(20)), batch, steps, replayed)
+        assert torch.equal(torch.rand(3, generator=read), torch.rand(3, generator=replayed)), (batch, steps)
 
 
 def _recipe(tmp_path: Path, source: Path, **changes) -> Path:

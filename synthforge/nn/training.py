@@ -89,10 +89,12 @@ class StreamedRows:
             rows += len(kept[-1])
         return self._tensor(np.concatenate(kept)), order[held:]
 
-    def training_rows(self, blocks: list[int]) -> int:
+    def _block_length(self, block: int) -> int:
         last = self.rows.blocks - 1
-        return sum(len(self.rows) - last * self.rows.block_rows if b == last else self.rows.block_rows
-                   for b in blocks)
+        return len(self.rows) - last * self.rows.block_rows if block == last else self.rows.block_rows
+
+    def training_rows(self, blocks: list[int]) -> int:
+        return sum(self._block_length(b) for b in blocks)
 
     def batches(self, blocks: list[int], batch_size: int, steps: int, rng: torch.Generator) -> Iterator[torch.Tensor]:
         order = [blocks[i] for i in torch.randperm(len(blocks), generator=rng).tolist()]
@@ -110,6 +112,21 @@ class StreamedRows:
                 yield pooled[offset : offset + batch_size]
                 given += 1
             carried = pooled[whole:]
+
+    def skip(self, blocks: list[int], batch_size: int, steps: int, rng: torch.Generator) -> None:
+        """Draw from ``rng`` what :meth:`batches` draws for an epoch, reading no block: the draws depend on the
+        blocks' lengths alone. A worker resuming from a checkpoint replays its trained epochs so."""
+        order = [blocks[i] for i in torch.randperm(len(blocks), generator=rng).tolist()]
+        carried = given = 0
+        for start in range(0, len(order), SHUFFLE_BLOCKS):
+            pooled = carried + sum(self._block_length(b) for b in order[start : start + SHUFFLE_BLOCKS])
+            torch.randperm(pooled, generator=rng)
+            whole = pooled // batch_size * batch_size
+            for _ in range(0, whole, batch_size):  # batches' own control flow, so the draws end where its end
+                if given == steps:
+                    return
+                given += 1
+            carried = pooled - whole
 
 
 def training_rows(data: Any, transform: Callable[[np.ndarray], Any], device: torch.device) -> Any:
@@ -183,12 +200,17 @@ def train(
         for epoch in range(1, params.epochs + 1):
             if private is not None and not _charged(private, history):
                 break
+            if distributed is not None and epoch <= distributed.start_epoch:
+                # trained before a worker was lost (its weights came back from the checkpoint): the same draws
+                # from the batch stream as the epoch had, so the epochs after it see the batches they would have
+                if streamed:
+                    data.skip(blocks, batch_size, steps_per_epoch, rng)
+                else:
+                    for _ in _batches(training, batch_size, steps_per_epoch, private, rng):
+                        pass
+                continue
             batches = (data.batches(blocks, batch_size, steps_per_epoch, rng) if streamed
                        else _batches(training, batch_size, steps_per_epoch, private, rng))
-            if distributed is not None and epoch <= distributed.start_epoch:
-                for _ in batches:  # the same draws from the batch stream as the epoch had
-                    pass
-                continue  # trained before a worker was lost: its weights came back from the checkpoint
             for module in modules:
                 module.train()
             sums: dict[str, float] = {}
