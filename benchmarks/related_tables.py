@@ -190,6 +190,8 @@ def _sdv(generator, relations, schemas, train, seed, epochs):
 
 
 def score(dataset: str, folder: Path, seed: int = 0) -> dict:
+    """One generator's synthetic tables in ``folder`` scored against the split's training tables: SDMetrics'
+    multi-table QualityReport overall, by property and per table (shapes, pair trends), and ours."""
     from sdmetrics.reports.multi_table import QualityReport
 
     from synthforge.checks.builtin import copy_share
@@ -226,10 +228,17 @@ def score(dataset: str, folder: Path, seed: int = 0) -> dict:
             keys = set(relations.keys(relation.child))
             columns = [c.name for c in schemas[relation.child].learned if c.name not in keys]
             copies[relation.child] = round(copy_share(synthetic[relation.child], train[relation.child], columns), 4)
+    per_table: dict[str, dict[str, float]] = {}
+    for name, key in (("Column Shapes", "shapes"), ("Column Pair Trends", "pair_trends")):
+        details = report.get_details(name)
+        if len(details) and "Score" in details.columns:
+            for table, value in details.groupby("Table")["Score"].mean().items():
+                per_table.setdefault(table, {})[key] = round(float(value), 4)
     results = {"overall": report.get_score(), "shapes": properties.get("Column Shapes"),
                "pair_trends": properties.get("Column Pair Trends"), "cardinality": properties.get("Cardinality"),
                "intertable": properties.get("Intertable Trends"),
-               "integrity": ReferentialIntegrity().run_database(database).score, "child_copies": copies}
+               "integrity": ReferentialIntegrity().run_database(database).score, "child_copies": copies,
+               "per_table": per_table}
     if database.sequences():
         order = SequenceOrder().run_database(database)
         results["in_order"] = order.score
