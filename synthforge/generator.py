@@ -427,17 +427,14 @@ class Generator:
         """
         self._check_fitted()
         frame = to_internal(_to_polars(table)[0], self.schema_)
-        columns = [c.name for c in self.schema_.learned if c.name in frame.columns]
         self.copies_redrawn_ = self.pooled_redrawn_ = self.constraint_redrawn_ = 0
         self._protected: tuple[pl.Schema, pl.Series] | None = None
         self._protected_records: tuple[pl.Schema, pl.Series] | None = None
-        if below > 0 and columns and frame.height:
-            self._protected = rare_row_hashes(frame.select(columns), below)
-            # A row may differ from every training row in a measurement nobody knows (a date, a weight) and still
-            # single out a person by what can be known: a training record unique on its quasi-identifiers.
-            known = [c for c in self.schema_.quasi_identifiers if c in frame.columns]
-            if known and len(known) < len(columns):
-                self._protected_records = rare_row_hashes(frame.select(known), 2)
+        if frame.height:
+            found: list[tuple[pl.Schema, pl.Series] | None] = [
+                rare_row_hashes(frame.select(names), fewer_than)
+                for names, fewer_than in _protected_sets(self.schema_, frame.columns, below)]
+            self._protected, self._protected_records = [*found, None, None][:2]
         return self
 
     def protect_streamed(self, chunks: Callable[[], Iterable[pl.DataFrame]], below: int = 5,
@@ -899,6 +896,18 @@ def coerce_conditions(schema: Schema, raw: Mapping[str, str]) -> dict[str, Any]:
     return conditions
 
 
+def _protected_sets(schema: Schema, present: list[str], below: int) -> list[tuple[list[str], int]]:
+    """The column sets copy protection counts, each with its threshold: whole rows on the learned columns, held by
+    fewer than ``below`` rows; and, where some learned columns are not quasi-identifiers, records unique on those:
+    a row may differ from every training row in a measurement nobody knows (a date, a weight) and still single out
+    a person by what can be known."""
+    columns = [c.name for c in schema.learned if c.name in present]
+    if below <= 0 or not columns:
+        return []
+    known = [c for c in schema.quasi_identifiers if c in columns]
+    return [(columns, below)] + ([(known, 2)] if known and len(known) < len(columns) else [])
+
+
 class _RareRowCounter:
     """What :meth:`Generator.protect_rows` keeps, counted over a table's chunks (internal form) as they pass: the
     hashes of rows, on the learned columns, held by fewer than ``below`` rows, and, where some learned columns are
@@ -907,12 +916,8 @@ class _RareRowCounter:
     def __init__(self, schema: Schema, below: int, scratch: Path | None) -> None:
         from synthforge.data.streaming import HashCounter
 
-        columns = [c.name for c in schema.learned]
-        known = [c for c in schema.quasi_identifiers if c in columns]
-        wanted = [(columns, below)] if below > 0 and columns else []
-        if wanted and known and len(known) < len(columns):
-            wanted.append((known, 2))
-        self._parts = [(names, fewer_than, HashCounter(scratch)) for names, fewer_than in wanted]
+        self._parts = [(names, fewer_than, HashCounter(scratch))
+                       for names, fewer_than in _protected_sets(schema, [c.name for c in schema.learned], below)]
         self._schemas: list[pl.Schema | None] = [None] * len(self._parts)
 
     def add(self, frame: pl.DataFrame) -> None:

@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 import yaml
 
-from synthforge.data.streaming import EncodedRows, StreamedSource, rare_hashes, row_uniforms
+from synthforge.data.streaming import EncodedRows, HashCounter, StreamedSource, row_uniforms
 from synthforge.engine import run
 from synthforge.errors import RecipeError
 from synthforge.generator import FitContext
@@ -67,7 +67,10 @@ def test_rare_hashes_counted_out_of_memory_equal_counting_in_memory(tmp_path: Pa
     rng.shuffle(hashes)
     values, counts = np.unique(hashes, return_counts=True)
     for below in (2, 3, 5):
-        found = rare_hashes(np.array_split(hashes, 7), below, tmp_path, buckets=16)
+        counter = HashCounter(tmp_path, buckets=16)
+        for chunk in np.array_split(hashes, 7):
+            counter.add(chunk)
+        found = counter.rare(below)
         assert np.array_equal(np.sort(found), values[counts < below])
     assert not list(tmp_path.iterdir())  # the buckets are gone
 

@@ -200,19 +200,6 @@ class HashCounter:
         self._scratch.cleanup()
 
 
-def rare_hashes(hashes: Iterable[np.ndarray], below: int, folder: Path | None = None, buckets: int = 64) -> np.ndarray:
-    """The 64-bit row hashes that occur fewer than ``below`` times in ``hashes`` (chunks of them), counted out of
-    memory by a :class:`HashCounter`."""
-    counter = HashCounter(folder, buckets)
-    try:
-        for chunk in hashes:
-            counter.add(chunk)
-    except BaseException:
-        counter.close()
-        raise
-    return counter.rare(below)
-
-
 class EncodedRows:
     """Every training row, encoded, in a file on disk, and a sample of them in memory.
 
