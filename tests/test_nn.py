@@ -11,6 +11,7 @@ from synthforge.errors import SynthForgeError  # noqa: E402
 from synthforge.generator import FitContext  # noqa: E402
 from synthforge.nn import (  # noqa: E402
     EarlyStopping,
+    FastDropout,
     TrainingParams,
     load_module_arrays,
     module_arrays,
@@ -190,3 +191,24 @@ def test_training_autocast_is_bfloat16_on_a_cpu_only_where_asked_and_never_under
     layer(inputs).sum().backward()
     optimiser.step()
     assert not torch.equal(before, layer.weight)
+
+
+def test_fast_dropout_drops_p_of_every_lane_scales_the_rest_and_follows_the_seed():
+    dropout = FastDropout(0.1)
+    inputs = torch.ones(400_000, requires_grad=True)
+    torch.manual_seed(0)
+    outputs = dropout(inputs)
+    dropped = outputs == 0
+    # each of a 64-bit word's four lanes drops a tenth (torch's int64 words leave one lane's top bit clear)
+    assert torch.allclose(dropped.view(-1, 4).float().mean(dim=0), torch.full((4,), 0.1), atol=0.004)
+    assert torch.allclose(outputs[~dropped], torch.tensor(2**15 / (2**15 - 3277)))
+    assert abs(outputs.mean().item() - 1.0) < 0.005
+    outputs.sum().backward()
+    assert torch.equal(inputs.grad, outputs.detach())  # the gradient goes through the same mask and scale
+    torch.manual_seed(0)
+    assert torch.equal(dropout(inputs), outputs)
+    dropout.train(False)
+    assert dropout(inputs) is inputs
+    assert FastDropout(0.0)(inputs) is inputs
+    with pytest.raises(ValueError, match="below 1"):
+        FastDropout(1.0)

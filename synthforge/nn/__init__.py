@@ -16,6 +16,7 @@
   in memory or (a streamed run) as :class:`StreamedRows` read from disk a few blocks at a time;
 - :func:`adamw`: AdamW, fused where torch has a kernel for the device; :func:`training_autocast`: a
   training step's forward pass in bfloat16 where the CPU has it natively;
+- :class:`FastDropout`: ``nn.Dropout`` with its mask drawn in bulk (a fifth of the time on a CPU);
 - :func:`forward_in_chunks`: a module's output for many rows, cache-sized chunks at a time,
   in bfloat16 where :func:`use_bfloat16` says the CPU has it natively;
 - :func:`make_private`: the optimiser as DP-SGD under a run's privacy budget (``synthforge.nn.private``);
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from synthforge.nn.conditions import CategoricalConditions
     from synthforge.nn.private import make_private
     from synthforge.nn.training import (
+        FastDropout,
         History,
         StreamedRows,
         adamw,
@@ -63,14 +65,14 @@ if TYPE_CHECKING:
         use_bfloat16,
     )
 
-_TORCH_NAMES = {"History", "StreamedRows", "adamw", "forward_in_chunks", "load_module_arrays", "make_private",
-                "module_arrays", "one_cycle", "resolve_device", "torch_generator", "train", "training_autocast",
-                "training_rows", "use_bfloat16"}
-__all__ = ["CalibratedTorchGenerator", "CategoricalConditions", "ConditionalTrainingParams", "EarlyStopping", "History",
-           "OneHotModelParams", "Precision", "PrecisionSampleParams", "PrecisionTrainingParams", "StreamedRows",
-           "TorchGenerator", "TrainingParams", "adamw", "forward_in_chunks", "load_module_arrays", "make_private",
-           "module_arrays", "one_cycle", "resolve_device", "torch_generator", "train", "training_autocast",
-           "training_rows", "use_bfloat16"]
+_TORCH_NAMES = {"FastDropout", "History", "StreamedRows", "adamw", "forward_in_chunks", "load_module_arrays",
+                "make_private", "module_arrays", "one_cycle", "resolve_device", "torch_generator", "train",
+                "training_autocast", "training_rows", "use_bfloat16"}
+__all__ = ["CalibratedTorchGenerator", "CategoricalConditions", "ConditionalTrainingParams", "EarlyStopping",
+           "FastDropout", "History", "OneHotModelParams", "Precision", "PrecisionSampleParams",
+           "PrecisionTrainingParams", "StreamedRows", "TorchGenerator", "TrainingParams", "adamw", "forward_in_chunks",
+           "load_module_arrays", "make_private", "module_arrays", "one_cycle", "resolve_device", "torch_generator",
+           "train", "training_autocast", "training_rows", "use_bfloat16"]
 
 
 def __getattr__(name: str) -> Any:
