@@ -413,19 +413,19 @@ class FastDropout(torch.nn.Module):
         if not 0 <= p < 1:
             raise ValueError(f"a dropout probability must be at least 0 and below 1, not {p}")
         self.p = p
-        self.threshold_ = round(p * 2**15)
+        self.threshold = round(p * 2**15)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        if not self.training or not self.threshold_:
+        if not self.training or not self.threshold:
             return inputs
         count = inputs.numel()
         words = torch.empty((count + 3) // 4, dtype=torch.int64, device=inputs.device).random_()
         # torch draws int64 words below 2**63, so one lane in four has its top bit clear: 15 random bits a lane
         lanes = words.view(torch.int16)[:count].view(inputs.shape) & 0x7FFF
-        return inputs * (lanes >= self.threshold_) * (2**15 / (2**15 - self.threshold_))
+        return inputs * (lanes >= self.threshold) * (2**15 / (2**15 - self.threshold))
 
 
 def forward_in_chunks(module: torch.nn.Module, inputs: torch.Tensor, rows: int = 4096,

@@ -189,9 +189,8 @@ class AutoregressiveGenerator(TorchGenerator):
         offsets = np.concatenate([[0], np.cumsum(self.vocab_sizes_)]).astype(int).tolist()
         self.head_slices_ = [slice(a, b) for a, b in itertools.pairwise(offsets)]
         self.head_offsets_ = torch.as_tensor(offsets[:-1], dtype=torch.long)  # each column's first logit
-        # each column's first row in the embedding tables stacked (a table holds the column's tokens and its mask)
-        self.embedding_offsets_ = torch.as_tensor(np.cumsum([0, *self.vocab_sizes_[:-1]]) + np.arange(
-            len(self.vocab_sizes_)), dtype=torch.long)
+        # each column's first row in the embedding tables stacked: its first logit, plus one mask row per column before
+        self.embedding_offsets_ = self.head_offsets_ + torch.arange(len(self.vocab_sizes_))
         self.vocab_tensor_ = torch.as_tensor(self.vocab_sizes_, dtype=torch.long)
         names = [name for name, _, _ in self._columns()]
         order = params.column_order or names
