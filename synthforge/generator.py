@@ -23,7 +23,12 @@ own, a ``SampleParams`` model, and implements (``PLUGIN_METHODS``):
   documented fallback there (rows conditioned on the context's categorical values, group by group);
 - ``_get_state()`` / ``_set_state(arrays, extra)``: the fitted state as numpy arrays
   (saved as safetensors) plus JSON-able extras. Never pickle;
-- optionally ``encoder_config()``, when the encoding depends on params.
+- optionally ``encoder_config()``, when the encoding depends on params;
+- optionally ``_calibrate_output(self, emitted, context)``: fit what depends on the rows a run *emits*, once
+  ``fit`` has put copy protection in place: ``emitted(n)`` draws ``n`` rows as :meth:`sample` returns them
+  (copies of rare training rows, the pool of rare values and broken rules drawn again), encoded as ``_fit``
+  got its rows. The autoregressive backend rakes its marginals there, since redrawing the rows that single
+  someone out takes mass from the sparse part of the table.
 
 The base class does everything else, the same way for every plugin: input
 checks, schema inference, encoding and decoding, seeding, conditions, copies of
@@ -81,11 +86,12 @@ MAX_POOLED_REDRAWS = 100
 ROW_INDEX = "__row__"
 
 #: What a plugin implements or may override: the model, and how its state is saved.
-PLUGIN_METHODS = ("_fit", "_sample", "_impute", "_sample_given", "_get_state", "_set_state", "encoder_config")
+PLUGIN_METHODS = ("_fit", "_sample", "_impute", "_sample_given", "_get_state", "_set_state", "encoder_config",
+                  "_calibrate_output")
 #: What the base class owns, the same for every plugin; a subclass defining one of these fails when it is
 #: created, so a helper of the same name cannot silently replace the machinery that keeps the promises.
 RESERVED_NAMES = frozenset({
-    "fit", "sample", "sample_given", "impute", "save", "load", "protect_rows",
+    "fit", "sample", "sample_given", "impute", "save", "load", "protect_rows", "_calibrated",
     "_check_fitted", "_check_conditions", "_encode_conditions", "_draw", "_redraw_forbidden",
     "_sample_by_rejection", "_finish", "_pooled_columns", "_sampling_with", "_draw_given", "_context_groups",
     "released_reference", "_release", "_unreleased_columns",
@@ -293,8 +299,8 @@ class Generator:
             # Redrawing rows that copy rare training rows would read the rows after the budget is spent:
             # the guarantee covers copies instead (a row unique in training is as unlikely as any other).
             self.privacy_ = context.privacy.summary()
-            return self.protect_rows(frame, below=0)
-        return self.protect_rows(frame, below=context.protect_rows_below)
+            return self._calibrated(self.protect_rows(frame, below=0), context)
+        return self._calibrated(self.protect_rows(frame, below=context.protect_rows_below), context)
 
     def fit_streamed(self, rows: TrainingStream, schema: Schema | None = None,
                      context: FitContext | None = None) -> Generator:
@@ -319,11 +325,33 @@ class Generator:
             encoded = EncodedRows.write(Path(name), (self._encoded(chunk, counter) for chunk in rows.chunks()),
                                         self.encoder_.width, sample=self.encoder_.encode(learned))
             self._fit(encoded, context)
-            return self._protect_with(counter)
+            return self._calibrated(self._protect_with(counter), context)
         finally:
             counter.close()
             self._released = None
             Path(name).unlink(missing_ok=True)
+
+    def _calibrated(self, protected: Generator, context: FitContext) -> Generator:
+        """The plugin's ``_calibrate_output``, given rows drawn as a run emits them from a stream of this fit;
+        the redraw counters then start again at zero, for the user's own calls to :meth:`sample`."""
+        if type(self)._calibrate_output is Generator._calibrate_output:
+            return protected
+        rng = np.random.default_rng(context.seed_for("emitted rows"))
+        seed_everything(context.seed_for("emitted rows", "global"), torch=self.uses_torch)
+        columns = self.encoder_.columns
+
+        def emitted(n: int) -> np.ndarray:
+            frame = self._redraw_forbidden(self._draw(n, {}, rng), {}, rng)
+            learned = to_differences(frame.select(columns), self.orderings_)
+            return self.encoder_.encode(learned.select(
+                pl.col(c).cast(self.encoder_.transformer(c).source_dtype, strict=False) for c in columns))
+
+        self._calibrate_output(emitted, context)
+        self.copies_redrawn_ = self.pooled_redrawn_ = self.constraint_redrawn_ = 0
+        return protected
+
+    def _calibrate_output(self, emitted: Callable[[int], np.ndarray], context: FitContext) -> None:
+        """Fit what depends on the rows a run emits (see the module's docstring); nothing by default."""
 
     def _encoded(self, chunk: pl.DataFrame, counter: _RareRowCounter) -> np.ndarray:
         internal = to_internal(chunk, self.schema_)

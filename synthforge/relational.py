@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -335,9 +335,10 @@ class DatabaseGenerator:
             log(f"table {table!r}: fitting {generator!r} on {frame.height:,} rows × {len(schema.learned)} learned "
                 f"columns" + (f" ({len(plan.context)} of context)" if plan.context else ""))
             context = context_for(table)
-            generator.fit(frame, schema, context)
             # Copies are judged on the table's own columns, as the checks see them: the same child row under
-            # another parent is still a copy, and a count of children is no part of the row.
+            # another parent is still a copy, and a count of children is no part of the row. So the fit protects
+            # nothing (its calibration sees the model's own rows), and the protection follows on those columns.
+            generator.fit(frame, schema, replace(context, protect_rows_below=0))
             own = self._source_columns(table)
             generator.protect_rows(frame.select([c for c in own if c in frame.columns]),
                                    below=context.protect_rows_below)

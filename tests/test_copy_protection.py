@@ -73,6 +73,33 @@ class Replayer(Generator):
         return self.rows_[rng.integers(len(self.rows_), size=n)]
 
 
+class Marginals(Generator):
+    """Each column drawn alone from its training values; keeps what its calibration was shown."""
+
+    name = "marginals"
+
+    def _fit(self, data: np.ndarray, context: FitContext) -> None:
+        self.rows_ = data
+
+    def _sample(self, n, conditions, rng):
+        picks = rng.integers(len(self.rows_), size=(n, self.rows_.shape[1]))
+        return np.take_along_axis(self.rows_, picks, axis=0)
+
+    def _calibrate_output(self, emitted, context):
+        self.emitted_ = self.encoder_.decode(emitted(3000))
+        self.redrawn_while_calibrating_ = self.copies_redrawn_
+
+
+def test_calibration_is_shown_rows_as_a_run_emits_them(categorical):
+    model = Marginals().fit(categorical, context=FitContext(seed=4))
+    unprotected = Marginals().fit(categorical, context=FitContext(seed=4, protect_rows_below=0))
+    assert copies(unprotected.emitted_, categorical, rare=True) > 100  # independent columns make rare rows
+    assert copies(model.emitted_, categorical, rare=True) == 0 and model.emitted_.height == 3000
+    assert model.redrawn_while_calibrating_ > 100
+    assert model.copies_redrawn_ == 0, "the counters report the user's calls to sample, not the fit's"
+    assert model.emitted_.equals(Marginals().fit(categorical, context=FitContext(seed=4)).emitted_)
+
+
 def test_a_model_that_memorised_its_rows_is_stopped_with_a_reason(adult):
     model = Replayer().fit(adult)
     with pytest.raises(SynthForgeError, match="keeps reproducing rare training rows.*memorised"):

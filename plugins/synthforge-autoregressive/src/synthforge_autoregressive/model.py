@@ -29,6 +29,7 @@ The table is factorised column by column, ``p(x) = Π p(x_j | x_visible)``:
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 _SAMPLE_CHUNK = 4096  # rows per pass: the activations stay in cache
 VALIDATION_CELLS = 25_000  # rows × columns of the early-stopping NLL each epoch
 MARGINAL_ROUNDS, MARGINAL_ROWS = 4, 20_000  # raking the sampled marginals to the released ones (privacy only)
+OUTPUT_ROUNDS = 3  # raking what a run emits to the training marginals (rows: calibration_draws)
 
 
 class AutoregressiveParams(TrainingParams, EarlyStopping, PrecisionTrainingParams):
@@ -80,6 +82,9 @@ class AutoregressiveParams(TrainingParams, EarlyStopping, PrecisionTrainingParam
         0.5, ge=0, le=1, description="Share of training rows that also show some later columns, for conditions.")
     column_order: list[str] | None = Field(
         None, description="Canonical column order for sampling (default: the table's order).")
+    calibrate: bool = Field(
+        True, description="After training, rake the one-column marginals of what a run emits (copy protection's "
+                          "redraws included) to the training table's, by an offset on each token's logit.")
 
     def encoder_config(self) -> EncoderConfig:
         """Numbers to normal scores (then binned into tokens), categories as indices (one token each)."""
@@ -357,7 +362,8 @@ class AutoregressiveGenerator(TorchGenerator):
             self.heads_.bias.copy_(torch.as_tensor(np.concatenate(biases), dtype=self.heads_.bias.dtype))
 
     def _after_training(self, data: np.ndarray, context: FitContext) -> None:
-        """Under a privacy budget: rake the sampled marginals to the released ones.
+        """Under a privacy budget: rake the sampled marginals to the released ones. Otherwise keep the training
+        rows' token shares for :meth:`_calibrate_output`.
 
         DP-SGD's noise shifts every conditional a little, and sampling column after column compounds it (Adult
         at ε = 1: sex 0.74, relationship 0.64 in Column Shapes). A per-token offset on each column's logits,
@@ -365,6 +371,11 @@ class AutoregressiveGenerator(TorchGenerator):
         marginals back; it reads only the model and what was released, so it costs no budget.
         """
         if context.privacy is None:
+            from synthforge.nn.calibration import calibration_draws
+
+            # what _calibrate_output needs of the training rows: how many rows to draw per round, and the targets
+            self._calibration = (calibration_draws(len(data)), self._token_shares(self._tokenize(data))) \
+                if self.params.calibrate else None
             return
         targets = self._released_marginals()
         self.marginal_offsets_ = [np.zeros(len(t), dtype=np.float32) for t in targets]
@@ -372,10 +383,47 @@ class AutoregressiveGenerator(TorchGenerator):
         for _ in range(MARGINAL_ROUNDS):
             tokens = self._complete(np.zeros((MARGINAL_ROWS, len(targets)), dtype=np.int64),
                                     np.zeros((MARGINAL_ROWS, len(targets)), dtype=bool), rng, allow_missing=True)
-            for j, target in enumerate(targets):
-                sampled = np.bincount(tokens[:, j], minlength=len(target)) / MARGINAL_ROWS
-                step = np.log((target + 1e-4) / (sampled + 1e-4))
-                self.marginal_offsets_[j] = np.clip(self.marginal_offsets_[j] + step, -5, 5).astype(np.float32)
+            self._rake(tokens, targets)
+
+    def _calibrate_output(self, emitted: Callable[[int], np.ndarray], context: FitContext) -> None:
+        """Rake the marginals of what a run emits to the training rows', for a few rounds of fresh draws.
+
+        Copy protection draws again every row that reproduces a training record unique on its
+        quasi-identifiers — about a tenth of Adult's draws, as often as fresh real people match one — and
+        those rows come from the sparse part of the table, so the emitted marginals lean to the common
+        values (Adult: education 0.978, income 0.990 TV-similar). Raking the rows as emitted, not the
+        model's raw draws, brings them back (Adult, one fitted model, two sample seeds: SDMetrics overall
+        0.9859 → 0.9904-0.9919, pair trends 0.981 → 0.986-0.989). The offsets are saved with the model; a
+        model loaded without its training table samples unprotected, slightly toward the sparse part.
+        """
+        calibration, self._calibration = getattr(self, "_calibration", None), None
+        if context.privacy is not None or calibration is None:
+            return
+        rows, targets = calibration
+        self.marginal_offsets_ = [np.zeros(len(t), dtype=np.float32) for t in targets]
+        for _ in range(OUTPUT_ROUNDS):
+            self._rake(self._tokenize(emitted(rows)), targets)
+
+    def _token_shares(self, tokens: np.ndarray) -> list[np.ndarray]:
+        """Each column's token shares in ``tokens``, the pooled rare category's set to zero: a run never emits
+        it (it is drawn again), so raking toward its share would only make the model draw it more."""
+        shares = []
+        for index, (name, value, null) in enumerate(self._columns()):
+            counts = np.bincount(tokens[:, index], minlength=self.vocab_sizes_[index]).astype(np.float64)
+            if value.kind != "numeric":
+                categories = list(getattr(self.encoder_.transformer(name), "categories_", []))
+                if RARE in categories:
+                    counts[categories.index(RARE) + (null is not None)] = 0.0
+            shares.append(counts / max(counts.sum(), 1.0))
+        return shares
+
+    def _rake(self, tokens: np.ndarray, targets: list[np.ndarray]) -> None:
+        """One round: each token's logit offset moved by the log ratio of its target share to its share in
+        ``tokens`` (sampled with the offsets so far)."""
+        for j, target in enumerate(targets):
+            sampled = np.bincount(tokens[:, j], minlength=len(target)) / len(tokens)
+            step = np.log((target + 1e-4) / (sampled + 1e-4))
+            self.marginal_offsets_[j] = np.clip(self.marginal_offsets_[j] + step, -5, 5).astype(np.float32)
 
     def _sample(self, n: int, conditions: dict[Span, np.ndarray] | None, rng: np.random.Generator) -> np.ndarray:
         known = np.zeros((n, len(self.vocab_sizes_)), dtype=np.int64)
