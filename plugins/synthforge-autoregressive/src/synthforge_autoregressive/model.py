@@ -24,6 +24,10 @@ The table is factorised column by column, ``p(x) = Π p(x_j | x_visible)``:
   rejection.
 - Sampling costs one small trunk pass per column; ``temperature`` below 1
   sharpens every conditional.
+- **Calibration** (``calibrate``): after training, a per-token offset on each
+  column's logits rakes the one-column marginals of the rows a run emits — copy
+  protection's redraws included — to the training table's, in three rounds of
+  fresh draws (:meth:`AutoregressiveGenerator._calibrate_output`).
 """
 
 from __future__ import annotations
