@@ -40,6 +40,8 @@ class MarginalCalibration:
         self.quantiles_from_ = np.zeros((len(self.numeric), QUANTILE_LEVELS), dtype=np.float32)
         self.quantiles_to_ = np.zeros_like(self.quantiles_from_)
         self.fitted_ = False
+        self.training_shares = None
+        self.draws = 0
 
     def fit(self, generated: np.ndarray, data: np.ndarray) -> MarginalCalibration:
         """``generated``: raw model output on fresh noise — logits for discrete spans, final values for numbers;
@@ -53,7 +55,26 @@ class MarginalCalibration:
             self.quantiles_from_[index] = np.quantile(generated[:, span.start], levels)
             self.quantiles_to_[index] = np.quantile(data[:, span.start], levels)
         self.fitted_ = True
+        # what rake() aims at, for the rest of the fit only (not saved): the training shares, and the draws to use
+        self.training_shares: dict[int, np.ndarray] | None = {
+            span.start: data[:, span.start : span.stop].mean(0) for span in self.spans if span.kind == "onehot"}
+        self.draws = len(generated)
         return self
+
+    def rake(self, emitted: np.ndarray, never_emitted: dict[int, list[int]]) -> None:
+        """One round on rows as a run emitted them (one-hot categories, copy protection's redraws included): each
+        category's offset moved by the log ratio of its training share to its emitted share. ``never_emitted``
+        names, per span start, the categories a run draws again (the pool of rare values), whose share is aimed
+        at zero, the rest renormalised, so that their offsets stay where :meth:`fit` put them."""
+        for span in self.spans:
+            if span.kind != "onehot":
+                continue
+            target = self.training_shares[span.start].copy()
+            target[never_emitted.get(span.start, [])] = 0.0
+            target /= max(target.sum(), 1e-12)
+            shares = emitted[:, span.start : span.stop].mean(0)
+            step = np.clip(np.log((target + 1e-4) / (shares + 1e-4)), -1.0, 1.0)
+            self.logit_offset_[span.start : span.stop] += step.astype(np.float32)
 
     def apply(self, generated: np.ndarray) -> np.ndarray:
         """Raw output as :meth:`fit` saw it, calibrated: offset logits, mapped numbers (a new array)."""

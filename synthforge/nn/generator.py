@@ -34,16 +34,18 @@ Importing this module does not import torch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from synthforge.data.encoder import EncoderConfig
+from synthforge.data.encoder import RARE, EncoderConfig
 from synthforge.generator import FitContext, Generator
 
 if TYPE_CHECKING:
     from synthforge.nn.training import History
 
+EMITTED_ROUNDS = 3  # raking a calibration's category offsets on emitted rows (CalibratedTorchGenerator)
 
 class TorchGenerator(Generator):
     """Base class of the torch generators; see the module documentation."""
@@ -184,6 +186,23 @@ class TorchGenerator(Generator):
 class CalibratedTorchGenerator(TorchGenerator):
     """A torch generator whose samples get marginal calibration (:mod:`synthforge.nn.calibration`), fitted in
     ``_after_training`` into ``self.calibration_`` and saved with the weights (the VAE and the GAN)."""
+
+    def _calibrate_output(self, emitted: Callable[[int], np.ndarray], context: FitContext) -> None:
+        """Rake the calibration's category offsets, fitted on raw draws, on rows as a run emits them, for
+        ``EMITTED_ROUNDS``: copy protection draws again the rows that single out a training record, which come
+        from the sparse part of the table, so the emitted marginals lean to the common values. Not under a
+        privacy budget (no copy protection there, and the offsets aim at the released marginals)."""
+        calibration = self.calibration_
+        if context.privacy is not None or calibration.training_shares is None:
+            return
+        never_emitted = {}
+        for span in self.encoder_.spans_:
+            categories = getattr(self.encoder_.transformer(span.column), "categories_", None)
+            if span.kind == "onehot" and span.role == "value" and categories is not None and RARE in categories:
+                never_emitted[span.start] = [categories.index(RARE)]
+        for _ in range(EMITTED_ROUNDS):
+            calibration.rake(emitted(calibration.draws), never_emitted)
+        calibration.training_shares = None
 
     def _extra_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         return self.calibration_.arrays(), {}
