@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import sys
@@ -788,11 +789,18 @@ class Generator:
         first_draw = frame.height
         copies_left = pooled_left = 0
         first_held: dict[str, float] = {}
+        # Rows judged fine are set aside, so each round judges only the fresh draws. Without `redraw` a round
+        # draws more rows than it lacks, by the share it just refused, and keeps the first ones that pass: one
+        # round where the rows it needs came back in four (Adult: a tenth of the draws single someone out).
+        accepted: list[pl.DataFrame] = []
+        lacking = first_draw
         for round_ in range(MAX_POOLED_REDRAWS + 1):
             nothing = pl.repeat(False, frame.height, eager=True)
             broken, broken_by = nothing, {}
             for rule in rules:
-                held = rule.holds(frame)
+                # `unique:` is judged across rows: a fresh row may repeat an accepted one's value (not the reverse)
+                held = rule.holds(pl.concat([*accepted, frame])).tail(frame.height) \
+                    if rule.unique is not None and accepted else rule.holds(frame)
                 broken_by[rule.describe()] = int((~held).sum())
                 first_held.setdefault(rule.describe(), float(held.mean() or 0.0))
                 broken = broken | ~held
@@ -803,12 +811,16 @@ class Generator:
             singled_out = matching_rows(frame, records) if records is not None and round_ < MAX_REDRAWS else nothing
             holds_pool = frame.select(pl.any_horizontal(pl.col(c) == RARE for c in pooled).fill_null(False)) \
                 .to_series() if pooled else nothing
+            again = copies | singled_out | holds_pool | broken
+            passed = frame.filter(~again).head(lacking)
+            accepted.append(passed)
+            lacking -= passed.height
+            if lacking == 0:
+                return accepted[0] if len(accepted) == 1 else pl.concat(accepted)
             copies_left = int(copies.sum())
             singled_left = int((singled_out & ~copies).sum())
             pooled_left = int((holds_pool & ~copies & ~singled_out).sum())
             broken_left = int((broken & ~copies & ~singled_out & ~holds_pool).sum())
-            if copies_left + singled_left + pooled_left + broken_left == 0:
-                return frame
             if copies_left and round_ >= MAX_REDRAWS:
                 raise SynthForgeError(
                     f"generator {self.name!r} keeps reproducing rare training rows: {copies_left:,} of "
@@ -820,9 +832,11 @@ class Generator:
             self.copies_redrawn_ += copies_left + singled_left
             self.pooled_redrawn_ += pooled_left
             self.constraint_redrawn_ += broken_left
-            again = copies | singled_out | holds_pool | broken
-            fresh = redraw(frame.filter(again)) if redraw else self._draw(int(again.sum()), conditions, rng)
-            frame = pl.concat([frame.filter(~again), fresh])
+            if redraw is not None:  # one fresh row for each refused one, in its place (its context)
+                frame = redraw(frame.filter(again))
+            else:
+                refused = int(again.sum()) / frame.height
+                frame = self._draw(math.ceil(lacking / max(1.0 - refused, 0.25) * 1.05) + 8, conditions, rng)
         if not pooled_left:
             rule = max(broken_by, key=broken_by.__getitem__)
             raise SynthForgeError(

@@ -45,6 +45,23 @@ def test_copies_of_rare_rows_are_drawn_again_and_common_rows_kept(categorical):
     assert synthetic.equals(synthforge.fit(categorical, "copula", seed=0).sample(5000, seed=1))
 
 
+def test_refused_rows_come_back_in_one_oversampled_draw(categorical, monkeypatch):
+    model = synthforge.fit(categorical, "copula", seed=0)
+    draws: list[int] = []
+    draw = Generator._draw
+
+    def counted(self, n, conditions, rng):
+        draws.append(n)
+        return draw(self, n, conditions, rng)
+
+    monkeypatch.setattr(Generator, "_draw", counted)
+    synthetic = model.sample(5000, seed=1)
+    assert synthetic.height == 5000 and copies(synthetic, categorical, rare=True) == 0
+    # a fifth of the copula's rows copy a rare one (980 here): drawn again at once with a margin (1,303 rows), not
+    # round after round (a fifth of a fifth, ... : six draws)
+    assert model.copies_redrawn_ > 500 and len(draws) <= 3 and draws[1] > 1.2 * model.copies_redrawn_
+
+
 def test_conditions_hold_in_redrawn_rows(categorical):
     model = synthforge.fit(categorical, "copula", seed=0)
     synthetic = model.sample(2000, conditions={"race": "Black"}, seed=3)
