@@ -789,9 +789,9 @@ class Generator:
         first_draw = frame.height
         copies_left = pooled_left = 0
         first_held: dict[str, float] = {}
-        # Rows judged fine are set aside, so each round judges only the fresh draws. Without `redraw` a round
-        # draws more rows than it lacks, by the share it just refused, and keeps the first ones that pass: one
-        # round where the rows it needs came back in four (Adult: a tenth of the draws single someone out).
+        # Rows judged fine are set aside, so each round judges only the fresh draws. Without `redraw` the first
+        # redraw takes more rows than it lacks, by the share just refused, and keeps the first ones that pass:
+        # one round where the rows came back in four (Adult: a tenth of the draws single someone out).
         accepted: list[pl.DataFrame] = []
         lacking = first_draw
         for round_ in range(MAX_POOLED_REDRAWS + 1):
@@ -834,9 +834,11 @@ class Generator:
             self.constraint_redrawn_ += broken_left
             if redraw is not None:  # one fresh row for each refused one, in its place (its context)
                 frame = redraw(frame.filter(again))
-            else:
+            elif round_ == 0:  # with a margin: usually the last round
                 refused = int(again.sum()) / frame.height
                 frame = self._draw(math.ceil(lacking / max(1.0 - refused, 0.25) * 1.05) + 8, conditions, rng)
+            else:  # what is lacking, so that a model that keeps drawing such rows is stopped as before
+                frame = self._draw(lacking, conditions, rng)
         if not pooled_left:
             rule = max(broken_by, key=broken_by.__getitem__)
             raise SynthForgeError(
