@@ -415,7 +415,7 @@ def recipe_modes(cls: type[Generator]) -> list[dict[str, Any]]:
         {"mode": "synthesize", "rows": 300},
         {"mode": "augment", "rows": 200, "label_column": "is_synthetic"},
         {"mode": "rebalance", "column": "income", "shares": {"<=50K": 0.5, ">50K": 0.5}},
-        {"mode": "conditions", "conditions": {"sex": "Female"}, "rows": 200},
+        {"mode": "conditions", "conditions": {"sex": "Female"}, "rows": 500},
     ]
     return [*modes, {"mode": "impute"}] if cls.supports_imputation else modes
 
