@@ -92,7 +92,7 @@ PLUGIN_METHODS = ("_fit", "_sample", "_impute", "_sample_given", "_get_state", "
 #: What the base class owns, the same for every plugin; a subclass defining one of these fails when it is
 #: created, so a helper of the same name cannot silently replace the machinery that keeps the promises.
 RESERVED_NAMES = frozenset({
-    "fit", "sample", "sample_given", "impute", "save", "load", "protect_rows", "_calibrated",
+    "fit", "sample", "sample_given", "impute", "save", "load", "protect_rows", "_calibrated", "_as_learned",
     "_check_fitted", "_check_conditions", "_encode_conditions", "_draw", "_redraw_forbidden",
     "_sample_by_rejection", "_finish", "_pooled_columns", "_sampling_with", "_draw_given", "_context_groups",
     "released_reference", "_release", "_unreleased_columns",
@@ -343,9 +343,7 @@ class Generator:
 
         def emitted(n: int) -> np.ndarray:
             frame = self._redraw_forbidden(self._draw(n, {}, rng), {}, rng)
-            learned = to_differences(frame.select(columns), self.orderings_)
-            return self.encoder_.encode(learned.select(
-                pl.col(c).cast(self.encoder_.transformer(c).source_dtype, strict=False) for c in columns))
+            return self.encoder_.encode(self._as_learned(to_differences(frame.select(columns), self.orderings_)))
 
         self._calibrate_output(emitted, context)
         self.copies_redrawn_ = self.pooled_redrawn_ = self.constraint_redrawn_ = 0
@@ -353,6 +351,12 @@ class Generator:
 
     def _calibrate_output(self, emitted: Callable[[int], np.ndarray], context: FitContext) -> None:
         """Fit what depends on the rows a run emits (see the module's docstring); nothing by default."""
+
+    def _as_learned(self, differences: pl.DataFrame) -> pl.DataFrame:
+        """The learned columns of ``differences`` (as ``to_differences`` gives them) in the dtypes the encoder was
+        fitted on, ready for ``self.encoder_.encode``."""
+        return differences.select(
+            pl.col(c).cast(self.encoder_.transformer(c).source_dtype, strict=False) for c in self.encoder_.columns)
 
     def _encoded(self, chunk: pl.DataFrame, counter: _RareRowCounter) -> np.ndarray:
         internal = to_internal(chunk, self.schema_)
@@ -618,8 +622,7 @@ class Generator:
         missing = np.column_stack([differences.get_column(c).is_null().to_numpy() for c in columns]) if columns \
             else np.zeros((frame.height, 0), dtype=bool)
         rng = np.random.default_rng(seed if seed is not None else derive_seed(self.seed_, "impute"))
-        learned = differences.select(
-            pl.col(c).cast(self.encoder_.transformer(c).source_dtype, strict=False) for c in columns)
+        learned = self._as_learned(differences)
         with self._sampling_with(sample_params):
             filled = self.encoder_.decode(self._impute(self.encoder_.encode(learned), missing, rng))
         filled = from_differences(filled.with_columns(  # rebuild b from the row's own base where it was given

@@ -40,7 +40,8 @@ class MarginalCalibration:
         self.quantiles_from_ = np.zeros((len(self.numeric), QUANTILE_LEVELS), dtype=np.float32)
         self.quantiles_to_ = np.zeros_like(self.quantiles_from_)
         self.fitted_ = False
-        self.training_shares = None
+        # what rake() aims at, for the rest of the fit only (not saved): the training shares, and the draws to use
+        self.training_shares: dict[int, np.ndarray] | None = None
         self.draws = 0
 
     def fit(self, generated: np.ndarray, data: np.ndarray) -> MarginalCalibration:
@@ -55,8 +56,7 @@ class MarginalCalibration:
             self.quantiles_from_[index] = np.quantile(generated[:, span.start], levels)
             self.quantiles_to_[index] = np.quantile(data[:, span.start], levels)
         self.fitted_ = True
-        # what rake() aims at, for the rest of the fit only (not saved): the training shares, and the draws to use
-        self.training_shares: dict[int, np.ndarray] | None = {
+        self.training_shares = {
             span.start: data[:, span.start : span.stop].mean(0) for span in self.spans if span.kind == "onehot"}
         self.draws = len(generated)
         return self

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
 EMITTED_ROUNDS = 3  # raking a calibration's category offsets on emitted rows (CalibratedTorchGenerator)
 
+
 class TorchGenerator(Generator):
     """Base class of the torch generators; see the module documentation."""
 
@@ -195,11 +196,10 @@ class CalibratedTorchGenerator(TorchGenerator):
         calibration = self.calibration_
         if context.privacy is not None or calibration.training_shares is None:
             return
-        never_emitted = {}
-        for span in self.encoder_.spans_:
-            categories = getattr(self.encoder_.transformer(span.column), "categories_", None)
-            if span.kind == "onehot" and span.role == "value" and categories is not None and RARE in categories:
-                never_emitted[span.start] = [categories.index(RARE)]
+        pooled = self._pooled_columns()
+        never_emitted = {span.start: [self.encoder_.transformer(span.column).categories_.index(RARE)]
+                         for span in self.encoder_.spans_
+                         if span.column in pooled and span.kind == "onehot" and span.role == "value"}
         for _ in range(EMITTED_ROUNDS):
             calibration.rake(emitted(calibration.draws), never_emitted)
         calibration.training_shares = None

@@ -411,13 +411,12 @@ class AutoregressiveGenerator(TorchGenerator):
     def _token_shares(self, tokens: np.ndarray) -> list[np.ndarray]:
         """Each column's token shares in ``tokens``, the pooled rare category's set to zero: a run never emits
         it (it is drawn again), so raking toward its share would only make the model draw it more."""
+        pooled = self._pooled_columns()
         shares = []
-        for index, (name, value, null) in enumerate(self._columns()):
+        for index, (name, _, null) in enumerate(self._columns()):
             counts = np.bincount(tokens[:, index], minlength=self.vocab_sizes_[index]).astype(np.float64)
-            if value.kind != "numeric":
-                categories = list(getattr(self.encoder_.transformer(name), "categories_", []))
-                if RARE in categories:
-                    counts[categories.index(RARE) + (null is not None)] = 0.0
+            if name in pooled:
+                counts[self.encoder_.transformer(name).categories_.index(RARE) + (null is not None)] = 0.0
             shares.append(counts / max(counts.sum(), 1.0))
         return shares
 
