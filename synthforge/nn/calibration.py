@@ -19,6 +19,8 @@ are plain arrays saved with the model's weights (safetensors). numpy only: no to
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from synthforge.data.encoder import Span
@@ -31,6 +33,16 @@ def calibration_draws(training_rows: int) -> int:
     return min(50_000, 4 * training_rows)
 
 
+@dataclass
+class EmittedTargets:
+    """What a calibration on emitted rows (``Generator._calibrate_output``) aims at, kept from the training rows
+    for the rest of the fit only, never saved: how many rows to draw each round, and the training shares (keyed
+    as the model keys its columns: a one-hot span's start, a token column's index)."""
+
+    draws: int
+    shares: dict[int, np.ndarray]
+
+
 class MarginalCalibration:
     def __init__(self, spans: list[Span]) -> None:
         self.spans = spans
@@ -40,9 +52,7 @@ class MarginalCalibration:
         self.quantiles_from_ = np.zeros((len(self.numeric), QUANTILE_LEVELS), dtype=np.float32)
         self.quantiles_to_ = np.zeros_like(self.quantiles_from_)
         self.fitted_ = False
-        # what rake() aims at, for the rest of the fit only (not saved): the training shares, and the draws to use
-        self.training_shares: dict[int, np.ndarray] | None = None
-        self.draws = 0
+        self.emitted_targets: EmittedTargets | None = None  # what rake() aims at, for the rest of the fit only
 
     def fit(self, generated: np.ndarray, data: np.ndarray) -> MarginalCalibration:
         """``generated``: raw model output on fresh noise — logits for discrete spans, final values for numbers;
@@ -56,20 +66,21 @@ class MarginalCalibration:
             self.quantiles_from_[index] = np.quantile(generated[:, span.start], levels)
             self.quantiles_to_[index] = np.quantile(data[:, span.start], levels)
         self.fitted_ = True
-        self.training_shares = {
-            span.start: data[:, span.start : span.stop].mean(0) for span in self.spans if span.kind == "onehot"}
-        self.draws = len(generated)
+        self.emitted_targets = EmittedTargets(len(generated), {
+            span.start: data[:, span.start : span.stop].mean(0) for span in self.spans if span.kind == "onehot"})
         return self
 
-    def rake(self, emitted: np.ndarray, never_emitted: dict[int, list[int]]) -> None:
+    def rake(self, emitted: np.ndarray, training_shares: dict[int, np.ndarray],
+             never_emitted: dict[int, list[int]]) -> None:
         """One round on rows as a run emitted them (one-hot categories, copy protection's redraws included): each
-        category's offset moved by the log ratio of its training share to its emitted share. ``never_emitted``
-        names, per span start, the categories a run draws again (the pool of rare values), whose share is aimed
-        at zero, the rest renormalised, so that their offsets stay where :meth:`fit` put them."""
+        category's offset moved by the log ratio of its training share (``training_shares``, per span start) to
+        its emitted share. ``never_emitted`` names, per span start, the categories a run draws again (the pool of
+        rare values), whose share is aimed at zero, the rest renormalised, so that their offsets stay where
+        :meth:`fit` put them."""
         for span in self.spans:
             if span.kind != "onehot":
                 continue
-            target = self.training_shares[span.start].copy()
+            target = training_shares[span.start].copy()
             target[never_emitted.get(span.start, [])] = 0.0
             target /= max(target.sum(), 1e-12)
             shares = emitted[:, span.start : span.stop].mean(0)

@@ -194,15 +194,15 @@ class CalibratedTorchGenerator(TorchGenerator):
         from the sparse part of the table, so the emitted marginals lean to the common values. Not under a
         privacy budget (no copy protection there, and the offsets aim at the released marginals)."""
         calibration = self.calibration_
-        if context.privacy is not None or calibration.training_shares is None:
+        targets, calibration.emitted_targets = calibration.emitted_targets, None
+        if context.privacy is not None or targets is None:
             return
         pooled = self._pooled_columns()
         never_emitted = {span.start: [self.encoder_.transformer(span.column).categories_.index(RARE)]
                          for span in self.encoder_.spans_
                          if span.column in pooled and span.kind == "onehot" and span.role == "value"}
         for _ in range(EMITTED_ROUNDS):
-            calibration.rake(emitted(calibration.draws), never_emitted)
-        calibration.training_shares = None
+            calibration.rake(emitted(targets.draws), targets.shares, never_emitted)
 
     def _extra_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         return self.calibration_.arrays(), {}

@@ -81,7 +81,7 @@ def test_the_calibration_is_raked_on_rows_as_a_run_emits_them(monkeypatch):
     raw = ConditionalVAE(FAST).fit(table, context=FitContext(seed=0))
     assert raw.sample(4000, seed=1).height == 4000 and raw.copies_redrawn_ > 400
     assert mean_distance(raked) < 0.6 * mean_distance(raw)  # measured: 0.026 raw, 0.010 raked
-    assert raked.calibration_.training_shares is None, "the training shares are for the fit only, never saved"
+    assert raked.calibration_.emitted_targets is None, "the training shares are for the fit only, never saved"
     pooled = [span.start + categories.index(RARE) for span in raked.encoder_.spans_
               if span.kind == "onehot" and span.role == "value"
               and RARE in (categories := getattr(raked.encoder_.transformer(span.column), "categories_", []))]

@@ -375,10 +375,10 @@ class AutoregressiveGenerator(TorchGenerator):
         marginals back; it reads only the model and what was released, so it costs no budget.
         """
         if context.privacy is None:
-            from synthforge.nn.calibration import calibration_draws
+            from synthforge.nn.calibration import EmittedTargets, calibration_draws
 
-            # what _calibrate_output needs of the training rows: how many rows to draw per round, and the targets
-            self._calibration = (calibration_draws(len(data)), self._token_shares(self._tokenize(data))) \
+            shares = dict(enumerate(self._token_shares(self._tokenize(data))))
+            self._emitted_targets = EmittedTargets(calibration_draws(len(data)), shares) \
                 if self.params.calibrate else None
             return
         targets = self._released_marginals()
@@ -400,13 +400,13 @@ class AutoregressiveGenerator(TorchGenerator):
         0.9859 → 0.9904-0.9919, pair trends 0.981 → 0.986-0.989). The offsets are saved with the model; a
         model loaded without its training table samples unprotected, slightly toward the sparse part.
         """
-        calibration, self._calibration = getattr(self, "_calibration", None), None
-        if context.privacy is not None or calibration is None:
+        targets, self._emitted_targets = getattr(self, "_emitted_targets", None), None
+        if context.privacy is not None or targets is None:
             return
-        rows, targets = calibration
-        self.marginal_offsets_ = [np.zeros(len(t), dtype=np.float32) for t in targets]
+        shares = [targets.shares[j] for j in range(len(self.vocab_sizes_))]
+        self.marginal_offsets_ = [np.zeros(len(t), dtype=np.float32) for t in shares]
         for _ in range(OUTPUT_ROUNDS):
-            self._rake(self._tokenize(emitted(rows)), targets)
+            self._rake(self._tokenize(emitted(targets.draws)), shares)
 
     def _token_shares(self, tokens: np.ndarray) -> list[np.ndarray]:
         """Each column's token shares in ``tokens``, the pooled rare category's set to zero: a run never emits
