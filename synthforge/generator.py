@@ -452,7 +452,8 @@ class Generator:
         whose rows often repeat. Rows are compared on the learned columns; and, where some
         learned columns are not quasi-identifiers (:attr:`Schema.quasi_identifiers`: a date, a
         measurement with many values), a row that reproduces a training record *unique* on its
-        quasi-identifiers is drawn again too.
+        quasi-identifiers is drawn again too — unless those are a grid's coordinates, as in a panel of
+        cities × months (:meth:`Schema.quasi_identifier_grid`), where every record is unique on them.
 
         Only 64-bit hashes of the protected rows are kept, in memory, and never
         saved with the model: a model loaded from disk protects nothing until it is
@@ -467,7 +468,8 @@ class Generator:
             found: list[tuple[pl.Schema, pl.Series] | None] = [
                 rare_row_hashes(frame.select(names), fewer_than)
                 for names, fewer_than in _protected_sets(self.schema_, frame.columns, below)]
-            self._protected, self._protected_records = [*found, None, None][:2]
+            self._protected, records = [*found, None, None][:2]
+            self._protected_records = _unless_grid(self.schema_, records, frame.height)
         return self
 
     def protect_streamed(self, chunks: Callable[[], Iterable[pl.DataFrame]], below: int = 5,
@@ -955,6 +957,18 @@ def _protected_sets(schema: Schema, present: list[str], below: int) -> list[tupl
     return [(columns, below)] + ([(known, 2)] if known and len(known) < len(columns) else [])
 
 
+def _unless_grid(schema: Schema, records: tuple[pl.Schema, pl.Series] | None,
+                 rows: int) -> tuple[pl.Schema, pl.Series] | None:
+    """The protection of records unique on their quasi-identifiers, or None where those columns are a grid's
+    coordinates (:meth:`Schema.quasi_identifier_grid`): every record is unique there by design, and refusing
+    every training cell would draw each row about four times (Texas housing) and leave only the holdout's cells,
+    leaning the output toward the rows held out."""
+    if records is None:
+        return None
+    columns, hashes = list(records[0]), records[1]
+    return None if schema.quasi_identifier_grid(rows, int(hashes.list.len()[0]), columns) else records
+
+
 class _RareRowCounter:
     """What :meth:`Generator.protect_rows` keeps, counted over a table's chunks (internal form) as they pass: the
     hashes of rows, on the learned columns, held by fewer than ``below`` rows, and, where some learned columns are
@@ -966,8 +980,10 @@ class _RareRowCounter:
         self._parts = [(names, fewer_than, HashCounter(scratch))
                        for names, fewer_than in _protected_sets(schema, [c.name for c in schema.learned], below)]
         self._schemas: list[pl.Schema | None] = [None] * len(self._parts)
+        self._schema, self._rows = schema, 0
 
     def add(self, frame: pl.DataFrame) -> None:
+        self._rows += frame.height
         for index, (names, _, counter) in enumerate(self._parts):
             selected = frame.select(names)
             self._schemas[index] = selected.schema
@@ -979,7 +995,7 @@ class _RareRowCounter:
             (schema, pl.Series(counter.rare(fewer_than), dtype=pl.UInt64).implode()) if schema is not None else None
             for (_, fewer_than, counter), schema in zip(self._parts, self._schemas, strict=True)]
         found += [None] * (2 - len(found))
-        return found[0], found[1]
+        return found[0], _unless_grid(self._schema, found[1], self._rows)
 
     def close(self) -> None:
         for _, _, counter in self._parts:

@@ -15,7 +15,7 @@ from synthforge.errors import SynthForgeError
 from synthforge.generator import FitContext, Generator
 from synthforge.jobs.partitioned import sample_partitioned
 from synthforge.seeds import derive_seed
-from tests.conftest import basic_recipe
+from tests.conftest import ROOT, basic_recipe
 
 CATEGORIES = ["workclass", "education", "marital-status", "race", "sex", "income"]
 
@@ -167,3 +167,33 @@ def test_partitions_protect_the_rows_of_a_given_table_as_one_process_does(catego
     model = synthforge.load(tmp_path / "model").protect_rows(categorical)
     one = pl.concat([model.sample(1500, seed=derive_seed(5, offset)) for offset in (0, 1500)])
     assert parts.equals(one)
+
+
+def test_a_panels_cells_are_not_refused_as_records_unique_on_them(write_recipe, tmp_path, adult):
+    """Gapminder's country × year panel: every record is one cell of the grid, unique on the two by design. Refusing
+    every training cell (as records of people unique on what can be known are) would leave only the holdout's
+    cells: each row drawn about five times, the output leaning to the rows held out, and its privacy checks failing
+    for being implausibly close to the holdout."""
+    observations = ROOT / "recipes" / "data" / "gapminder" / "observations.csv"
+    (tmp_path / "observations.csv").write_bytes(observations.read_bytes())
+    recipe = basic_recipe(rows=1000, format="parquet")
+    recipe["source"] = {"path": "observations.csv"}
+    result = run(write_recipe(recipe))
+    assert result.dataset_path.exists()  # every gate passed
+    scores = {check.name: check for check in result.checks}
+    assert scores["rare_combinations"].details["grid_fill"] == pytest.approx(0.75, abs=0.01)  # a quarter held out
+    assert 0.4 <= scores["dcr_share"].score <= 0.6 and scores["membership_inference"].score >= 0.4
+    assert result.rows["copies_redrawn"] < 100  # whole rows are still protected (the numbers are continuous)
+
+    table = pl.read_csv(observations)
+    train = table.sample(fraction=0.8, seed=0)
+    model = synthforge.fit(train, "copula", seed=0)
+    assert model._protected_records is None and model._protected is not None
+    model.protect_streamed(lambda: train.iter_slices(500))  # a streamed fit's counting decides the same
+    assert model._protected_records is None and model._protected is not None
+    schema = model.schema_
+    cells = train.select("country", "year").n_unique()
+    assert schema.quasi_identifier_grid(train.height, cells) == pytest.approx(train.height / (142 * 12))
+    assert schema.quasi_identifier_grid(train.height, cells - 1) is None  # one cell held twice: no key
+    sparse = synthforge.fit(adult, "copula", seed=0)  # 4,000 people, 3,045 unique on 13 columns: kept protected
+    assert sparse._protected_records is not None

@@ -282,7 +282,9 @@ class RareCombinations(Check):
     name = "rare_combinations"
     kind = "privacy"
     description = ("Share of synthetic rows that reproduce a training record unique on its categorical and "
-                   "low-cardinality columns; gated by the holdout's own rate of such matches.")
+                   "low-cardinality columns; gated by the holdout's own rate of such matches. Skipped where those "
+                   "columns are a grid's coordinates (a panel such as city × year × month: every record is unique "
+                   "on them).")
     default = True
 
     def measure(self, train, holdout, synthetic, schema):
@@ -291,6 +293,12 @@ class RareCombinations(Check):
             return None, "skipped: no categorical or low-cardinality column to form quasi-identifiers", {
                 "skipped": True, "columns": []}
         unique = train.select(columns).group_by(columns).len().filter(pl.col("len") == 1).drop("len")
+        fill = schema.quasi_identifier_grid(train.height, unique.height, columns)
+        if fill is not None:  # copy protection does not redraw these either (Generator.protect_rows)
+            return None, (f"skipped: {' × '.join(columns)} are a grid's coordinates, each of the {train.height:,} "
+                          f"training records one of their combinations ({fill:.0%} of them filled), so every record "
+                          f"is unique on them by design; copies of whole rows are judged by exact_copies and the "
+                          f"distance checks"), {"skipped": True, "columns": columns, "grid_fill": fill}
         share = copy_share(synthetic, unique, columns)
         details: dict[str, Any] = {"columns": columns, "unique_records": unique.height, "rows": synthetic.height}
         if holdout is not None:
