@@ -337,6 +337,11 @@ def test_small_tables_get_more_steps_unless_the_recipe_sets_them():
     assert TrainingParams(batch_size=500, epochs=100).adapted_to(1168) == {}  # set by the user: kept
     assert TrainingParams(adapt_to_table=False).adapted_to(1168) == {}
     assert TrainingParams(batch_size=256, epochs=20).adapted_to(1000) == {}  # both set by the user
+    from synthforge_autoregressive.model import AutoregressiveParams
+
+    # the autoregressive model memorises small tables sooner: at most 100 of its 60 epochs' 180
+    assert AutoregressiveParams().adapted_to(768) == {"batch_size": 48, "epochs": 100}
+    assert AutoregressiveParams().adapted_to(20_000) == {"epochs": 88}  # 59 × 60 steps in 40 per epoch: below it
 
 
 def test_a_torch_model_says_what_it_adapted_and_saves_it(tmp_path):

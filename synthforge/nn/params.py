@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
@@ -52,6 +52,9 @@ class TrainingParams(GeneratorParams):
         True, description="Choose batch_size and epochs from the table's rows when the recipe does not set them "
                           "(see TrainingParams.adapted_to); false keeps the class defaults whatever the table.")
 
+    #: how far adapted_to may raise the epochs on a small table (a model that memorises sooner sets less)
+    max_epoch_factor: ClassVar[float] = MAX_EPOCH_FACTOR
+
     def batch_multiple(self) -> int:
         """What every batch size must be a multiple of (a PacGAN's pack size); 1 for most models."""
         return 1
@@ -65,8 +68,8 @@ class TrainingParams(GeneratorParams):
         1,000 rows: 2), so its model stops far short of what it needs. On a table with fewer rows than
         ``16 × batch_size``, the batch becomes ``rows / 16`` (at least 32, a multiple of
         :meth:`batch_multiple`) and epochs rise until the steps match the reference count, up to
-        ``MAX_EPOCH_FACTOR`` times the default. Larger tables keep the defaults. A model's own
-        params may add to this (``_adapt_to_table`` of the generator).
+        ``max_epoch_factor`` times the default (``MAX_EPOCH_FACTOR`` unless the model sets less). Larger
+        tables keep the defaults. A model's own params may add to this (``_adapt_to_table`` of the generator).
         """
         given = self.model_fields_set
         if not self.adapt_to_table or rows <= 0:
@@ -82,7 +85,7 @@ class TrainingParams(GeneratorParams):
         if "epochs" not in given:
             reference_steps = self.epochs * -(-REFERENCE_ROWS // self.batch_size)
             steps_per_epoch = max(1, -(-rows // batch))
-            epochs = min(round(reference_steps / steps_per_epoch), MAX_EPOCH_FACTOR * self.epochs)
+            epochs = min(round(reference_steps / steps_per_epoch), round(self.max_epoch_factor * self.epochs))
             if epochs > self.epochs:
                 changes["epochs"] = epochs
         return changes
