@@ -294,7 +294,7 @@ class ParentDCR(RelationalCheck):
 
     def measure_database(self, database):
         shares = {}
-        floors = []
+        floors, ceilings = [], []
         for table in database.relations.entity_roots():
             schema = self._schema(database, table)
             frames = [parent_summaries(database, table, tables)
@@ -302,15 +302,16 @@ class ParentDCR(RelationalCheck):
             result = DCRShare().run(*frames, schema)
             shares[table] = result.score
             floors.append(result.details.get("implausible_below"))
+            ceilings.append(result.details.get("chance_above"))
         score = max(s for s in shares.values() if s is not None)
         return score, ", ".join(f"{t}: {s:.1%} of synthetic entities closer to training than holdout"
                                 for t, s in shares.items()), \
-            {"tables": shares, "implausible_below": min(f for f in floors if f is not None)}
+            {"tables": shares, "implausible_below": min(f for f in floors if f is not None),
+             "chance_above": max(c for c in ceilings if c is not None)}
 
     def gate_from_data(self, details):
         # Entities are few (a hundred countries): the ceiling is as far above 0.5 as chance reaches, 0.6 at least.
-        floor = details.get("implausible_below")
-        return floor, max(self.default_max, 1 - floor) if floor is not None else self.default_max
+        return details.get("implausible_below"), details.get("chance_above", self.default_max)
 
     @staticmethod
     def _schema(database: Database, table: str) -> Schema:

@@ -67,7 +67,7 @@ class AutoregressiveParams(TrainingParams, EarlyStopping, PrecisionTrainingParam
     # At most 100 epochs on a small table, not 180: on 12 public tables of 61-1,155 rows it had never seen
     # (plotnine's and statsmodels', `benchmarks.sweep`), 180 epochs memorised — 10 runs failed a privacy gate
     # (membership AUC up to 0.74, DCR ratio down to 0.10) — where 100 failed 5, two of them tables the copula
-    # fails as well (a 12-row holdout), with the same shapes and trends (penguins' 0.887 / 0.882; 60 epochs:
+    # fails as well (a 12-row holdout), with the same shapes and trends (penguins' 0.888 / 0.882; 60 epochs:
     # 4 failed, but penguins' trends fell to 0.689).
     max_epoch_factor: ClassVar[float] = 5 / 3
     # The learning rate anneals to zero at `epochs`, and annealed weights sample better than an early stop's:
