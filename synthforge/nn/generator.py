@@ -191,8 +191,11 @@ class CalibratedTorchGenerator(TorchGenerator):
     def _calibrate_output(self, emitted: Callable[[int], np.ndarray], context: FitContext) -> None:
         """Rake the calibration's category offsets, fitted on raw draws, on rows as a run emits them, for
         ``EMITTED_ROUNDS``: copy protection draws again the rows that single out a training record, which come
-        from the sparse part of the table, so the emitted marginals lean to the common values. Not under a
+        from the sparse part of the table, so the emitted marginals lean to the common values. The round whose
+        emitted rows came nearest is kept (:func:`synthforge.nn.calibration.rake_keeping_the_best`). Not under a
         privacy budget (no copy protection there, and the offsets aim at the released marginals)."""
+        from synthforge.nn.calibration import rake_keeping_the_best
+
         calibration = self.calibration_
         targets, calibration.emitted_targets = calibration.emitted_targets, None
         if context.privacy is not None or targets is None:
@@ -201,8 +204,11 @@ class CalibratedTorchGenerator(TorchGenerator):
         never_emitted = {span.start: [self.encoder_.transformer(span.column).categories_.index(RARE)]
                          for span in self.encoder_.spans_
                          if span.column in pooled and span.kind == "onehot" and span.role == "value"}
-        for _ in range(EMITTED_ROUNDS):
-            calibration.rake(emitted(targets.draws), targets.shares, never_emitted)
+        aims = calibration.emitted_shares(targets.shares, never_emitted)
+        rake_keeping_the_best(
+            EMITTED_ROUNDS, lambda: emitted(targets.draws), lambda rows: calibration.emitted_distance(rows, aims),
+            lambda rows: calibration.rake(rows, targets.shares, never_emitted),
+            lambda: calibration.logit_offset_.copy(), lambda kept: setattr(calibration, "logit_offset_", kept))
 
     def _extra_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         return self.calibration_.arrays(), {}

@@ -249,3 +249,24 @@ def test_discrete_integers_are_tokens_of_their_values_with_a_null_token():
         assert set(sample.get_column(column).drop_nulls().to_list()) <= set(table.get_column(column).to_list())
     assert 0.03 < sample.get_column("hours-per-week").null_count() / sample.height < 0.13
     assert model.impute(table.head(200), seed=1).get_column("hours-per-week").null_count() == 0
+
+
+@pytest.mark.slow
+def test_calibration_keeps_its_best_round_where_a_rule_refuses_what_raking_adds():
+    """The World Bank's fertility table (statsmodels ships it; 219 countries × 54 years, rules found by profile):
+    `null_together` on 16 year columns refuses a row with some of them null, so raising each column's null offset
+    to match the training share refused more rows and raised it again. Three rounds took the emitted null share
+    to 0.867 (training 0.097); the calibration now keeps the round nearest the targets."""
+    from synthforge.checks.builtin import column_shape_scores
+    from synthforge.profile import profile_table
+
+    table = pl.read_csv(Path(__file__).parents[3] / "tests" / "data" / "world_bank_fertility.csv")
+    profile = profile_table(table)
+    schema = profile.schema.model_copy(update={"constraints": [rule.fit(table, 5) for rule in profile.relations]})
+    model = AutoregressiveGenerator().fit(table, schema, FitContext(seed=0))  # defaults: 100 epochs here
+    synthetic = model.sample(1000, seed=1)
+    years = [c for c in table.columns if c.isdigit() and table.get_column(c).null_count() < table.height]
+    null_share = float(synthetic.select(pl.col(years).is_null().mean()).mean_horizontal()[0])
+    assert null_share < 0.2  # measured 0.009 (without the rules' redraws the model emits 0.093)
+    shapes = column_shape_scores(table, synthetic, model.schema_)
+    assert np.mean(list(shapes.values())) > 0.85  # measured 0.62 before

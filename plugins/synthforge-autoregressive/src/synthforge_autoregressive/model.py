@@ -409,10 +409,16 @@ class AutoregressiveGenerator(TorchGenerator):
         targets, self._emitted_targets = getattr(self, "_emitted_targets", None), None
         if context.privacy is not None or targets is None:
             return
+        from synthforge.nn.calibration import mean_total_variation, rake_keeping_the_best
+
         shares = [targets.shares[j] for j in range(len(self.vocab_sizes_))]
         self.marginal_offsets_ = [np.zeros(len(t), dtype=np.float32) for t in shares]
-        for _ in range(OUTPUT_ROUNDS):
-            self._rake(self._tokenize(emitted(targets.draws)), shares)
+        rake_keeping_the_best(
+            OUTPUT_ROUNDS, lambda: self._tokenize(emitted(targets.draws)),
+            lambda tokens: mean_total_variation(self._shares(tokens), shares),
+            lambda tokens: self._rake(tokens, shares),
+            lambda: [offset.copy() for offset in self.marginal_offsets_],
+            lambda kept: setattr(self, "marginal_offsets_", kept))
 
     def _token_shares(self, tokens: np.ndarray) -> list[np.ndarray]:
         """Each column's token shares in ``tokens``, the pooled rare category's set to zero: a run never emits
@@ -429,10 +435,14 @@ class AutoregressiveGenerator(TorchGenerator):
     def _rake(self, tokens: np.ndarray, targets: list[np.ndarray]) -> None:
         """One round: each token's logit offset moved by the log ratio of its target share to its share in
         ``tokens`` (sampled with the offsets so far)."""
-        for j, target in enumerate(targets):
-            sampled = np.bincount(tokens[:, j], minlength=len(target)) / len(tokens)
+        for j, (target, sampled) in enumerate(zip(targets, self._shares(tokens), strict=True)):
             step = np.log((target + 1e-4) / (sampled + 1e-4))
             self.marginal_offsets_[j] = np.clip(self.marginal_offsets_[j] + step, -5, 5).astype(np.float32)
+
+    def _shares(self, tokens: np.ndarray) -> list[np.ndarray]:
+        """Each column's token shares in ``tokens``."""
+        return [np.bincount(tokens[:, j], minlength=size) / max(len(tokens), 1)
+                for j, size in enumerate(self.vocab_sizes_)]
 
     def _sample(self, n: int, conditions: dict[Span, np.ndarray] | None, rng: np.random.Generator) -> np.ndarray:
         known = np.zeros((n, len(self.vocab_sizes_)), dtype=np.int64)
