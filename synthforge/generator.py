@@ -816,6 +816,8 @@ class Generator:
             singled_out = matching_rows(frame, records) if records is not None and round_ < MAX_REDRAWS else nothing
             holds_pool = frame.select(pl.any_horizontal(pl.col(c) == RARE for c in pooled).fill_null(False)) \
                 .to_series() if pooled else nothing
+            if round_ == 0:
+                first_pooled = float(holds_pool.mean() or 0.0)
             again = copies | singled_out | holds_pool | broken
             passed = frame.filter(~again).head(lacking)
             accepted.append(passed)
@@ -855,12 +857,20 @@ class Generator:
         shares = {c: self.encoder_.transformer(c).counts_[-1] / max(sum(self.encoder_.transformer(c).counts_), 1)
                   for c in pooled}
         worst = max(shares, key=shares.__getitem__)
+        # A row is kept only if it avoids the pool and keeps every rule: a rule the model keeps poorly is as much
+        # the cause as the pool (ggplot2's mpg from its starter recipe: 48% of a first draw held the pool of
+        # 'model', and its two `fixed:` rules on model broke in 92% and 78% of it).
+        broken = [f"{rule!r} in {1 - held:.0%}" for rule, held in first_held.items() if held < 1]
+        rules_too = (f" The first draw also broke {' and '.join(broken)} of rows, and a kept row must keep every "
+                     f"rule too: check those rules (`synthforge profile` shows their share in the real table) or "
+                     f"write one as `derive:`." if broken else "")
         raise SynthForgeError(
             f"generator {self.name!r} keeps sampling the pool of rare values of {worst!r}: {pooled_left:,} of "
-            f"{first_draw:,} rows still held it after {MAX_POOLED_REDRAWS} fresh draws ({shares[worst]:.0%} of its "
-            f"training values are each held by fewer than {self.encoder_.config.min_category_count} rows, and "
-            f"are pooled so that no rare real value is shown). If {worst!r} is a number or a date, set its "
-            f"`kind` under source.columns; if it identifies people, make it an identifier.")
+            f"{first_draw:,} rows still held it after {MAX_POOLED_REDRAWS} fresh draws (the first draw: "
+            f"{first_pooled:.0%} of rows; {shares[worst]:.0%} of its training values are each held by fewer than "
+            f"{self.encoder_.config.min_category_count} rows, and are pooled so that no rare real value is "
+            f"shown).{rules_too} If {worst!r} is a number or a date, set its `kind` under source.columns; if it "
+            f"identifies people, make it an identifier.")
 
     def _pooled_columns(self) -> list[str]:
         """Learned categorical columns with a pool of rare values (``_RARE_``) among their categories, drawn

@@ -141,6 +141,23 @@ def test_a_column_that_is_nearly_all_rare_values_fails_with_a_pointer():
         model.sample(2000, seed=0)
 
 
+def test_the_pool_error_names_the_rules_that_refused_rows_too():
+    from synthforge.constraints import Constraint
+    from synthforge.data.schema import ColumnOverride, infer_schema
+
+    rng = np.random.default_rng(1)
+    kind = rng.choice(["a", "b", "c", "d"], 3000)
+    table = pl.DataFrame({"born": [f"19{int(i)}" for i in rng.integers(0, 10_000, 3000)], "x": rng.normal(size=3000),
+                          "kind": kind, "twin": kind})
+    schema = infer_schema(table, {"born": ColumnOverride(kind="categorical")})
+    schema = schema.model_copy(update={"constraints": [Constraint(fixed=["kind", "twin"]).fit(table, 5)]})
+    model = GaussianCopula().fit(table, schema, FitContext(seed=0))
+    # the copula keeps the twins equal in about 80% of rows: the rule, not only the pool, refuses what it draws
+    with pytest.raises(SynthForgeError, match=r"pool of rare values of 'born'.*the first draw: \d+% of rows.*"
+                                              r"also broke 'fixed: kind, twin' in \d+% of rows"):
+        model.sample(2000, seed=0)
+
+
 def test_the_command_line_refuses_a_condition_on_the_pool(tmp_path):
     adult = pl.read_csv(DATA / "adult_4k.csv")
     synthforge.fit(adult, "copula", seed=0).save(tmp_path / "model")
