@@ -106,37 +106,30 @@ class MarginalCalibration:
             span.start: data[:, span.start : span.stop].mean(0) for span in self.spans if span.kind == "onehot"})
         return self
 
-    def rake(self, emitted: np.ndarray, training_shares: dict[int, np.ndarray],
-             never_emitted: dict[int, list[int]]) -> None:
-        """One round on rows as a run emitted them (one-hot categories, copy protection's redraws included): each
-        category's offset moved by the log ratio of its training share (``training_shares``, per span start) to
-        its emitted share. ``never_emitted`` names, per span start, the categories a run draws again (the pool of
-        rare values), whose share is aimed at zero, the rest renormalised, so that their offsets stay where
-        :meth:`fit` put them."""
-        targets = self.emitted_shares(training_shares, never_emitted)
-        for span in self.spans:
-            if span.kind != "onehot":
-                continue
-            shares = emitted[:, span.start : span.stop].mean(0)
-            step = np.clip(np.log((targets[span.start] + 1e-4) / (shares + 1e-4)), -1.0, 1.0)
-            self.logit_offset_[span.start : span.stop] += step.astype(np.float32)
-
-    def emitted_shares(self, training_shares: dict[int, np.ndarray],
-                       never_emitted: dict[int, list[int]]) -> dict[int, np.ndarray]:
-        """What :meth:`rake` aims each one-hot span's emitted shares at: the training shares with the categories a
-        run never emits at zero, the rest renormalised."""
-        targets = {}
+    def aims(self, training_shares: dict[int, np.ndarray],
+             never_emitted: dict[int, list[int]]) -> dict[int, np.ndarray]:
+        """What :meth:`rake` moves each one-hot span's emitted shares toward: its training shares (per span start)
+        with the categories a run draws again (``never_emitted``, per span start: the pool of rare values) at zero,
+        the rest renormalised, so that their offsets stay where :meth:`fit` put them."""
+        aims = {}
         for span in self.spans:
             if span.kind == "onehot":
                 target = training_shares[span.start].copy()
                 target[never_emitted.get(span.start, [])] = 0.0
-                targets[span.start] = target / max(target.sum(), 1e-12)
-        return targets
+                aims[span.start] = target / max(target.sum(), 1e-12)
+        return aims
 
-    def emitted_distance(self, emitted: np.ndarray, targets: dict[int, np.ndarray]) -> float:
-        """Mean total-variation distance of the emitted one-hot spans' shares from ``targets``."""
-        return mean_total_variation([emitted[:, start : start + len(t)].mean(0) for start, t in targets.items()],
-                                    list(targets.values()))
+    def emitted_shares(self, emitted: np.ndarray) -> dict[int, np.ndarray]:
+        """Each one-hot span's category shares in rows as a run emitted them (per span start)."""
+        return {span.start: emitted[:, span.start : span.stop].mean(0) for span in self.spans if span.kind == "onehot"}
+
+    def rake(self, shares: dict[int, np.ndarray], aims: dict[int, np.ndarray]) -> None:
+        """One round on the shares of rows as a run emitted them (:meth:`emitted_shares`, copy protection's
+        redraws included): each category's offset moved by the log ratio of its aim (:meth:`aims`) to its
+        emitted share."""
+        for start, aim in aims.items():
+            step = np.clip(np.log((aim + 1e-4) / (shares[start] + 1e-4)), -1.0, 1.0)
+            self.logit_offset_[start : start + len(aim)] += step.astype(np.float32)
 
     def apply(self, generated: np.ndarray) -> np.ndarray:
         """Raw output as :meth:`fit` saw it, calibrated: offset logits, mapped numbers (a new array)."""

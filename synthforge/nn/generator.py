@@ -194,7 +194,7 @@ class CalibratedTorchGenerator(TorchGenerator):
         from the sparse part of the table, so the emitted marginals lean to the common values. The round whose
         emitted rows came nearest is kept (:func:`synthforge.nn.calibration.rake_keeping_the_best`). Not under a
         privacy budget (no copy protection there, and the offsets aim at the released marginals)."""
-        from synthforge.nn.calibration import rake_keeping_the_best
+        from synthforge.nn.calibration import mean_total_variation, rake_keeping_the_best
 
         calibration = self.calibration_
         targets, calibration.emitted_targets = calibration.emitted_targets, None
@@ -204,10 +204,11 @@ class CalibratedTorchGenerator(TorchGenerator):
         never_emitted = {span.start: [self.encoder_.transformer(span.column).categories_.index(RARE)]
                          for span in self.encoder_.spans_
                          if span.column in pooled and span.kind == "onehot" and span.role == "value"}
-        aims = calibration.emitted_shares(targets.shares, never_emitted)
+        aims = calibration.aims(targets.shares, never_emitted)
         rake_keeping_the_best(
-            EMITTED_ROUNDS, lambda: emitted(targets.draws), lambda rows: calibration.emitted_distance(rows, aims),
-            lambda rows: calibration.rake(rows, targets.shares, never_emitted),
+            EMITTED_ROUNDS, lambda: calibration.emitted_shares(emitted(targets.draws)),
+            lambda shares: mean_total_variation([shares[start] for start in aims], list(aims.values())),
+            lambda shares: calibration.rake(shares, aims),
             lambda: calibration.logit_offset_.copy(), lambda kept: setattr(calibration, "logit_offset_", kept))
 
     def _extra_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

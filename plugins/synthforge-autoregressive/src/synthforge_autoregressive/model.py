@@ -393,7 +393,7 @@ class AutoregressiveGenerator(TorchGenerator):
         for _ in range(MARGINAL_ROUNDS):
             tokens = self._complete(np.zeros((MARGINAL_ROWS, len(targets)), dtype=np.int64),
                                     np.zeros((MARGINAL_ROWS, len(targets)), dtype=bool), rng, allow_missing=True)
-            self._rake(tokens, targets)
+            self._rake(self._shares(tokens), targets)
 
     def _calibrate_output(self, emitted: Callable[[int], np.ndarray], context: FitContext) -> None:
         """Rake the marginals of what a run emits to the training rows', for a few rounds of fresh draws.
@@ -414,9 +414,9 @@ class AutoregressiveGenerator(TorchGenerator):
         shares = [targets.shares[j] for j in range(len(self.vocab_sizes_))]
         self.marginal_offsets_ = [np.zeros(len(t), dtype=np.float32) for t in shares]
         rake_keeping_the_best(
-            OUTPUT_ROUNDS, lambda: self._tokenize(emitted(targets.draws)),
-            lambda tokens: mean_total_variation(self._shares(tokens), shares),
-            lambda tokens: self._rake(tokens, shares),
+            OUTPUT_ROUNDS, lambda: self._shares(self._tokenize(emitted(targets.draws))),
+            lambda emitted_shares: mean_total_variation(emitted_shares, shares),
+            lambda emitted_shares: self._rake(emitted_shares, shares),
             lambda: [offset.copy() for offset in self.marginal_offsets_],
             lambda kept: setattr(self, "marginal_offsets_", kept))
 
@@ -432,10 +432,10 @@ class AutoregressiveGenerator(TorchGenerator):
             shares.append(counts / max(counts.sum(), 1.0))
         return shares
 
-    def _rake(self, tokens: np.ndarray, targets: list[np.ndarray]) -> None:
-        """One round: each token's logit offset moved by the log ratio of its target share to its share in
-        ``tokens`` (sampled with the offsets so far)."""
-        for j, (target, sampled) in enumerate(zip(targets, self._shares(tokens), strict=True)):
+    def _rake(self, sampled_shares: list[np.ndarray], targets: list[np.ndarray]) -> None:
+        """One round: each token's logit offset moved by the log ratio of its target share to its share in rows
+        sampled with the offsets so far (:meth:`_shares`)."""
+        for j, (target, sampled) in enumerate(zip(targets, sampled_shares, strict=True)):
             step = np.log((target + 1e-4) / (sampled + 1e-4))
             self.marginal_offsets_[j] = np.clip(self.marginal_offsets_[j] + step, -5, 5).astype(np.float32)
 
