@@ -12,6 +12,7 @@ from synthforge_autoregressive import AutoregressiveGenerator
 from synthforge_autoregressive.model import _rank_bins
 
 from synthforge.data.encoder import RARE
+from synthforge.data.schema import infer_schema
 from synthforge.engine import run
 from synthforge.errors import RecipeError, SynthForgeError
 from synthforge.generator import FitContext
@@ -270,3 +271,45 @@ def test_calibration_keeps_its_best_round_where_a_rule_refuses_what_raking_adds(
     assert null_share < 0.2  # measured 0.009 (without the rules' redraws the model emits 0.093)
     shapes = column_shape_scores(table, synthetic, model.schema_)
     assert np.mean(list(shapes.values())) > 0.85  # measured 0.62 before
+
+
+def test_a_small_table_gets_a_narrower_trunk_and_coarser_bins_unless_the_recipe_sets_them():
+    model = AutoregressiveGenerator()
+    assert model._adapt_to_table(900, 6) == {"hidden_dim": 64, "bins": 20}
+    assert model._adapt_to_table(900, 11) == {"hidden_dim": 88, "bins": 20}  # 8 units a column
+    assert model._adapt_to_table(900, 24) == {"bins": 20}  # a wide table keeps the default trunk
+    assert model._adapt_to_table(3_000, 6) == {"bins": 60}  # a bin per 50 rows
+    assert model._adapt_to_table(30_000, 6) == {}
+    assert AutoregressiveGenerator({"hidden_dim": 128, "bins": 100})._adapt_to_table(900, 6) == {}
+
+    table = conformance_table().head(600).select("age", "fnlwgt", "education", "sex", "hours-per-week", "income")
+    fitted_model = AutoregressiveGenerator({"epochs": 1}).fit(table, infer_schema(table), FitContext(seed=0))
+    assert fitted_model.params.hidden_dim == 64 and fitted_model.trunk_[0].out_features == 64
+    assert fitted_model.params.bins == 20 and len(fitted_model.bin_low_["fnlwgt"]) <= 20
+    assert fitted_model.params.model_fields_set == {"epochs"}, "only what the user set counts as set"
+
+
+def test_ordinal_smoothing_spreads_a_bins_target_over_its_neighbours_and_keeps_point_masses_exact():
+    table = conformance_table().select("fnlwgt", "capital-gain", "hours-per-week", "income")
+    schema = infer_schema(table)
+    model = AutoregressiveGenerator({**FAST, "epochs": 2, "smoothing": 0.3, "discrete_integer_max": 0}).fit(
+        table, schema, FitContext(seed=0))
+    kernels = model._smoothing_kernels(len(table))
+    for index, (name, value, null) in enumerate(model._columns()):
+        if value.kind != "numeric":
+            assert index not in kernels
+            continue
+        kernel = kernels[index].numpy()
+        assert np.allclose(kernel.sum(axis=1), 1.0)
+        offset = int(null is not None)
+        if null is not None:
+            assert kernel[0, 0] == 1.0 and kernel[1:, 0].sum() == 0, "the null token stays its own target"
+        low, high = model.bin_low_[name], model.bin_high_[name]
+        for k in np.flatnonzero(low == high):  # a common value (capital-gain's zero) is learned exactly
+            assert kernel[k + offset, k + offset] == 1.0 and kernel[:, k + offset].sum() == 1.0
+        spread = np.flatnonzero(low < high)
+        if len(spread) > 2:
+            middle = spread[len(spread) // 2] + offset
+            assert 0.05 < kernel[middle, middle] < 0.5, "a bin's target is shared with its neighbours"
+    assert AutoregressiveGenerator({"smoothing": 0.0})._smoothing_kernels(1000) == {}
+    assert model.history_.epochs[-1]["loss"] < model.history_.epochs[0]["loss"]
