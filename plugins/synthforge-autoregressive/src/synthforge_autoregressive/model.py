@@ -332,7 +332,7 @@ class AutoregressiveGenerator(TorchGenerator):
         on 8 such public tables of 66-924 rows and 2-11 columns (``benchmarks.sweep``, seeds 1-4), 24 of 32 runs
         failed a privacy gate (mean membership AUC 0.626, median DCR ratio 0.780); with a trunk of 64 and 20
         bins 13 did (0.577, 0.909), the pair trends kept (economics 0.992, seals 0.983, meat 0.979); the trunk
-        alone, 16. A trunk of 64 for every small table cost the wider ones their trends (star98, 24 columns:
+        alone, 16. A trunk of 64 for every small table cost the wider ones their trends (star98, 22 columns:
         0.76 → 0.71; the World Bank's 58 columns: shapes 0.89 → 0.85), hence its width grows with the columns.
         """
         given = self.params.model_fields_set
