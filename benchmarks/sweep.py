@@ -133,8 +133,8 @@ def main() -> None:
     lines = [f"# Sweep: {args.generator} {settings} — {date.today()}", "",
              f"{platform.machine()}, Python {platform.python_version()}; `*`: the check failed its gate.", "",
              "| " + " | ".join(header) + " | error |", "|" + "---|" * (len(header) + 1)]
-    lines += ["| " + " | ".join(str(row.get(key, "–")) for key in header) + f" | {row.get('error', '')} |"
-              for row in rows]
+    lines += ["| " + " | ".join("–" if row.get(key) is None else str(row[key]) for key in header)
+              + f" | {row.get('error', '')} |" for row in rows]
     written = sum(row["status"] == "written" for row in rows)
     membership, ratio = _scores(rows, "membership_inference"), _scores(rows, "dcr_ratio")
     lines += ["", f"{written} of {len(rows)} runs wrote their dataset; mean membership AUC "
