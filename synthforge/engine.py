@@ -165,6 +165,7 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
         if streamed is not None:
             result.rows |= {"checked_training": train.height,
                             "checked_holdout": holdout.height if holdout is not None else 0}
+            schema = schema.model_copy(update={"training_rows": training_rows})  # the checks see a sample
         with timer("checks"):
             output_rows = None
             if output.real_rows_included and output.mode != "impute":

@@ -277,3 +277,26 @@ def test_validate_checks_a_streamed_source_on_its_sample(tmp_path: Path, adult_p
     assert notes[0].startswith("4,000 rows, streamed; schema and rules checked on a sample of 1,")
     with pytest.raises(RecipeError, match="source.streaming: true, but generator 'gan'"):
         validate_recipe(load_recipe(_recipe(tmp_path, adult_parquet, generator={"name": "gan"}), pm=pm), pm)
+
+
+def test_a_streamed_panel_is_judged_a_grid_as_its_protection_judged_it(tmp_path: Path):
+    """60 stores × 100 weeks, every cell one record: a panel, whose records are unique on store × week by design.
+    The copy protection counts every training row and finds the grid; the checks see a sample of 1,000 of the
+    ~4,800 training rows, which fills a sixth of the grid, so judged on the sample alone its cells looked like
+    people unique on what can be known — and the synthetic rows, landing on training cells as a panel's must,
+    failed rare_combinations. The check now measures the grid's fill on the rows the table has."""
+    rng = np.random.default_rng(0)
+    stores, weeks = np.meshgrid(np.arange(60), np.arange(100), indexing="ij")
+    level = rng.gamma(4.0, 250.0, 60)[stores.ravel()]
+    season = 1 + 0.3 * np.sin(weeks.ravel() * 2 * np.pi / 52)
+    panel = pl.DataFrame({"store": [f"S{s:02d}" for s in stores.ravel()], "week": weeks.ravel() + 1,
+                          "sales": np.round(level * season * rng.lognormal(0, 0.1, stores.size), 2)})
+    panel.sample(fraction=1.0, shuffle=True, seed=1).write_parquet(tmp_path / "panel.parquet", row_group_size=1_000)
+    result = run(_recipe(tmp_path, tmp_path / "panel.parquet", source__sample_rows=1_000,
+                         checks=[{"name": "rare_combinations"}, {"name": "exact_copies"}]))
+    assert result.rows["checked_training"] < result.rows["training"] / 4  # the sample alone fills under 25%
+    assert result.generator._protected_records is None  # the protection counted every row: a grid
+    (check,) = [c for c in result.checks if c.name == "rare_combinations"]
+    assert check.passed and check.details["skipped"], check.summary
+    assert check.details["grid_fill"] == pytest.approx(result.rows["training"] / 6_000, abs=0.01)
+    assert f"each of the {result.rows['training']:,} training records" in check.summary

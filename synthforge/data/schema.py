@@ -95,6 +95,9 @@ class Schema(BaseModel):
     columns: list[ColumnSpec]
     #: the recipe's business rules, kept in every output row (synthforge.constraints)
     constraints: list[Constraint] = []
+    #: the training rows of the whole table, where the checks see a sample of them (a streamed source); what
+    #: depends on the table's size rather than on the rows at hand (quasi_identifier_grid) reads it
+    training_rows: int | None = None
 
     def __getitem__(self, name: str) -> ColumnSpec:
         for column in self.columns:
@@ -119,7 +122,8 @@ class Schema(BaseModel):
         """Learned columns an attacker could know about a person: categories and numbers with ≤ 100 values."""
         return [c.name for c in self.learned if not c.kind.numeric or c.n_unique <= 100]
 
-    def quasi_identifier_grid(self, rows: int, unique_records: int, columns: list[str] | None = None) -> float | None:
+    def quasi_identifier_grid(self, rows: int, unique_records: int, columns: list[str] | None = None,
+                              table_rows: int | None = None) -> float | None:
         """How densely a table's records fill the combinations of its quasi-identifiers when those are the
         coordinates of a grid — a panel such as city × year × month: at least two of them, every combination in
         one record only (``unique_records == rows``), and at least ``GRID_FILL`` of the combinations present
@@ -130,11 +134,15 @@ class Schema(BaseModel):
         cell as often as the training rows fill the grid. Singling out by those columns then means nothing
         (copies of whole rows still do). Among people, a key this dense is all but impossible by chance:
         ``n`` records drawn from ``N`` combinations share one about ``n² / 2N`` times.
+
+        ``rows`` are those at hand; where they are a sample of a table of ``table_rows`` (the checks of a streamed
+        source), the fill is the table's: a sample of a grid is a sparser grid, but still one, and copy
+        protection, which counts every row, decides on the whole table.
         """
         columns = self.quasi_identifiers if columns is None else columns
         if len(columns) < 2 or rows == 0 or unique_records < rows:
             return None
-        fill = rows / math.prod(max(self[name].n_unique, 1) for name in columns)
+        fill = max(rows, table_rows or 0) / math.prod(max(self[name].n_unique, 1) for name in columns)
         return fill if fill >= GRID_FILL else None
 
     @property
