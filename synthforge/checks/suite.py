@@ -322,9 +322,9 @@ class RareCombinations(Check):
                 "skipped": True, "columns": []}
         unique = train.select(columns).group_by(columns).len().filter(pl.col("len") == 1).drop("len")
         # a streamed source's checks see a sample of its training rows: the grid is judged on the whole table
-        fill = schema.quasi_identifier_grid(train.height, unique.height, columns, table_rows=schema.training_rows)
+        records = max(train.height, schema.training_rows or 0)
+        fill = schema.quasi_identifier_grid(train.height, unique.height, columns, table_rows=records)
         if fill is not None:  # copy protection does not redraw these either (Generator.protect_rows)
-            records = max(train.height, schema.training_rows or 0)
             return None, (f"skipped: {' × '.join(columns)} are a grid's coordinates, each of the {records:,} "
                           f"training records one of their combinations ({fill:.0%} of them filled), so every record "
                           f"is unique on them by design; copies of whole rows are judged by exact_copies and the "

@@ -247,7 +247,8 @@ class AutoregressiveGenerator(TorchGenerator):
     def _logits(self, tokens: Any, visible: Any, per_module: bool = False) -> Any:
         return self.heads_(self.trunk_(self._embedded(tokens, visible, per_module)))
 
-    def _row_losses(self, tokens: Any, generator: Any, private: bool = False) -> Any:
+    def _row_losses(self, tokens: Any, generator: Any, private: bool = False,
+                    kernels: dict[int, Any] | None = None) -> Any:
         """Each row's cross-entropy of the one conditional sampling will ask for, for a random target column.
 
         Sampling always draws the first hidden column in the canonical order, given
@@ -261,6 +262,7 @@ class AutoregressiveGenerator(TorchGenerator):
         target column's rows are then one slice of the batch, and only that column's head runs on them, a
         fifteenth of the head's products on Adult and no logits for the other columns. Under DP-SGD
         (``private``) the whole head and every embedding run as modules, as Opacus's per-row norms hook them.
+        ``kernels`` (:meth:`_smoothing_kernels`, on the batch's device) give a numeric column's soft targets.
         """
         import torch
         from torch.nn import functional
@@ -280,14 +282,14 @@ class AutoregressiveGenerator(TorchGenerator):
             counts = torch.bincount(target[:, 0], minlength=columns).tolist()
             weights, biases = self.heads_.weight.split(self.vocab_sizes_), self.heads_.bias.split(self.vocab_sizes_)
             losses = []
-            kernels = getattr(self, "_target_kernels", {})
+            kernels = kernels or {}
             with torch.autocast(device.type, enabled=False):
                 for at, (inputs, true) in enumerate(zip(hidden.split(counts), truth.split(counts), strict=True)):
                     if len(inputs):
                         j = self.order_[at]
                         logits = functional.linear(inputs, weights[j], biases[j])
                         if j in kernels:  # cross-entropy against the true bin's neighbourhood
-                            soft = kernels[j].to(device).index_select(0, true[:, 0])
+                            soft = kernels[j].index_select(0, true[:, 0])
                             losses.append(logits.logsumexp(dim=1) - (soft * logits).sum(dim=1))
                         else:
                             losses.append(logits.logsumexp(dim=1) - logits.gather(1, true)[:, 0])
@@ -369,7 +371,7 @@ class AutoregressiveGenerator(TorchGenerator):
         def step(batch: Any, epoch: int) -> dict[str, float]:
             optimiser.zero_grad()
             with autocast:
-                losses = self._row_losses(batch, generator, private=context.privacy is not None)
+                losses = self._row_losses(batch, generator, private=context.privacy is not None, kernels=kernels)
             loss = backward(losses)
             optimiser.step()
             advance_schedule()
@@ -377,7 +379,8 @@ class AutoregressiveGenerator(TorchGenerator):
 
         if context.privacy is not None:
             self._start_from_released_marginals()
-        self._target_kernels = self._smoothing_kernels(len(data)) if context.privacy is None else {}
+        kernels = {} if context.privacy is not None else \
+            {j: kernel.to(device) for j, kernel in self._smoothing_kernels(len(data)).items()}
         return train(data=training_rows(data, self._tokenize, device), step=step, modules=[self.network_],
                      params=self.params, context=context, description="autoregressive",
                      validation_loss=lambda rows: self._negative_log_likelihood(rows).item())
