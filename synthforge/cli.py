@@ -199,6 +199,8 @@ def sample(
         min=1, help="With --protect-rows-of: protect rows fewer than this many training rows share.")] = 5,
     sampling: Annotated[list[str] | None, typer.Option(
         "--set", help="A sampling param of the generator, key=value (e.g. steps=10), repeatable.")] = None,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an existing --out file (a folder only if SynthForge wrote it).")] = False,
     plugins_dir: PluginsDir = None,
 ) -> None:
     """Sample from a saved model, streamed to a file (or parquet parts) that appears only when complete."""
@@ -250,7 +252,10 @@ def sample(
         return
     if protect_rows_of is not None:
         model.protect_rows(read_table(protect_rows_of, None, pm=pm), below=protect_rows_below)
-    with limited_threads(thread_share()), atomic_table(out, pm=pm) as sink:
+    with limited_threads(thread_share()), atomic_table(
+            out, pm=pm, overwrite=overwrite,
+            protected=[("the model's folder", model_dir)] + ([("--protect-rows-of", protect_rows_of)]
+                                                            if protect_rows_of else [])) as sink:
         for offset, count in batch_plan(rows, batch_size):
             sink.write(as_polars(model.sample(count, conditions, seed=derive_seed(seed, offset), **sample_params)))
     redrawn = f" ({model.copies_redrawn_:,} copies of rare training rows drawn again)" if protection else ""

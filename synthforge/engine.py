@@ -12,7 +12,7 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +25,7 @@ from synthforge.checks.base import CheckResult, Gate
 from synthforge.constraints import check_constraints
 from synthforge.data.identifiers import regenerate
 from synthforge.data.io import open_writer, read_table, remove_abandoned_staging, replace_atomically, staging_path
+from synthforge.data.ownership import check_destination
 from synthforge.data.schema import ColumnKind, Schema, infer_schema, prepare_source, to_internal, to_source
 from synthforge.engine_streamed import TrainingChunks, streamed_samples, streamed_source
 from synthforge.errors import GateFailed, RecipeError, SynthForgeError
@@ -83,6 +84,7 @@ def run(
     validate_plugins(recipe, pm)
     log = log or (lambda message: None)
     output_path = recipe.resolve(recipe.output.path)
+    check_output_paths(output_path, recipe.inputs())
     info = RunInfo(uuid.uuid4().hex[:12], recipe, recipe.seed, output_path, _now())
     result = RunResult("failed", None)
     timer = _Timer(result.timings, lambda stage: pm.hook.synthforge_progress(run=info, stage=stage, done=0,
@@ -184,7 +186,7 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
                           train=train, holdout=holdout, synthetic=synthetic_for_checks, schema=schema,
                           checks=result.checks)
         commit_output(temporary, info.output_path, result, timer, generator.save if output.save_model else None,
-                      lambda: _manifest(info, recipe, source_path, generator, result, versions))
+                      lambda: _manifest(info, recipe, source_path, generator, result, versions), recipe.inputs())
         result.output_path = info.output_path
         result.dataset_path = info.output_path / dataset.name
         log(f"wrote {result.dataset_path}")
@@ -234,19 +236,28 @@ def open_staging(output_path: Path, log: Callable[[str], None]) -> Path:
     return temporary
 
 
+def check_output_paths(output_path: Path, inputs: Sequence[tuple[str, Path]]) -> None:
+    """Refuse, before anything is read or trained, an output path (or its ``.failed`` sibling for the reports of a
+    failed gate) that holds the run's inputs or anything SynthForge did not write: a run replaces it whole."""
+    check_destination(output_path, inputs, what="output.path")
+    check_destination(failed_reports_path(output_path), inputs, what="the failed run's report folder")
+
+
 def commit_output(temporary: Path, output_path: Path, result: RunResult, timer: _Timer,
-                  save: Callable[[Path], Any] | None, manifest: Callable[[], dict[str, Any]]) -> None:
+                  save: Callable[[Path], Any] | None, manifest: Callable[[], dict[str, Any]],
+                  inputs: Sequence[tuple[str, Path]] = ()) -> None:
     """The end of every run: on a failed ``error`` gate keep only the reports (``<path>.failed/``) and raise;
-    else save the model, write the manifest and rename the folder into place."""
+    else save the model, write the manifest and rename the folder into place (refused, leaving everything as it
+    was, if the output path came to hold anything else meanwhile)."""
     failures = [c for c in result.failed_checks if c.on_fail == "error"]
     if failures:
-        _keep_failed_reports(temporary, output_path)
+        _keep_failed_reports(temporary, output_path, inputs)
         raise GateFailed(_gate_message(failures, output_path), failures)
     if save is not None:
         with timer("save"):
             save(temporary / "model")
     (temporary / "manifest.json").write_text(json.dumps(manifest(), indent=2))
-    replace_atomically(temporary, output_path)
+    replace_atomically(temporary, output_path, protected=inputs)
 
 
 def validate_recipe(recipe: Recipe, pm: SynthForgePluginManager | None = None) -> list[str]:
@@ -557,14 +568,22 @@ def _gate_message(failures: list[CheckResult], path: Path) -> str:
               "or adjust the gate under `checks:` if the threshold is wrong for this data.")
 
 
-def _keep_failed_reports(temporary: Path, output_path: Path) -> None:
-    failed = output_path.parent / f"{output_path.name}.failed"
+def failed_reports_path(output_path: Path) -> Path:
+    """Where the reports of a run whose gate failed go: ``<output>.failed``."""
+    return output_path.parent / f"{output_path.name}.failed"
+
+
+def _keep_failed_reports(temporary: Path, output_path: Path, inputs: Sequence[tuple[str, Path]]) -> None:
     staging = staging_path(output_path, "failed")
     staging.mkdir()
-    for name in ("report.json", "report.html"):
-        if (temporary / name).exists():
-            shutil.copy2(temporary / name, staging / name)
-    replace_atomically(staging, failed)
+    try:
+        for name in ("report.json", "report.html"):
+            if (temporary / name).exists():
+                shutil.copy2(temporary / name, staging / name)
+        replace_atomically(staging, failed_reports_path(output_path), protected=inputs, kind="failed-run reports")
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 # --- provenance ---------------------------------------------------------------------------

@@ -147,7 +147,7 @@ def run_tables(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, resul
             write_database_reports(temporary, info=_describe(info, recipe, result, versions), database=checked,
                                    checks=result.checks)
         commit_output(temporary, info.output_path, result, timer, database.save if output.save_model else None,
-                      lambda: _manifest(info, recipe, result, versions))
+                      lambda: _manifest(info, recipe, result, versions), recipe.inputs())
         result.output_path = info.output_path
         result.dataset_path = info.output_path
         log(f"wrote {len(synthetic)} tables to {info.output_path}")

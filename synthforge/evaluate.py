@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import platform
+import shutil
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from synthforge.checks.base import CheckResult
-from synthforge.data.io import read_table
+from synthforge.data.io import read_table, replace_atomically, staging_path
+from synthforge.data.ownership import check_destination
 from synthforge.data.schema import Schema, infer_schema, to_internal
 from synthforge.errors import DataError
 from synthforge.plugins import SynthForgePluginManager, get_plugin_manager
@@ -33,7 +36,8 @@ def _everything_null(schema: Schema) -> dict[str, str]:
 
 def evaluate_frames(real: pl.DataFrame, synthetic: pl.DataFrame, *, holdout: pl.DataFrame | None = None,
                     target: str | None = None, schema: Schema | None = None, out: Path | None = None,
-                    pm: SynthForgePluginManager | None = None, checks: list[str] | None = None) -> list[CheckResult]:
+                    pm: SynthForgePluginManager | None = None, checks: list[str] | None = None,
+                    protected: Sequence[tuple[str, Path]] = ()) -> list[CheckResult]:
     from synthforge.provenance import package_versions
     from synthforge.recipe import CheckSpec
 
@@ -52,12 +56,28 @@ def evaluate_frames(real: pl.DataFrame, synthetic: pl.DataFrame, *, holdout: pl.
     if out is not None:
         from synthforge.report import write_reports
 
-        out.mkdir(parents=True, exist_ok=True)
         info: dict[str, Any] = {"recipe": "evaluation", "target": target, "rows": {"real": real.height,
                                 "synthetic": synthetic.height}, "versions": package_versions(),
                                 "machine": f"{platform.system()} {platform.machine()}"}
-        write_reports(out, info=info, train=real, holdout=holdout, synthetic=synthetic, schema=schema, checks=results)
+        _write_reports_folder(out, protected, lambda folder: write_reports(
+            folder, info=info, train=real, holdout=holdout, synthetic=synthetic, schema=schema, checks=results))
     return results
+
+
+def _write_reports_folder(out: Path, protected: Sequence[tuple[str, Path]],
+                          write: Callable[[Path], None]) -> None:
+    """The reports built in a staging folder and renamed to ``out``, which may only be new, empty or a folder of
+    reports SynthForge wrote: an evaluation never replaces the user's files."""
+    check_destination(out, protected, what="--out")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = staging_path(out)
+    staging.mkdir()
+    try:
+        write(staging)
+        replace_atomically(staging, out, protected=protected, kind="evaluation reports")
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 def evaluate_tables(real: Path, synthetic: Path, *, holdout: Path | None = None, target: str | None = None,
@@ -67,6 +87,10 @@ def evaluate_tables(real: Path, synthetic: Path, *, holdout: Path | None = None,
     from synthforge.data.schema import DEFAULT_MAX_CATEGORIES, column_overrides
 
     pm = pm or get_plugin_manager()
+    protected = [("the real table", real), ("the synthetic table", synthetic)] + (
+        [("the holdout", holdout)] if holdout is not None else [])
+    if out is not None:  # refused before minutes of checks, not after
+        check_destination(out, protected, what="--out")
     real_table = read_table(real, pm=pm)
     overrides = column_overrides(columns or {})
     unknown = [name for name in overrides if name not in real_table.columns]
@@ -85,4 +109,5 @@ def evaluate_tables(real: Path, synthetic: Path, *, holdout: Path | None = None,
         schema=schema,
         out=out,
         pm=pm,
+        protected=protected,
     )

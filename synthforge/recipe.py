@@ -334,6 +334,21 @@ class Recipe(_Strict):
     def file(self) -> str:
         return self._file
 
+    def inputs(self) -> list[tuple[str, Path]]:
+        """The files this recipe reads, by role: what no output of its run may hold or replace."""
+        found: list[tuple[str, Path]] = []
+        if self._file != "<recipe>":
+            found.append(("the recipe", Path(self._file)))
+        if self.source.path is not None:
+            found.append(("the source", self.resolve(self.source.path)))
+        found += [(f"the source table {name!r}", self.resolve(table.path))
+                  for name, table in self.source.tables.items()]
+        if self.holdout.path is not None:
+            found.append(("the holdout", self.resolve(self.holdout.path)))
+        if self.output.impute_path is not None:
+            found.append(("the table to impute", self.resolve(self.output.impute_path)))
+        return found
+
     @property
     def copy_protection_below(self) -> int:
         """The row count under which copies are redrawn; 0 when the recipe turned protection off."""

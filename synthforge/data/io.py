@@ -14,13 +14,14 @@ import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import polars as pl
 
+from synthforge.data.ownership import check_destination, check_file_destination, mark_owned
 from synthforge.errors import DataError
 from synthforge.hookspecs import hookimpl
 
@@ -245,15 +246,18 @@ def open_writer(path: Path, format: str | None = None, *, pm: SynthForgePluginMa
 
 
 @contextlib.contextmanager
-def atomic_table(path: str | Path, format: str | None = None, *,
-                 pm: SynthForgePluginManager | None = None) -> Iterator[Sink]:
+def atomic_table(path: str | Path, format: str | None = None, *, pm: SynthForgePluginManager | None = None,
+                 overwrite: bool = False, protected: Iterable[tuple[str, Path]] = ()) -> Iterator[Sink]:
     """A sink whose batches go to a hidden file beside ``path``, renamed into place when the block ends.
 
     The writer is chosen from ``path`` (or ``format``) before anything is created, so a bad
-    extension names the file asked for; a block that raises leaves no file behind.
+    extension names the file asked for; a block that raises leaves no file behind. An existing
+    file is replaced only with ``overwrite``, and never a folder, a link or one of ``protected``
+    (the inputs of the command, by role).
     """
     path = Path(path)
     writer = _choose(pm.writers() if pm is not None else WRITERS, path, format, "writer")
+    check_file_destination(path, protected, overwrite=overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     os.close(handle)
@@ -272,8 +276,8 @@ def atomic_table(path: str | Path, format: str | None = None, *,
 
 def write_table_atomic(table: pl.DataFrame, path: str | Path, format: str | None = None, *,
                        pm: SynthForgePluginManager | None = None) -> Path:
-    """Write ``table`` to a temporary file beside ``path``, then rename it into place."""
-    with atomic_table(path, format, pm=pm) as sink:
+    """Write ``table`` to a temporary file beside ``path``, then rename it into place (replacing a file there)."""
+    with atomic_table(path, format, pm=pm, overwrite=True) as sink:
         sink.write(table)
     return Path(path)
 
@@ -324,8 +328,13 @@ def owner_gone(path: Path, pid: str | None, host: str | None) -> bool:
     return host == socket.gethostname() and not process_alive(int(pid))
 
 
-def replace_atomically(source: Path, destination: Path) -> None:
-    """Put ``source`` at ``destination``; an existing destination is swapped out, then removed."""
+def replace_atomically(source: Path, destination: Path, *, protected: Iterable[tuple[str, Path]] = (),
+                       kind: str = "output") -> None:
+    """Put the folder ``source`` at ``destination``, marked as SynthForge's; an existing destination is swapped
+    out, then removed, but only when it holds nothing SynthForge did not write (:mod:`synthforge.data.ownership`):
+    otherwise :class:`~synthforge.data.ownership.OutputRefused` is raised and both are left as they were."""
+    check_destination(destination, protected)
+    mark_owned(source, kind)
     if destination.exists():
         retired = staging_path(destination, "old")
         os.replace(destination, retired)
