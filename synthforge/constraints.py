@@ -137,6 +137,9 @@ class Constraint(BaseModel):
         target, expression = parse_derivation(self.derive)
         dtype = frame.schema[target]
         computed = _compile(expression, frame.schema)
+        if dtype.is_float() or dtype.is_integer():  # an overflow is missing too, never ±inf
+            computed = computed.cast(pl.Float64, strict=False)
+            computed = pl.when(computed.is_finite()).then(computed)
         if dtype.is_integer():
             computed = computed.round(0)
         return frame.with_columns(computed.cast(dtype, strict=False).alias(target))
@@ -186,10 +189,20 @@ def parse_derivation(text: str) -> tuple[str, tuple]:
     return target[1], expression
 
 
+#: a rule is one line a person reads; these bound what a hostile one can make the parser do
+MAX_RULE_LENGTH = 500
+MAX_RULE_TOKENS = 200
+MAX_RULE_DEPTH = 20
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
+        if len(text) > MAX_RULE_LENGTH:
+            raise ValueError(f"the rule {text[:40]!r}… is {len(text):,} characters long; rules are limited to "
+                             f"{MAX_RULE_LENGTH} (split it into several rules)")
         self.text = text
         self.tokens: list[tuple[str, str]] = []
+        self.depth = 0
         position = 0
         while position < len(text):
             match = _TOKEN.match(text, position)
@@ -200,8 +213,18 @@ class _Parser:
                                  f"numbers, 'text', + - * / ( ) and comparisons")
             kind = match.lastgroup or "op"
             self.tokens.append((kind, match.group(kind)))
+            if len(self.tokens) > MAX_RULE_TOKENS:
+                raise ValueError(f"the rule {text[:40]!r}… has more than {MAX_RULE_TOKENS} names, numbers and "
+                                 "operators; split it into several rules")
             position = match.end()
         self.index = 0
+
+    def _nested(self) -> None:
+        """One more level of parentheses, calls or signs; refused past :data:`MAX_RULE_DEPTH`."""
+        self.depth += 1
+        if self.depth > MAX_RULE_DEPTH:
+            raise ValueError(f"the rule {self.text[:40]!r}… nests more than {MAX_RULE_DEPTH} levels of "
+                             "parentheses, calls or signs; write it flatter")
 
     def peek(self) -> str | None:
         return self.tokens[self.index][1] if self.index < len(self.tokens) else None
@@ -231,7 +254,10 @@ class _Parser:
     def unary(self) -> tuple:
         if self.peek() == "-":
             self.take()
-            return ("neg", self.unary())
+            self._nested()
+            node = ("neg", self.unary())
+            self.depth -= 1
+            return node
         return self.atom()
 
     def atom(self) -> tuple:
@@ -250,10 +276,12 @@ class _Parser:
                 if value not in FUNCTIONS:
                     raise ValueError(f"{self.text!r} calls {value}(), not one of {', '.join(FUNCTIONS)}")
                 self.take()
+                self._nested()
                 args = [self.sum()]
                 while self.peek() == ",":
                     self.take()
                     args.append(self.sum())
+                self.depth -= 1
                 if self.take() != ")":
                     raise ValueError(f"{self.text!r}: {value}( is not closed")
                 if len(args) != FUNCTIONS[value]:
@@ -261,7 +289,9 @@ class _Parser:
                 return ("call", value, args)
             return ("col", value)
         if value == "(":
+            self._nested()
             node = self.sum()
+            self.depth -= 1
             if self.take() != ")":
                 raise ValueError(f"{self.text!r}: a parenthesis is not closed")
             return node
@@ -299,7 +329,9 @@ def _compile(node: tuple, schema: pl.Schema, like: pl.DataType | None = None) ->
         return -_compile(node[1], schema)
     if kind == "bin":
         left, right = _compile(node[2], schema), _compile(node[3], schema)
-        return {"+": left + right, "-": left - right, "*": left * right, "/": left / right}[node[1]]
+        if node[1] == "/":  # a quotient by zero is missing, as in SQL's NULLIF(b, 0): never ±inf in an output
+            return pl.when(right != 0).then(left / right)
+        return {"+": left + right, "-": left - right, "*": left * right}[node[1]]
     if kind == "call":
         args = [_compile(arg, schema) for arg in node[2]]
         if node[1] == "abs":

@@ -40,7 +40,7 @@ from synthforge.generator import FitContext
 from synthforge.plugins import SynthForgePluginManager
 from synthforge.provenance import file_sha256, machine, package_versions
 from synthforge.recipe import CheckSpec, Recipe, TableSpec, recipe_locator
-from synthforge.relational import DatabaseGenerator, Relations, check_keys, split_holdout
+from synthforge.relational import DatabaseGenerator, Relations, align_key_types, check_keys, split_holdout
 from synthforge.seeds import RandomStreams, derive_seed
 
 
@@ -50,9 +50,12 @@ def load_tables(recipe: Recipe, pm: SynthForgePluginManager) -> tuple[Relations,
     relations = Relations.from_recipe(recipe)
     where = recipe_locator(recipe)
     frames, schemas = {}, {}
+    tables = align_key_types(relations, {
+        name: prepare_source(read_table(recipe.resolve(spec.path), spec.format, pm=pm, ragged_rows=spec.ragged_rows),
+                             drop=spec.drop, nan_as_null=spec.nan_as_null)
+        for name, spec in recipe.source.tables.items()}, lambda table: where(("source", "tables", table)))
     for name, spec in recipe.source.tables.items():
-        table = prepare_source(read_table(recipe.resolve(spec.path), spec.format, pm=pm, ragged_rows=spec.ragged_rows),
-                               drop=spec.drop, nan_as_null=spec.nan_as_null)
+        table = tables[name]
         overrides = dict(spec.columns)
         for key in relations.keys(name):
             if key in table.columns:

@@ -408,9 +408,14 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         if not separator or not key.strip():
             raise RecipeError(f"--param {item!r} is not key=value (e.g. generator.params.epochs=5).")
         try:
-            overrides[key.strip()] = yaml.safe_load(text) if text.strip() else ""
-        except yaml.YAMLError:
-            overrides[key.strip()] = text
+            overrides[key.strip()] = _parse_yaml(text, f"--param {key.strip()}")[0] if text.strip() else ""
+        except RecipeError as error:  # bounded like a recipe: an alias bomb is refused, not read
+            if "is empty" in str(error):
+                overrides[key.strip()] = None
+            elif "not valid YAML" in str(error):
+                overrides[key.strip()] = text
+            else:
+                raise
     return overrides
 
 
@@ -481,12 +486,26 @@ def recipe_locator(recipe: Recipe) -> Callable[[tuple], str]:
     return _locator(getattr(recipe, "_lines", {}), recipe.file)
 
 
+#: a recipe is a page of settings; these bound what a hostile one can make a parser do
+MAX_RECIPE_BYTES = 1 << 20
+MAX_RECIPE_VALUES = 100_000  # every value once per path it is reached by, aliases expanded
+MAX_RECIPE_DEPTH = 64
+
+
 def _parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int]]:
+    if len(text) > MAX_RECIPE_BYTES:
+        raise RecipeError(f"{file}: the recipe is {len(text):,} characters; recipes are limited to "
+                          f"{MAX_RECIPE_BYTES:,}. Put data in a file the recipe names, not in the recipe.")
     loader = yaml.SafeLoader(text)
     try:
-        node = loader.get_single_node()
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise RecipeError(f"{file}: the recipe nests too deeply to read (more than {MAX_RECIPE_DEPTH} levels "
+                              "are refused).") from None
         if node is None:
             raise RecipeError(f"{file}: the recipe is empty.")
+        _refuse_expansion(node, file)
         lines: dict[tuple, int] = {}
         _index_lines(node, (), lines, file)
         data = loader.construct_document(node)
@@ -500,6 +519,53 @@ def _parse_yaml(text: str, file: str) -> tuple[Any, dict[tuple, int]]:
     finally:
         loader.dispose()
     return data, lines
+
+
+def _refuse_expansion(root: yaml.Node, file: str) -> None:
+    """Refuse, before anything is expanded, a document whose aliases (``*name``) make it larger than
+    :data:`MAX_RECIPE_VALUES` values, deeper than :data:`MAX_RECIPE_DEPTH`, or contain itself.
+
+    An alias is the same node object as its anchor in the composed graph, so each node's expanded size
+    is computed once (memoised by identity): a "billion laughs" of a few hundred bytes is judged in
+    microseconds instead of being expanded into gigabytes.
+    """
+    sizes: dict[int, int] = {}
+    depths: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_nodes: set[int] = set()
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if children_done:
+            open_nodes.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            depths[key] = 1 + max((depths[id(child)] for child in children), default=0)
+            where = f"{file}:{node.start_mark.line + 1}"
+            if sizes[key] > MAX_RECIPE_VALUES:
+                raise RecipeError(f"{where}: this part of the recipe expands to more than {MAX_RECIPE_VALUES:,} "
+                                  "values through its aliases (*name); a recipe that large is refused. Write the "
+                                  "values out, or name a file that holds them.")
+            if depths[key] > MAX_RECIPE_DEPTH:
+                raise RecipeError(f"{where}: the recipe nests more than {MAX_RECIPE_DEPTH} levels deep here; "
+                                  "that many levels are refused.")
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            raise RecipeError(f"{file}:{node.start_mark.line + 1}: an alias (*name) here refers to a value that "
+                              "holds it; a recipe cannot contain itself.")
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _index_lines(node: yaml.Node, path: tuple, lines: dict[tuple, int], file: str) -> None:

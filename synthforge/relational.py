@@ -193,6 +193,35 @@ class Relations:
         return cls(data["tables"], data["primary_keys"], [Relation(**r) for r in data["relations"]])
 
 
+def align_key_types(relations: Relations, frames: dict[str, pl.DataFrame],
+                    where: Callable[[str], str]) -> dict[str, pl.DataFrame]:
+    """``frames`` with each foreign key in its parent's primary key's type, where every value reads as one.
+
+    Two files often disagree on a key's type (``"17"`` as text in one, 17 as a number in the other); joins
+    need one type. A key that cannot be read in the parent's type is an error naming both columns.
+    """
+    frames = dict(frames)
+    for relation in relations.relations:
+        child, parent = frames[relation.child], frames[relation.parent]
+        primary = relations.primary_keys[relation.parent]
+        if relation.column not in child.columns or primary not in parent.columns:
+            continue  # check_keys names the missing column
+        wanted, found = parent.schema[primary], child.schema[relation.column]
+        if wanted == found:
+            continue
+        keys = child.get_column(relation.column)
+        converted = (keys.cast(pl.String) if wanted == pl.String else keys).cast(wanted, strict=False)
+        lost = keys.is_not_null() & converted.is_null()
+        if lost.any():
+            examples = keys.filter(lost).unique(maintain_order=True).head(3).to_list()
+            raise DataError(
+                f"{where(relation.child)}{relation.describe()}: the key is {found} in {relation.child!r} but "
+                f"{wanted} in {relation.parent!r}, and {int(lost.sum()):,} values cannot be read as {wanted} "
+                f"(e.g. {', '.join(map(repr, examples))}). Store the key with one type in both tables.")
+        frames[relation.child] = child.with_columns(converted.alias(relation.column))
+    return frames
+
+
 def check_keys(relations: Relations, frames: dict[str, pl.DataFrame], where: Callable[[str], str]) -> None:
     """Every key problem of the real tables in one error: missing or duplicate primary keys, children
     whose parent is missing, an order column with nulls."""

@@ -20,7 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from synthforge.constraints import Constraint
 from synthforge.data.personal import content_looks_personal as _content_looks_personal
 from synthforge.data.personal import name_looks_personal
-from synthforge.data.temporal import TextFormat, detect_format, parse_text_column, text_format_of
+from synthforge.data.temporal import (
+    TextFormat,
+    detect_format,
+    parse_text_column,
+    text_format_of,
+    write_text_column,
+)
 from synthforge.errors import DataError
 
 # The share of their combinations that records unique on their quasi-identifiers must fill for those columns to
@@ -158,7 +164,9 @@ class ColumnOverride(BaseModel):
 
     kind: ColumnKind | None = None
     handling: IdentifierHandling | None = None
-    format: str | None = Field(None, description="strftime format of a text date/time column, e.g. '%d/%m/%Y'.")
+    format: str | None = Field(None, description="strftime format of a text date/time column, e.g. '%d/%m/%Y'; "
+                                                 "several joined by | read a column that mixes them, and "
+                                                 "outputs are written in the first.")
     invalid: Literal["error", "null"] = Field(
         "error", description="Text a date/time format cannot read: an error (default) or read as missing.")
 
@@ -486,7 +494,7 @@ def to_internal(table: pl.DataFrame, schema: Schema, *, invalid: dict[str, str] 
 
 def to_source(table: pl.DataFrame, schema: Schema) -> pl.DataFrame:
     """``table`` with its dates/times written back as text in the source's ``format``, where it had one."""
-    written = [pl.col(c.name).dt.strftime(c.format) for c in schema.columns
+    written = [write_text_column(pl.col(c.name), c.format) for c in schema.columns
                if c.format and c.name in table.columns and table.schema[c.name].is_temporal()]
     return table.with_columns(written) if written else table
 
