@@ -25,7 +25,7 @@ def test_synthesize_writes_dataset_model_reports_and_manifest(write_recipe, pm, 
     result = run(write_recipe(basic_recipe()), pm=pm)
     out = tmp_path / "out"
     assert result.output_path == out and sorted(p.name for p in out.iterdir()) == [
-        "data.csv", "manifest.json", "model", "report.html", "report.json"]
+        ".synthforge-output.json", "data.csv", "manifest.json", "model", "report.html", "report.json"]
     data = pl.read_csv(out / "data.csv")
     assert data.height == 1000 and data.columns == pl.read_csv(DATA / "adult_4k.csv").columns
     manifest = json.loads((out / "manifest.json").read_text())
@@ -158,7 +158,8 @@ def test_a_memorizing_generator_fails_the_privacy_gate_and_writes_no_dataset(wri
         run(write_recipe(recipe), pm=pm)
     assert re.search(r"privacy check .exact_copies. scored (1|0\.9[0-9]+), outside its gate ≤ 0", str(error.value))
     assert not (tmp_path / "out").exists()
-    assert sorted(p.name for p in (tmp_path / "out.failed").iterdir()) == ["report.html", "report.json"]
+    assert sorted(p.name for p in (tmp_path / "out.failed").iterdir()) == [".synthforge-output.json", "report.html",
+                                                                          "report.json"]
     assert not list(tmp_path.glob(".out*"))
 
 

@@ -247,8 +247,8 @@ def test_sigkill_of_a_worker_mid_job_is_survived_with_nothing_lost_or_duplicated
     job = store.get(job_id)
     assert job.status == "succeeded" and job.attempts == 2
     assert pl.read_parquet(output / "data.parquet").height == 2000, "the rerun wrote the whole output"
-    assert sorted(p.name for p in output.iterdir()) == ["data.parquet", "manifest.json", "model", "report.html",
-                                                         "report.json"]
+    assert sorted(p.name for p in output.iterdir()) == [".synthforge-output.json", "data.parquet", "manifest.json",
+                                                         "model", "report.html", "report.json"]
     lines = [line for _, _, line in store.logs(job_id)]
     assert any("lease of" in line and "expired" in line for line in lines)
     trace = hooks(workspace)
