@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import DATA
+from .conftest import DATA, require_module, unavailable
 from .test_jobs import TEST_PLUGIN
 
-sync_api = pytest.importorskip("playwright.sync_api")
+sync_api = require_module("playwright.sync_api")
 CHROMIUM = os.environ.get("SYNTHFORGE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 PASSWORD = "correct horse battery"
 
@@ -70,8 +70,9 @@ def server(tmp_path: Path):
     process.wait(timeout=30)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 def test_sign_in_submit_watch_and_read_the_report(server: str, tmp_path: Path):
+    if CHROMIUM is None:
+        unavailable("chromium is not installed (apt-get install chromium)")
     shots = Path(os.environ.get("SYNTHFORGE_SCREENSHOTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as playwright:

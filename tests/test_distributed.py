@@ -1,9 +1,8 @@
 """Data-parallel training on Ray Train: two local workers train one model, reproducibly; a killed worker resumes.
 
-The first test (a recipe with ``generator.workers: 2`` on a streamed source, stopped by its time budget) runs
-in CI. The second
-is small on purpose (3k Adult rows, ten epochs), but three Ray Train runs and a restart take about two minutes,
-so CI leaves it out (``-m "not ray_train"``); run it with ``scripts/test tests/test_distributed.py``.
+The first test (a recipe with ``generator.workers: 2`` on a streamed source, stopped by its time budget) and
+the second (3k Adult rows, ten epochs: three Ray Train runs and a restart, about two minutes, marked
+``ray_train``) both run in CI; ``scripts/test -m "not ray_train"`` leaves the second out on a laptop.
 """
 
 from __future__ import annotations
@@ -21,9 +20,11 @@ import pytest
 from synthforge.data.schema import infer_schema
 from synthforge.generator import FitContext
 
-pytest.importorskip("ray.train")
-torch = pytest.importorskip("torch")
-autoregressive = pytest.importorskip("synthforge_autoregressive")
+from .conftest import require_module
+
+require_module("ray.train")
+torch = require_module("torch")
+autoregressive = require_module("synthforge_autoregressive")
 
 
 @pytest.fixture(scope="module")
