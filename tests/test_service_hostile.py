@@ -307,6 +307,8 @@ def test_a_failed_runs_reports_reach_its_owner_from_the_api_and_the_web(service)
     assert job["status"] == "failed" and job["attempts"] == 1
     assert str(root) not in job["error"] and f"outputs/job-{job_id}/job.failed" in job["error"]
     assert {"report.html", "report.json"} <= {f["path"] for f in job["files"]}
+    logs = client.get(f"/api/v1/jobs/{job_id}/logs", headers=member).json()["lines"]
+    assert logs and not any(str(root) in line["line"] for line in logs)
     report = client.get(f"/api/v1/jobs/{job_id}/files/report.html", headers=member)
     assert report.status_code == 200 and "sandbox" in report.headers["content-security-policy"]
     assert client.get(f"/api/v1/jobs/{job_id}/files/report.json", headers=admin).status_code == 200

@@ -250,6 +250,11 @@ def create_app(config: ServiceConfig) -> FastAPI:
                      "timings": result.get("timings"), "files": output_files(job, user)}
         return view
 
+    def logs_after(job_id: int, after: int, limit: int) -> list[tuple[int, int, float, str]]:
+        """The job's log lines, their paths written relative to the service's folders."""
+        return [(i, attempt, at, folders.redact(line)) for i, attempt, at, line in
+                store.logs_after(job_id, after, limit=limit)]
+
     def output_folder(job: Job, user: User | None = None) -> Path:
         """The folder of the job's files: its output once it succeeded; once a gate failed it, the reports kept
         in ``<output>.failed/``, for the job's owner (or an admin) only."""
@@ -333,7 +338,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     @api.get("/jobs/{job_id}/logs")
     def job_logs(job_id: int, after: int = 0, _: Caller = viewer) -> dict[str, Any]:
-        lines = store.logs_after(job_id, after, limit=config.log_limit)
+        lines = logs_after(job_id, after, config.log_limit)
         return {"lines": [{"id": i, "attempt": a, "at": at, "line": line} for i, a, at, line in lines]}
 
     @api.get("/jobs/{job_id}/events")
@@ -346,7 +351,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
             last_id, last_state = after, None
             while True:
                 job = await asyncio.to_thread(store.get, job_id)
-                lines = await asyncio.to_thread(store.logs_after, job_id, last_id, 500)
+                lines = await asyncio.to_thread(logs_after, job_id, last_id, 500)
                 for line_id, attempt, at, line in lines:
                     last_id = line_id
                     yield _sse("log", {"id": line_id, "attempt": attempt, "at": at, "line": line}, line_id)
@@ -414,7 +419,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     @api.get("/recipes")
     def list_recipes(_: Caller = viewer) -> dict[str, Any]:
-        return {"recipes": folders.list_recipes(), "folder": str(folders.recipes)}
+        return {"recipes": folders.list_recipes(), "folder": "recipes"}
 
     @api.get("/recipes/schema")
     def recipe_schema(_: Caller = viewer) -> dict[str, Any]:
@@ -589,7 +594,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
     @app.get("/jobs/{job_id}", include_in_schema=False)
     def job_page(request: Request, job_id: int, found: Caller = viewer) -> Response:
         job = store.get(job_id)
-        logs = store.logs_after(job_id, 0, limit=config.log_limit)
+        logs = logs_after(job_id, 0, config.log_limit)
         return page(request, "job.html", found, job=job_view(job, detail=True, user=found.user), logs=logs,
                     last_log=logs[-1][0] if logs else 0)
 
