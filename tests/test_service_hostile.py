@@ -196,6 +196,16 @@ def test_an_upload_streams_to_disk_in_bounded_memory(tmp_path: Path):
         tracemalloc.stop()
     assert status == 201 and json.loads(body)["bytes"] == size
     assert peak < 16 << 20, f"a {size >> 20} MiB upload took {peak / (1 << 20):.1f} MiB of memory"
+    # Without an account nothing of the body is read: 401 before the upload is spooled anywhere.
+    sent = []
+
+    def counted():
+        for piece in chunks():
+            sent.append(len(piece))
+            yield piece
+
+    status, _body = asgi_post(app, "/api/v1/uploads", {"Content-Type": headers["Content-Type"]}, counted())
+    assert status == 401 and sum(sent) < 1 << 20, f"{sum(sent)} bytes read of an anonymous upload"
     # Past the cap, the stream is cut there: a server never reads (or stores) more than the cap.
     capped = create_app(ServiceConfig(store=f"sqlite:///{tmp_path / 'jobs.db'}", folders=folders,
                                       max_upload_bytes=8 << 20))

@@ -34,12 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from synthforge.errors import SynthForgeError
 from synthforge.jobs.store import STATUSES, Job, JobStore, Schedule, StoreDamaged
@@ -55,6 +56,10 @@ _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 _READ_ONLY_POSTS = {f"{API}/recipes/validate"}
 _FINISHED = {"succeeded", "failed", "cancelled"}
 _UPLOAD_PATHS = {f"{API}/uploads", "/uploads"}
+# The upload routes read their form themselves, after the account check (FastAPI reads a declared File before
+# any dependency runs: an anonymous client could make the server spool a whole upload); this keeps the schema.
+_UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "properties": {"file": {"type": "string", "format": "binary"}}}}}}}
 MiB = 1 << 20
 
 
@@ -441,20 +446,24 @@ def create_app(config: ServiceConfig) -> FastAPI:
         return {"valid": True, "name": loaded.name, "generator": loaded.generator.name,
                 "output": f"outputs/job-<id>/{_output_name(loaded.output.path)}"}
 
-    @api.post("/uploads", status_code=201)
-    async def upload(file: UploadFile = File(...), found: Caller = member) -> dict[str, Any]:
+    @api.post("/uploads", status_code=201, openapi_extra=_UPLOAD_BODY)
+    async def upload(request: Request, found: Caller = member) -> dict[str, Any]:
         """Put a source table in your own folder of the data folder's uploads (a file of yours of the same name
         is replaced; no one else's ever is); recipes then name it by the returned path."""
-        target = folders.upload_path(Path(file.filename or "").name, found.user.name, found.user.id)
-        partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+        return await store_upload(request, found)
+
+    async def store_upload(request: Request, found: Caller) -> dict[str, Any]:
+        """The form's ``file`` put in the caller's uploads; the form is read only now, after the caller was let
+        in, never for an anonymous request."""
+        form = await request.form()
         try:
-            with partial.open("wb") as handle:
-                while chunk := await file.read(MiB):
-                    handle.write(chunk)
-            partial.replace(target)  # atomic: a half-sent upload never looks complete
+            file = form.get("file")
+            if not isinstance(file, StarletteUploadFile):
+                raise SynthForgeError("send the table as a multipart/form-data field named `file`.")
+            return await _write_upload(file, folders.upload_path(Path(file.filename or "").name, found.user.name,
+                                                                 found.user.id), folders)
         finally:
-            partial.unlink(missing_ok=True)
-        return {"path": _upload_reference(target, folders), "bytes": target.stat().st_size}
+            await form.close()
 
     @api.get("/uploads")
     def uploads(_: Caller = viewer) -> dict[str, Any]:
@@ -637,8 +646,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
                     cron="", timezone="UTC", params="", start=start or "", uploaded=uploaded)
 
     @app.post("/uploads", include_in_schema=False)
-    async def upload_form(file: UploadFile = File(...), found: Caller = member) -> Response:
-        stored = await upload(file, found)
+    async def upload_form(request: Request, found: Caller = member) -> Response:
+        stored = await store_upload(request, found)
         return RedirectResponse(f"/recipes/new?uploaded={stored['path']}", status_code=303)
 
     @app.get("/schedules", include_in_schema=False)
@@ -811,6 +820,18 @@ def _output_name(path: Path) -> str:
     """The last name of a recipe's output path: the name a job's output takes inside its own folder."""
     name = Path(path).name
     return name if name not in ("", ".", "..") else "output"
+
+
+async def _write_upload(file: StarletteUploadFile, target: Path, folders: Folders) -> dict[str, Any]:
+    partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+    try:
+        with partial.open("wb") as handle:
+            while chunk := await file.read(MiB):
+                handle.write(chunk)
+        partial.replace(target)  # atomic: a half-sent upload never looks complete
+    finally:
+        partial.unlink(missing_ok=True)
+    return {"path": _upload_reference(target, folders), "bytes": target.stat().st_size}
 
 
 def _upload_reference(path: Path, folders: Folders) -> str:
