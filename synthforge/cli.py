@@ -539,6 +539,13 @@ def serve(
     insecure_cookies: Annotated[bool, typer.Option(help="Send the session cookie over plain http too (behind a "
                                                         "TLS proxy that talks http to us, or on a trusted "
                                                         "network).")] = False,
+    max_upload_mb: Annotated[int, typer.Option(min=1, help="The largest upload, in MiB (larger: 413).")] = 1024,
+    max_body_kb: Annotated[int, typer.Option(min=1, help="The largest other request body (a recipe's text, a "
+                                                         "form), in KiB (larger: 413).")] = 1024,
+    forwarded_allow_ips: Annotated[list[str] | None, typer.Option(
+        "--forwarded-allow-ips", help="A reverse proxy's address or network (repeatable): only from it is "
+                                      "X-Forwarded-For believed as the client's address (login limits, audit "
+                                      "log). Default: none, the socket's address.")] = None,
     store: Store = DEFAULT_STORE,
     plugins_dir: PluginsDir = None,
 ) -> None:
@@ -552,7 +559,8 @@ def serve(
         raise SynthForgeError(f"the service needs {error.name}: pip install 'synthforge[service]'.") from None
     folders = Folders(recipes, data, outputs, list(source_folder or []))
     config = ServiceConfig(store=store, folders=folders, plugins_dir=plugins_dir,
-                           secure_cookies=not insecure_cookies)
+                           secure_cookies=not insecure_cookies, max_upload_bytes=max_upload_mb << 20,
+                           max_body_bytes=max_body_kb << 10, forwarded_allow_ips=list(forwarded_allow_ips or []))
     application = create_app(config)
     from synthforge.service.accounts import Accounts
 
@@ -571,7 +579,9 @@ def serve(
         threading.Thread(target=runner.run, daemon=True, name="synthforge-worker").start()
     console.print(f"SynthForge at http://{host}:{port}/  (recipes {folders.recipes}, outputs {folders.outputs}, "
                   f"store {store})")
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    # The app settles the client's address itself (ServiceConfig.forwarded_allow_ips): uvicorn's own proxy
+    # handling would believe X-Forwarded-For from any local client.
+    uvicorn.run(application, host=host, port=port, log_level="warning", proxy_headers=False)
 
 
 users_app = typer.Typer(help="The service's users: add, list, change role or password, disable.",

@@ -90,7 +90,7 @@ def test_sign_in_submit_watch_and_read_the_report(server: str, tmp_path: Path):
         page.goto(f"{server}/recipes/new")
         page.set_input_files("#upload input[type=file]", str(DATA / "adult_4k.csv"))
         page.click("#upload button")
-        assert "uploads/adult_4k.csv" in page.inner_text("#uploaded")
+        assert "uploads/ada/adult_4k.csv" in page.inner_text("#uploaded")
         page.goto(f"{server}/recipes/new?start=adult-ar.yaml")
         page.wait_for_selector("#validation.ok")
         assert "valid: adult-ar, generator autoregressive" in page.inner_text("#validation")

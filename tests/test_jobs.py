@@ -131,7 +131,7 @@ def hooks(workspace: Path) -> list[str]:
 
 def test_store_migrates_once_and_runs_a_job_through_its_states(store_url: str):
     store = JobStore(store_url)
-    assert store.migrate() == 2 and JobStore(store_url).migrate() == 2
+    assert store.migrate() == 3 and JobStore(store_url).migrate() == 3
     job_id = store.submit("/r.yaml", {"seed": 3})
     job = store.claim("w1", lease_seconds=30)
     assert job is not None and job.id == job_id and job.status == "running" and job.attempts == 1

@@ -189,7 +189,7 @@ def test_paths_in_recipes_and_downloads_cannot_leave_the_folders(service):
         {**recipe, "source": {"path": "../secret.csv"}})}, headers=member).json()
     assert not verdict["valid"] and "outside" in verdict["error"]
     assert client.post("/api/v1/uploads", files={"file": ("../x.csv", b"a\n1\n")}, headers=member).json()[
-        "path"].endswith("uploads/x.csv")
+        "path"].endswith("uploads/mia/x.csv")
     assert not (folders.data / "x.csv").exists()
 
     # Downloads: a finished job's output folder with a symlink planted in it, and a '..' in the name.
@@ -278,7 +278,7 @@ def test_a_version_1_store_migrates_in_place(tmp_path: Path):
         connection.exec_driver_sql("INSERT INTO jobs (recipe, params, status, attempts, max_attempts, run_after, "
                                    "cancel_requested, created_at) VALUES ('old.yaml', '{}', 'queued', 0, 3, 0, 0, 0)")
     store = JobStore(url)
-    assert store.migrate() == 2
+    assert store.migrate() == 3
     assert store.get(1).recipe == "old.yaml" and store.get(1).submitted_by is None
     Accounts(store).add_user("ada", "admin", PASSWORD)
 

@@ -1,13 +1,16 @@
 """Run one job's recipe: in a child process of a local worker, or inside a Ray task.
 
-    python -m synthforge.jobs.runner --recipe R [--params JSON] --result FILE [--plugins-dir D]
+    python -m synthforge.jobs.runner --recipe R [--params JSON] --result FILE [--plugins-dir D] [--output-path P]
 
 Engine log lines go to stdout (the worker stores them as the job's log), and so
 do progress events, one JSON line each after :data:`PROGRESS_PREFIX` (the worker
 stores the latest as the job's progress, for the dashboard's bar and ETA); the
 result (output paths, rows, checks, timings) is written to ``--result``. Exit
 status 0: succeeded; 2: a :class:`SynthForgeError` (bad input or a failed gate:
-retrying cannot help); anything else: a crash, which the worker retries.
+retrying cannot help) or a recipe nested too deep to read (``RecursionError``: the
+same input fails the same way every time); anything else: a crash, which the
+worker retries. ``--output-path`` replaces the recipe's ``output.path``: a service
+job writes into the folder the job store gave it, never where its text points.
 """
 
 from __future__ import annotations
@@ -62,16 +65,24 @@ def parse_progress(line: str) -> dict[str, Any] | None:
 
 
 def execute(recipe: str, params: dict[str, Any], *, plugins_dir: str | None = None,
-            log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the recipe with its overrides through the engine (run hooks included); return what a job records."""
+            log: Callable[[str], None] = print, output_path: str | None = None) -> dict[str, Any]:
+    """Run the recipe with its overrides through the engine (run hooks included); return what a job records.
+
+    ``output_path`` (the job's own folder) wins over the recipe's ``output.path`` and any override of it.
+    """
     from synthforge.engine import run
     from synthforge.plugins import get_plugin_manager
     from synthforge.recipe import load_recipe
 
     pm = get_plugin_manager(plugins_dir=Path(plugins_dir) if plugins_dir else None)
     pm.register(ProgressReporter(log), name="synthforge-job-progress")
-    loaded = load_recipe(recipe, pm=pm, overrides=params)
-    result = run(loaded, pm=pm, log=log)
+    overrides = {**params, "output.path": output_path} if output_path else params
+    try:
+        loaded = load_recipe(recipe, pm=pm, overrides=overrides)
+        result = run(loaded, pm=pm, log=log)
+    except RecursionError:
+        raise SynthForgeError("the recipe nests too deeply to read (a rule or a value thousands of levels deep); "
+                              "write it flatter.") from None
     return {
         "output_path": str(result.output_path),
         "dataset_path": str(result.dataset_path),
@@ -82,11 +93,12 @@ def execute(recipe: str, params: dict[str, Any], *, plugins_dir: str | None = No
     }
 
 
-def execute_captured(recipe: str, params: dict[str, Any], plugins_dir: str | None = None) -> dict[str, Any]:
+def execute_captured(recipe: str, params: dict[str, Any], plugins_dir: str | None = None,
+                     output_path: str | None = None) -> dict[str, Any]:
     """:func:`execute` that never raises: the outcome, whether a retry could help, and the log lines (for Ray)."""
     lines: list[str] = []
     try:
-        result = execute(recipe, params, plugins_dir=plugins_dir, log=lines.append)
+        result = execute(recipe, params, plugins_dir=plugins_dir, log=lines.append, output_path=output_path)
         return {"status": "succeeded", "result": result, "logs": _without_progress(lines)}
     except SynthForgeError as error:
         return {"status": "failed", "error": str(error), "retryable": False, "logs": _without_progress(lines)}
@@ -107,10 +119,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--params", default="{}")
     parser.add_argument("--result", required=True)
     parser.add_argument("--plugins-dir", default=None)
+    parser.add_argument("--output-path", default=None)
     args = parser.parse_args(argv)
     try:
         result = execute(args.recipe, json.loads(args.params), plugins_dir=args.plugins_dir,
-                         log=lambda line: print(line, flush=True))
+                         log=lambda line: print(line, flush=True), output_path=args.output_path)
     except SynthForgeError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         Path(args.result).write_text(json.dumps({"error": str(error)}))

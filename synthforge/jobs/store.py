@@ -49,6 +49,9 @@ jobs = sa.Table(
     # added by migration 2
     sa.Column("progress", sa.Text, nullable=True),  # JSON: the running stage, its steps done of total, when
     sa.Column("submitted_by", sa.String(128), nullable=True),
+    # added by migration 3: the folder this job alone writes (its recipe's output.path is replaced by it); set for
+    # the service's jobs, None for a CLI user's, whose recipe names its own output
+    sa.Column("output_path", sa.Text, nullable=True),
 )
 schedules = sa.Table(
     "schedules", metadata,
@@ -62,6 +65,8 @@ schedules = sa.Table(
     sa.Column("enabled", sa.Boolean, nullable=False, default=True),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("created_by", sa.String(128), nullable=True),  # added by migration 2
+    # added by migration 3: JSON {"root": folder, "name": last name}: each of its jobs writes <root>/job-<id>/<name>
+    sa.Column("job_output", sa.Text, nullable=True),
 )
 job_logs = sa.Table(
     "job_logs", metadata,
@@ -120,12 +125,13 @@ audit_log = sa.Table(
 )
 
 _ADDED_IN_2 = {"jobs": ("progress", "submitted_by"), "schedules": ("created_by",)}
+_ADDED_IN_3 = {"jobs": ("output_path",), "schedules": ("job_output",)}
 
 
 def _migration_1(connection: sa.Connection) -> None:
     for table in (jobs, schedules, job_logs):
         # The version-1 shape: the columns later migrations add are left to them.
-        added = _ADDED_IN_2.get(table.name, ())
+        added = (*_ADDED_IN_2.get(table.name, ()), *_ADDED_IN_3.get(table.name, ()))
         columns = [sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable, index=c.index,
                              autoincrement=c.autoincrement) for c in table.columns if c.name not in added]
         sa.Table(table.name, sa.MetaData(), *columns).create(connection, checkfirst=True)
@@ -133,20 +139,29 @@ def _migration_1(connection: sa.Connection) -> None:
 
 def _migration_2(connection: sa.Connection) -> None:
     """Progress and authorship of jobs and schedules; the service's accounts and audit log."""
-    present = {name: {column["name"] for column in sa.inspect(connection).get_columns(name)} for name in _ADDED_IN_2}
-    for table_name, names in _ADDED_IN_2.items():
+    _add_columns(connection, _ADDED_IN_2)
+    for table in (users, api_tokens, web_sessions, audit_log):
+        table.create(connection, checkfirst=True)
+
+
+def _migration_3(connection: sa.Connection) -> None:
+    """Each service job's own output folder (and a schedule's rule for its jobs' folders)."""
+    _add_columns(connection, _ADDED_IN_3)
+
+
+def _add_columns(connection: sa.Connection, added: dict[str, tuple[str, ...]]) -> None:
+    present = {name: {column["name"] for column in sa.inspect(connection).get_columns(name)} for name in added}
+    for table_name, names in added.items():
         table = metadata.tables[table_name]
         for name in names:
             if name not in present[table_name]:
                 column = table.c[name]
                 kind = column.type.compile(connection.dialect)
                 connection.exec_driver_sql(f"ALTER TABLE {table_name} ADD COLUMN {name} {kind}")
-    for table in (users, api_tokens, web_sessions, audit_log):
-        table.create(connection, checkfirst=True)
 
 
 # Each migration runs once, in order, inside a transaction; append, never edit.
-MIGRATIONS = [_migration_1, _migration_2]
+MIGRATIONS = [_migration_1, _migration_2, _migration_3]
 
 
 @dataclass
@@ -170,6 +185,8 @@ class Job:
     #: the running stage (``stage``, ``done`` of ``total`` steps, ``stage_started_at``, ``at``, the last ``metrics``)
     progress: dict[str, Any] | None = None
     submitted_by: str | None = None
+    #: the folder this job alone writes, in place of its recipe's ``output.path`` (the service's jobs)
+    output_path: str | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Job:
@@ -193,13 +210,33 @@ class Schedule:
     enabled: bool
     created_at: float
     created_by: str | None = None
+    #: (folder, name): each job of this schedule writes ``<folder>/job-<id>/<name>`` (see :func:`job_output_path`)
+    job_output: tuple[str, str] | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> Schedule:
         values = dict(row._mapping)
         values["params"] = json.loads(values["params"] or "{}")
         values["enabled"] = bool(values["enabled"])
+        values["job_output"] = tuple(json.loads(values["job_output"])) if values.get("job_output") else None
         return cls(**values)
+
+
+def job_output_path(root: str | Path, job_id: int, name: str) -> str:
+    """The folder job ``job_id`` alone writes: ``<root>/job-<id>/<name>``, whatever path its recipe names."""
+    return str(Path(root) / f"job-{job_id}" / name)
+
+
+class StoreDamaged(SynthForgeError):
+    """The job store's database file cannot be read: truncated, overwritten or not a database."""
+
+
+def store_damaged_message(url: str, reason: str) -> str:
+    file = sa.engine.make_url(url).database or url
+    return (f"the job store {file} is damaged ({reason}), so no job, user or log in it can be read. Stop the "
+            f"server and workers that use it and keep a copy of the file; then either recover what it holds "
+            f"(sqlite3 {file} '.recover' | sqlite3 recovered.db) and pass --store sqlite:///recovered.db, or move "
+            f"{file} aside (with any {file}-wal and {file}-shm beside it) to start an empty store.")
 
 
 def next_cron_time(cron: str, timezone: str, after: float) -> float:
@@ -236,7 +273,20 @@ class JobStore:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             sa.event.listen(self.engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
+            sa.event.listen(self.engine, "handle_error", self._refuse_damaged)
         self.migrate()
+
+    def _refuse_damaged(self, context: Any) -> None:
+        """A damaged SQLite file (truncated, overwritten, not a database) fails every statement the same way:
+        say which file and what to do, once, instead of a driver traceback from each command."""
+        import sqlite3
+
+        original = context.original_exception
+        reason = str(original)
+        if type(original) is not sqlite3.DatabaseError or not any(
+                words in reason for words in ("malformed", "not a database", "corrupt")):
+            return
+        raise StoreDamaged(store_damaged_message(self.url, reason)) from None
 
     # --- schema -------------------------------------------------------------------------
 
@@ -262,29 +312,36 @@ class JobStore:
 
     def submit(self, recipe: str | Path, params: dict[str, Any] | None = None, *, max_attempts: int = 3,
                run_after: float | None = None, schedule_id: int | None = None,
-               submitted_by: str | None = None) -> int:
+               submitted_by: str | None = None, job_output: tuple[str, str] | None = None) -> int:
+        """Queue a job; with ``job_output`` (folder, name) it writes ``<folder>/job-<id>/<name>`` and nowhere else."""
         now = time.time()
         with self.engine.begin() as connection:
             return self._insert_job(connection, str(recipe), params or {}, max_attempts, run_after or now,
-                                    schedule_id, now, submitted_by)
+                                    schedule_id, now, submitted_by, job_output)
 
     def _insert_job(self, connection: sa.Connection, recipe: str, params: dict[str, Any], max_attempts: int,
-                    run_after: float, schedule_id: int | None, now: float, submitted_by: str | None) -> int:
+                    run_after: float, schedule_id: int | None, now: float, submitted_by: str | None,
+                    job_output: tuple[str, str] | None = None) -> int:
         inserted = connection.execute(jobs.insert().values(
             recipe=recipe, params=json.dumps(params), status="queued", attempts=0, max_attempts=max_attempts,
             run_after=run_after, cancel_requested=False, created_at=now, schedule_id=schedule_id,
             submitted_by=submitted_by))
-        return int(inserted.inserted_primary_key[0])
+        job_id = int(inserted.inserted_primary_key[0])
+        if job_output is not None:  # named by the id, so known only now; same transaction, never seen without it
+            connection.execute(jobs.update().where(jobs.c.id == job_id).values(
+                output_path=job_output_path(job_output[0], job_id, job_output[1])))
+        return job_id
 
     def add_schedule(self, recipe: str | Path, cron: str, *, timezone: str = "UTC",
                      params: dict[str, Any] | None = None, max_attempts: int = 3,
-                     created_by: str | None = None) -> int:
+                     created_by: str | None = None, job_output: tuple[str, str] | None = None) -> int:
         now = time.time()
         first = next_cron_time(cron, timezone, now)
         with self.engine.begin() as connection:
             inserted = connection.execute(schedules.insert().values(
                 recipe=str(recipe), params=json.dumps(params or {}), cron=cron, timezone=timezone,
-                max_attempts=max_attempts, next_run_at=first, enabled=True, created_at=now, created_by=created_by))
+                max_attempts=max_attempts, next_run_at=first, enabled=True, created_at=now, created_by=created_by,
+                job_output=json.dumps([str(part) for part in job_output]) if job_output else None))
             return int(inserted.inserted_primary_key[0])
 
     def enqueue_due(self, now: float | None = None) -> list[int]:
@@ -303,7 +360,7 @@ class JobStore:
                 if advanced.rowcount == 1:  # another worker may have taken this due time first
                     created.append(self._insert_job(connection, schedule.recipe, schedule.params,
                                                     schedule.max_attempts, schedule.next_run_at, schedule.id, now,
-                                                    schedule.created_by))
+                                                    schedule.created_by, schedule.job_output))
         return created
 
     # --- the worker's side ---------------------------------------------------------------------

@@ -183,6 +183,8 @@ class _LocalExecution(_Execution):
                    "--params", json.dumps(job.params), "--result", self.result_path]
         if plugins_dir:
             command += ["--plugins-dir", plugins_dir]
+        if job.output_path:
+            command += ["--output-path", job.output_path]
         environment = {**os.environ}
         environment.setdefault(THREADS_ENV, str(threads))
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -244,7 +246,7 @@ class _RayExecution(_Execution):
         from synthforge.jobs.runner import execute_captured
 
         task = ray.remote(max_retries=0, num_cpus=threads)(execute_captured)
-        self.ref = task.remote(job.recipe, job.params, plugins_dir)
+        self.ref = task.remote(job.recipe, job.params, plugins_dir, job.output_path)
 
     def outcome(self) -> dict[str, Any] | None:
         import ray
@@ -304,9 +306,11 @@ def collect_garbage(store: JobStore) -> list[Path]:
     for path in abandoned_result_files():
         path.unlink(missing_ok=True)
         removed.append(path)
-    recipes = {(job.recipe, json.dumps(job.params, sort_keys=True)) for job in store.list_jobs(limit=1_000_000)}
-    recipes |= {(item.recipe, json.dumps(item.params, sort_keys=True)) for item in store.list_schedules()}
-    outputs = set()
+    every_job = store.list_jobs(limit=1_000_000)
+    outputs = {Path(job.output_path) for job in every_job if job.output_path}  # a service job's own folder
+    recipes = {(job.recipe, json.dumps(job.params, sort_keys=True)) for job in every_job if not job.output_path}
+    recipes |= {(item.recipe, json.dumps(item.params, sort_keys=True)) for item in store.list_schedules()
+                if not item.job_output}
     for recipe, params in sorted(recipes):
         try:
             loaded = load_recipe(recipe, overrides=json.loads(params))

@@ -5,33 +5,45 @@ runs with uvicorn. It reads and writes the same job store the CLI and the worker
 use; workers run as they do without it (``synthforge worker``), or one runs inside
 the server with ``serve --worker``.
 
-Access: nothing but ``/health`` and the login page is served without an account.
+Access: nothing but ``/health`` and the login page is served without an account
+(the OpenAPI schema and its browsable docs need one too).
 A request carries an API token (``Authorization: Bearer sf_…``) or a browser
 session cookie; a cookie-borne request that changes state must also carry the
 session's CSRF token (the ``csrf_token`` form field or the ``X-CSRF-Token``
 header). Every state-changing request is written to the audit log with who made
-it and what it was answered.
+it and what it was answered, from the socket's address (or, only from a proxy
+named in ``forwarded_allow_ips``, the address it forwards).
+
+Each job writes only its own folder, ``<outputs>/job-<id>/<its recipe's output
+name>``, whatever ``output.path`` its recipe names; each user's uploads go to their
+own folder. Request bodies are capped (``max_body_bytes``; uploads
+``max_upload_bytes``) and answered 413 past the cap, read as they stream in.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import ipaddress
 import json
 import secrets
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile as StarletteUploadFile
 
 from synthforge.errors import SynthForgeError
-from synthforge.jobs.store import STATUSES, Job, JobStore, Schedule
+from synthforge.jobs.store import STATUSES, Job, JobStore, Schedule, StoreDamaged
 from synthforge.service.accounts import ROLES, Accounts, LoginLimiter, Session, User
 from synthforge.service.folders import Folders, PathRefused
 
@@ -43,6 +55,12 @@ _UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 # POSTs that change nothing (a body too large for a query string), left out of the audit log.
 _READ_ONLY_POSTS = {f"{API}/recipes/validate"}
 _FINISHED = {"succeeded", "failed", "cancelled"}
+_UPLOAD_PATHS = {f"{API}/uploads", "/uploads"}
+# The upload routes read their form themselves, after the account check (FastAPI reads a declared File before
+# any dependency runs: an anonymous client could make the server spool a whole upload); this keeps the schema.
+_UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "properties": {"file": {"type": "string", "format": "binary"}}}}}}}
+MiB = 1 << 20
 
 
 @dataclass
@@ -55,6 +73,11 @@ class ServiceConfig:
     login_attempts_per_minute: int = 10
     #: log lines a page or an API call returns at most
     log_limit: int = 5000
+    #: the largest upload (``POST /api/v1/uploads``, the Upload form) and the largest other request body, in bytes
+    max_upload_bytes: int = 1024 * MiB
+    max_body_bytes: int = 1 * MiB
+    #: proxies whose X-Forwarded-For is believed (their socket address); from anyone else it is ignored
+    forwarded_allow_ips: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -111,19 +134,27 @@ def create_app(config: ServiceConfig) -> FastAPI:
     templates.env.filters["duration"] = _duration
     folders = config.folders
 
-    app = FastAPI(title="SynthForge", version=_version(), openapi_url=f"{API}/openapi.json",
-                  docs_url=f"{API}/docs", redoc_url=None)
+    # The schema and its docs are served by the routes below, behind an account like the API they describe.
+    app = FastAPI(title="SynthForge", version=_version(), openapi_url=None, docs_url=None, redoc_url=None)
     app.state.config, app.state.store, app.state.accounts = config, store, accounts
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     app.add_middleware(_AuditMiddleware, accounts=accounts)
+    app.add_middleware(_BodyLimits, uploads=config.max_upload_bytes, others=config.max_body_bytes)
+    # Outermost: the limiter and the audit log read the address it settles (checked now, not at the first request).
+    _proxy_networks(config.forwarded_allow_ips)
+    app.add_middleware(_ClientAddress, trusted=config.forwarded_allow_ips)
 
     @app.exception_handler(SynthForgeError)
     async def _bad_input(request: Request, error: SynthForgeError) -> Response:
         status = 403 if isinstance(error, PathRefused) else 404 if str(error).startswith("there is no") else 400
+        message = folders.redact(str(error))
+        if isinstance(error, StoreDamaged):  # the server's fault, not the request's; its file is for the admin
+            print(f"error: {error}", file=sys.stderr, flush=True)
+            status, message = 503, "the job store is damaged; the server's log says which file and what to do."
         if _wants_html(request):
-            return templates.TemplateResponse(request, "error.html", {"message": str(error), "caller": None},
+            return templates.TemplateResponse(request, "error.html", {"message": message, "caller": None},
                                               status_code=status)
-        return JSONResponse({"detail": str(error)}, status_code=status)
+        return JSONResponse({"detail": message}, status_code=status)
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, error: HTTPException) -> Response:
@@ -178,7 +209,11 @@ def create_app(config: ServiceConfig) -> FastAPI:
         from synthforge.recipe import load_recipe
 
         pm = get_plugin_manager(plugins_dir=config.plugins_dir)
-        loaded = load_recipe(path, pm=pm, overrides=params)
+        try:
+            loaded = load_recipe(path, pm=pm, overrides=params)
+        except RecursionError:  # the same input fails the same way every time: bad input, not a crash
+            raise SynthForgeError("the recipe nests too deeply to read (a rule or a value thousands of levels "
+                                  "deep); write it flatter.") from None
         folders.check_recipe(loaded)
         return loaded
 
@@ -187,42 +222,64 @@ def create_app(config: ServiceConfig) -> FastAPI:
             raise SynthForgeError("send either `recipe` (a name in the recipes folder) or `recipe_yaml` (its text).")
         if body.recipe is not None:
             path = folders.named_recipe(body.recipe)
-            load_checked(path, body.params)
+            loaded = load_checked(path, body.params)
         else:
             assert body.recipe_yaml is not None
-            _check_text(body.recipe_yaml, body.params, folders, load_checked)
+            loaded = _check_text(body.recipe_yaml, body.params, folders, load_checked)
             path = folders.save_submitted(body.recipe_yaml)
+        # The job writes <outputs>/job-<id>/<name> and nothing else, whatever folder its recipe names: the outputs
+        # root, another job's folder, or a path another job names too.
+        job_output = (str(folders.outputs), _output_name(loaded.output.path))
         if body.cron:
             schedule_id = store.add_schedule(path, body.cron, timezone=body.timezone, params=body.params,
-                                             max_attempts=body.max_attempts, created_by=user.name)
+                                             max_attempts=body.max_attempts, created_by=user.name,
+                                             job_output=job_output)
             return {"schedule": schedule_view(store.get_schedule(schedule_id))}
-        job_id = store.submit(path, body.params, max_attempts=body.max_attempts, submitted_by=user.name)
+        job_id = store.submit(path, body.params, max_attempts=body.max_attempts, submitted_by=user.name,
+                              job_output=job_output)
         return {"job": job_view(store.get(job_id))}
 
-    def job_view(job: Job, *, detail: bool = False) -> dict[str, Any]:
+    def job_view(job: Job, *, detail: bool = False, user: User | None = None) -> dict[str, Any]:
         view: dict[str, Any] = {
             "id": job.id, "status": job.status, "recipe": _recipe_label(job.recipe, folders),
             "params": job.params, "attempts": job.attempts, "max_attempts": job.max_attempts,
             "submitted_by": job.submitted_by, "schedule_id": job.schedule_id, "created_at": job.created_at,
-            "started_at": job.started_at, "finished_at": job.finished_at, "error": job.error,
+            "started_at": job.started_at, "finished_at": job.finished_at,
+            "error": folders.redact(job.error) if job.error else job.error,
             "cancel_requested": job.cancel_requested, "progress": progress_view(job),
+            "output": folders.describe(job.output_path) if job.output_path else None,
         }
         if detail:
             result = job.result or {}
             view |= {"checks": result.get("checks", []), "rows": result.get("rows"),
-                     "timings": result.get("timings"), "files": output_files(job) if job.status == "succeeded"
-                     else []}
+                     "timings": result.get("timings"), "files": output_files(job, user)}
         return view
 
-    def output_folder(job: Job) -> Path:
+    def logs_after(job_id: int, after: int, limit: int) -> list[tuple[int, int, float, str]]:
+        """The job's log lines, their paths written relative to the service's folders."""
+        return [(i, attempt, at, folders.redact(line)) for i, attempt, at, line in
+                store.logs_after(job_id, after, limit=limit)]
+
+    def output_folder(job: Job, user: User | None = None) -> Path:
+        """The folder of the job's files: its output once it succeeded; once a gate failed it, the reports kept
+        in ``<output>.failed/``, for the job's owner (or an admin) only."""
+        if job.status == "failed" and job.output_path:
+            failed = Path(job.output_path).with_name(Path(job.output_path).name + ".failed")
+            if failed.is_dir():
+                if user is None or not (user.can("admin") or user.name == job.submitted_by):
+                    raise HTTPException(403, f"job {job.id} failed; its reports are for "
+                                             f"{job.submitted_by or 'an admin'} (who submitted it) and admins.")
+                return folders.inside(failed, [folders.outputs], f"job {job.id}'s reports")
         if job.status != "succeeded" or not job.result or not job.result.get("output_path"):
             raise SynthForgeError(f"there is no output of job {job.id}: it is {job.status}.")
-        return folders.inside(Path(job.result["output_path"]), [folders.outputs], f"job {job.id}'s output")
+        # A service job's own folder; an older job's (or a CLI one's) where its result says it wrote.
+        written = job.output_path or job.result["output_path"]
+        return folders.inside(Path(written), [folders.outputs], f"job {job.id}'s output")
 
-    def output_files(job: Job) -> list[dict[str, Any]]:
+    def output_files(job: Job, user: User | None = None) -> list[dict[str, Any]]:
         try:
-            root = output_folder(job)
-        except SynthForgeError:
+            root = output_folder(job, user)
+        except (SynthForgeError, HTTPException):
             return []
         listed = []
         for path in sorted(root.rglob("*")):
@@ -272,8 +329,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
         return submit(body, found.user)
 
     @api.get("/jobs/{job_id}")
-    def get_job(job_id: int, _: Caller = viewer) -> dict[str, Any]:
-        return job_view(store.get(job_id), detail=True)
+    def get_job(job_id: int, found: Caller = viewer) -> dict[str, Any]:
+        return job_view(store.get(job_id), detail=True, user=found.user)
 
     @api.post("/jobs/{job_id}/cancel")
     def cancel_job(job_id: int, _: Caller = member) -> dict[str, Any]:
@@ -286,7 +343,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     @api.get("/jobs/{job_id}/logs")
     def job_logs(job_id: int, after: int = 0, _: Caller = viewer) -> dict[str, Any]:
-        lines = store.logs_after(job_id, after, limit=config.log_limit)
+        lines = logs_after(job_id, after, config.log_limit)
         return {"lines": [{"id": i, "attempt": a, "at": at, "line": line} for i, a, at, line in lines]}
 
     @api.get("/jobs/{job_id}/events")
@@ -299,7 +356,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
             last_id, last_state = after, None
             while True:
                 job = await asyncio.to_thread(store.get, job_id)
-                lines = await asyncio.to_thread(store.logs_after, job_id, last_id, 500)
+                lines = await asyncio.to_thread(logs_after, job_id, last_id, 500)
                 for line_id, attempt, at, line in lines:
                     last_id = line_id
                     yield _sse("log", {"id": line_id, "attempt": attempt, "at": at, "line": line}, line_id)
@@ -318,15 +375,15 @@ def create_app(config: ServiceConfig) -> FastAPI:
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
     @api.get("/jobs/{job_id}/files")
-    def job_files(job_id: int, _: Caller = viewer) -> dict[str, Any]:
+    def job_files(job_id: int, found: Caller = viewer) -> dict[str, Any]:
         job = store.get(job_id)
-        output_folder(job)
-        return {"files": output_files(job)}
+        output_folder(job, found.user)
+        return {"files": output_files(job, found.user)}
 
     @api.get("/jobs/{job_id}/files/{name:path}")
-    def job_file(job_id: int, name: str, _: Caller = viewer) -> Response:
-        root = output_folder(store.get(job_id))
-        path = folders.inside(root / name, [root], f"file {name!r}")
+    def job_file(job_id: int, name: str, found: Caller = viewer) -> Response:
+        root = output_folder(store.get(job_id), found.user)
+        path = folders.inside(root / name, [root], f"file {name!r}", shown=name)
         if not path.is_file():
             raise SynthForgeError(f"there is no file {name!r} in job {job_id}'s output.")
         headers = {"X-Content-Type-Options": "nosniff"}
@@ -339,6 +396,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
     def job_preview(job_id: int, rows: int = 20, table: str | None = None, _: Caller = viewer) -> dict[str, Any]:
         """The first rows of the job's dataset (of one table, for related tables), as columns and rows."""
         job = store.get(job_id)
+        if job.status != "succeeded":
+            raise SynthForgeError(f"there is no dataset of job {job.id}: it is {job.status}.")
         root = output_folder(job)
         return _preview(root, Path(job.result["dataset_path"]), min(max(rows, 1), 1000), table, folders)
 
@@ -365,7 +424,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
 
     @api.get("/recipes")
     def list_recipes(_: Caller = viewer) -> dict[str, Any]:
-        return {"recipes": folders.list_recipes(), "folder": str(folders.recipes)}
+        return {"recipes": folders.list_recipes(), "folder": "recipes"}
 
     @api.get("/recipes/schema")
     def recipe_schema(_: Caller = viewer) -> dict[str, Any]:
@@ -383,25 +442,35 @@ def create_app(config: ServiceConfig) -> FastAPI:
         try:
             loaded = _check_text(body.recipe_yaml, body.params, folders, load_checked)
         except SynthForgeError as error:
-            return {"valid": False, "error": str(error)}
+            return {"valid": False, "error": folders.redact(str(error))}
         return {"valid": True, "name": loaded.name, "generator": loaded.generator.name,
-                "output": str(loaded.resolve(loaded.output.path))}
+                "output": f"outputs/job-<id>/{_output_name(loaded.output.path)}"}
 
-    @api.post("/uploads", status_code=201)
-    async def upload(file: UploadFile = File(...), _: Caller = member) -> dict[str, Any]:
-        """Put a source table in the data folder's uploads; recipes then name it by the returned path."""
-        target = folders.upload_path(Path(file.filename or "").name)
-        partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
-        with partial.open("wb") as handle:
-            while chunk := await file.read(1 << 20):
-                handle.write(chunk)
-        partial.replace(target)  # atomic: a half-sent upload never looks complete
-        return {"path": str(target), "bytes": target.stat().st_size}
+    @api.post("/uploads", status_code=201, openapi_extra=_UPLOAD_BODY)
+    async def upload(request: Request, found: Caller = member) -> dict[str, Any]:
+        """Put a source table in your own folder of the data folder's uploads (a file of yours of the same name
+        is replaced; no one else's ever is); recipes then name it by the returned path."""
+        return await store_upload(request, found)
+
+    async def store_upload(request: Request, found: Caller) -> dict[str, Any]:
+        """The form's ``file`` put in the caller's uploads; the form is read only now, after the caller was let
+        in, never for an anonymous request."""
+        form = await request.form()
+        try:
+            file = form.get("file")
+            if not isinstance(file, StarletteUploadFile):
+                raise SynthForgeError("send the table as a multipart/form-data field named `file`.")
+            return await _write_upload(file, folders.upload_path(Path(file.filename or "").name, found.user.name,
+                                                                 found.user.id), folders)
+        finally:
+            await form.close()
 
     @api.get("/uploads")
     def uploads(_: Caller = viewer) -> dict[str, Any]:
-        return {"files": [{"path": str(p), "bytes": p.stat().st_size} for p in sorted(folders.uploads.iterdir())
-                          if p.is_file() and not p.name.startswith(".")]}
+        return {"files": [{"path": _upload_reference(p, folders), "bytes": p.stat().st_size}
+                          for p in sorted(folders.uploads.rglob("*"))
+                          if p.is_file() and not any(part.startswith(".") for part in p.relative_to(
+                              folders.uploads).parts)]}
 
     @api.get("/plugins")
     def plugins(_: Caller = viewer) -> dict[str, Any]:
@@ -460,6 +529,14 @@ def create_app(config: ServiceConfig) -> FastAPI:
     def audit(limit: int = 200, actor: str | None = None, _: Caller = admin) -> dict[str, Any]:
         return {"entries": accounts.audit(min(max(limit, 1), 5000), actor)}
 
+    @api.get("/openapi.json", include_in_schema=False)
+    def openapi_schema(_: Caller = viewer) -> dict[str, Any]:
+        return app.openapi()
+
+    @api.get("/docs", include_in_schema=False)
+    def openapi_docs(_: Caller = viewer) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=f"{API}/openapi.json", title="SynthForge API")
+
     app.include_router(api)
 
     # --- the dashboard ----------------------------------------------------------------------------
@@ -481,7 +558,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
     @app.post("/login", include_in_schema=False)
     def login(request: Request, username: str = Form(...), password: str = Form(...),
               csrf_token: str = Form(""), next: str = Form("/")) -> Response:
-        client = request.client.host if request.client else "unknown"
+        client = request.client.host if request.client else "unknown"  # settled by _ClientAddress
         expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
         if not expected or not secrets.compare_digest(csrf_token, expected):
             raise HTTPException(403, "missing or wrong CSRF token: reload the login page and try again.")
@@ -526,13 +603,14 @@ def create_app(config: ServiceConfig) -> FastAPI:
     @app.get("/jobs/{job_id}", include_in_schema=False)
     def job_page(request: Request, job_id: int, found: Caller = viewer) -> Response:
         job = store.get(job_id)
-        logs = store.logs_after(job_id, 0, limit=config.log_limit)
-        return page(request, "job.html", found, job=job_view(job, detail=True), logs=logs,
+        logs = logs_after(job_id, 0, config.log_limit)
+        return page(request, "job.html", found, job=job_view(job, detail=True, user=found.user), logs=logs,
                     last_log=logs[-1][0] if logs else 0)
 
     @app.get("/fragments/jobs/{job_id}", include_in_schema=False)
     def job_fragment(request: Request, job_id: int, found: Caller = viewer) -> Response:
-        return page(request, "_job_summary.html", found, job=job_view(store.get(job_id), detail=True))
+        return page(request, "_job_summary.html", found,
+                    job=job_view(store.get(job_id), detail=True, user=found.user))
 
     @app.post("/jobs", include_in_schema=False)
     def submit_form(request: Request, recipe_yaml: str = Form(""), recipe: str = Form(""), cron: str = Form(""),
@@ -543,7 +621,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
         try:
             made = submit(body, found.user)
         except SynthForgeError as error:
-            return page(request, "editor.html", found, status_code=400, recipe_yaml=recipe_yaml, error=str(error),
+            return page(request, "editor.html", found, status_code=400, recipe_yaml=recipe_yaml,
+                        error=folders.redact(str(error)),
                         recipes=folders.list_recipes(), cron=cron, timezone=timezone, params=params)
         if "schedule" in made:
             return RedirectResponse(f"/schedules/{made['schedule']['id']}", status_code=303)
@@ -567,8 +646,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
                     cron="", timezone="UTC", params="", start=start or "", uploaded=uploaded)
 
     @app.post("/uploads", include_in_schema=False)
-    async def upload_form(file: UploadFile = File(...), found: Caller = member) -> Response:
-        stored = await upload(file, found)
+    async def upload_form(request: Request, found: Caller = member) -> Response:
+        stored = await store_upload(request, found)
         return RedirectResponse(f"/recipes/new?uploaded={stored['path']}", status_code=303)
 
     @app.get("/schedules", include_in_schema=False)
@@ -650,9 +729,116 @@ class _AuditMiddleware:
         finally:
             if scope["method"] in _UNSAFE and scope["path"] not in _READ_ONLY_POSTS:
                 client = scope.get("client")
-                await asyncio.to_thread(self.accounts.record, actor["name"], f"{scope['method']} {scope['path']}",
-                                        scope.get("query_string", b"").decode()[:500] or None, answered["status"],
-                                        client[0] if client else None)
+                with contextlib.suppress(StoreDamaged):  # answered 503 already, and the log says why
+                    await asyncio.to_thread(self.accounts.record, actor["name"], f"{scope['method']} {scope['path']}",
+                                            scope.get("query_string", b"").decode()[:500] or None,
+                                            answered["status"], client[0] if client else None)
+
+
+class _ClientAddress:
+    """The client's address is the socket's. Only when the socket's peer is a proxy named in ``trusted`` is
+    its X-Forwarded-For believed: the address there nearest to us that is not itself a trusted proxy. Anyone
+    else's header is ignored, so it can neither reset the login limiter nor write the audit log's address."""
+
+    def __init__(self, app: Any, trusted: list[str]) -> None:
+        self.app = app
+        self.networks = _proxy_networks(trusted)
+        self.everyone = "*" in trusted
+
+    def _trusted(self, host: str) -> bool:
+        if self.everyone:
+            return True
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        client = scope.get("client")
+        if scope["type"] in ("http", "websocket") and client and self._trusted(client[0]):
+            forwarded = ",".join(value.decode("latin-1") for name, value in scope.get("headers", [])
+                                 if name == b"x-forwarded-for")
+            hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+            while hops and self._trusted(hops[-1]):
+                hops.pop()
+            if hops:
+                scope["client"] = (hops[-1], 0)
+        await self.app(scope, receive, send)
+
+
+class _BodyLimits:
+    """413 for a request body past its cap: at once when Content-Length says so, else as the bytes stream in
+    (nothing past the cap is read, so memory and disk stay bounded whatever a client sends)."""
+
+    def __init__(self, app: Any, uploads: int, others: int) -> None:
+        self.app, self.uploads, self.others = app, uploads, others
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        is_upload = scope["path"] in _UPLOAD_PATHS
+        limit = self.uploads if is_upload else self.others
+        message = (f"the upload is larger than this server takes ({_size(limit)}): split the table, or ask the "
+                   f"admin to raise `synthforge serve --max-upload-mb`." if is_upload else
+                   f"the request body is larger than this server takes ({_size(limit)}); upload tables with "
+                   f"POST {API}/uploads, or ask the admin to raise `synthforge serve --max-body-kb`.")
+        declared = dict(scope.get("headers", [])).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            response = JSONResponse({"detail": message}, status_code=413, headers={"Connection": "close"})
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def counted() -> dict[str, Any]:
+            nonlocal seen
+            received = await receive()
+            if received["type"] == "http.request":
+                seen += len(received.get("body", b""))
+                if seen > limit:
+                    raise HTTPException(413, message)
+            return received
+
+        await self.app(scope, counted, send)
+
+
+def _proxy_networks(trusted: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    try:
+        return [ipaddress.ip_network(item, strict=False) for item in trusted if item != "*"]
+    except ValueError as error:
+        raise SynthForgeError(f"--forwarded-allow-ips: {error}; give a proxy's address (10.0.0.5) or network "
+                              f"(10.0.0.0/24), or * for any.") from None
+
+
+def _size(count: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", MiB), ("KiB", 1 << 10)):
+        if count >= size:
+            return f"{count / size:g} {unit}"
+    return f"{count} bytes"
+
+
+def _output_name(path: Path) -> str:
+    """The last name of a recipe's output path: the name a job's output takes inside its own folder."""
+    name = Path(path).name
+    return name if name not in ("", ".", "..") else "output"
+
+
+async def _write_upload(file: StarletteUploadFile, target: Path, folders: Folders) -> dict[str, Any]:
+    partial = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+    try:
+        with partial.open("wb") as handle:
+            while chunk := await file.read(MiB):
+                handle.write(chunk)
+        partial.replace(target)  # atomic: a half-sent upload never looks complete
+    finally:
+        partial.unlink(missing_ok=True)
+    return {"path": _upload_reference(target, folders), "bytes": target.stat().st_size}
+
+
+def _upload_reference(path: Path, folders: Folders) -> str:
+    """How a recipe names an upload: relative to the recipes folder, where submitted recipes' paths start."""
+    import os
+
+    return Path(os.path.relpath(path, folders.recipes)).as_posix()
 
 
 def _check_text(text: str, params: dict[str, Any], folders: Folders, load_checked: Any) -> Any:
@@ -745,7 +931,8 @@ def _file_kind(relative: Path) -> str:
 
 
 def _wants_html(request: Request) -> bool:
-    return not request.url.path.startswith(API) and "text/html" in request.headers.get("accept", "")
+    page = not request.url.path.startswith(API) or request.url.path == f"{API}/docs"
+    return page and "text/html" in request.headers.get("accept", "")
 
 
 def _local(target: str) -> str:

@@ -4,7 +4,8 @@ A recipe submitted to the service is data from a user, so every path in it is
 resolved (``..`` collapsed, symbolic links followed) and must land inside a
 configured folder: sources inside the recipes or data folders, outputs inside the
 outputs folder. Downloads go through the same check, so a symlink planted in an
-output folder cannot reach outside it either.
+output folder cannot reach outside it either. What a user is told names these
+folders by their role (``outputs/job-3/data``), never by the server's absolute paths.
 """
 
 from __future__ import annotations
@@ -51,13 +52,42 @@ class Folders:
     def uploads(self) -> Path:
         return self.data / "uploads"
 
-    def inside(self, path: Path, roots: list[Path], what: str) -> Path:
-        """``path`` resolved (symlinks followed); refused unless it lies inside one of ``roots``."""
+    def inside(self, path: Path, roots: list[Path], what: str, shown: str | Path | None = None) -> Path:
+        """``path`` resolved (symlinks followed); refused unless it lies inside one of ``roots``. The refusal
+        names the path as the user wrote it (``shown``), never where it resolves on the server."""
         real = Path(path).resolve()
         if not any(real == root or real.is_relative_to(root) for root in roots):
-            allowed = ", ".join(str(root) for root in roots)
-            raise PathRefused(f"{what} {str(path)!r} resolves to {real}, outside the service's folders ({allowed}).")
+            allowed = ", ".join(self.label(root) for root in roots)
+            written = self.describe(path) if shown is None else str(shown)
+            raise PathRefused(f"{what} {written!r} is outside the service's folders ({allowed}), once '..' and "
+                              f"symbolic links are followed.")
         return real
+
+    def labelled(self) -> list[tuple[Path, str]]:
+        """Each folder with the name users know it by, the deepest first (a folder may lie inside another)."""
+        named = [(self.recipes, "recipes"), (self.data, "data"), (self.outputs, "outputs")]
+        named += [(folder, f"source-folder-{i}") for i, folder in enumerate(self.extra_sources, start=1)]
+        return sorted(named, key=lambda item: len(item[0].parts), reverse=True)
+
+    def label(self, folder: Path) -> str:
+        return next((name for root, name in self.labelled() if root == folder), folder.name)
+
+    def describe(self, path: str | Path) -> str:
+        """``path`` relative to the service folder it lies in (``outputs/job-3/data``); a path elsewhere by its
+        last name only."""
+        path = Path(path)
+        if not path.is_absolute():
+            return path.as_posix()
+        for root, name in self.labelled():
+            if path == root or path.is_relative_to(root):
+                return (Path(name) / path.relative_to(root)).as_posix()
+        return path.name
+
+    def redact(self, text: str) -> str:
+        """A message with every absolute path of the service's folders written relative to them."""
+        for root, name in self.labelled():
+            text = text.replace(str(root), name)
+        return text
 
     def named_recipe(self, name: str) -> Path:
         """The recipe called ``name`` in the recipes folder (``adult-synthesize`` or ``adult-synthesize.yaml``)."""
@@ -66,7 +96,7 @@ class Folders:
             raise PathRefused(f"recipe name {name!r}: a file name in the recipes folder, without folders.")
         path = self.inside(self.recipes / file, [self.recipes], "recipe")
         if not path.is_file():
-            raise SynthForgeError(f"there is no recipe {file!r} in {self.recipes}; GET /api/v1/recipes lists them.")
+            raise SynthForgeError(f"there is no recipe {file!r} in the recipes folder; GET /api/v1/recipes lists them.")
         return path
 
     def list_recipes(self) -> list[str]:
@@ -80,19 +110,24 @@ class Folders:
         path.write_text(text)
         return path
 
-    def upload_path(self, name: str) -> Path:
+    def upload_path(self, name: str, user: str, user_id: int) -> Path:
+        """Where ``user``'s upload called ``name`` goes: their own folder under uploads, so no one's file is
+        ever replaced by another user's of the same name (a name unsafe as a folder gets ``_user-<id>``,
+        which no user name can collide with: names of folders here start with a letter or digit)."""
         if not _SAFE_NAME.match(name):
             raise PathRefused(f"file name {name!r}: letters, digits, '.', '_' and '-' only, no folders.")
-        return self.uploads / name
+        folder = self.uploads / (user if _SAFE_NAME.match(user) else f"_user-{user_id}")
+        folder.mkdir(exist_ok=True)
+        return folder / name
 
     def check_recipe(self, recipe: Any) -> None:
         """Every path a loaded recipe names must be inside the folders: sources readable, outputs in outputs."""
         for name, value in recipe_paths(recipe):
             resolved = recipe.resolve(value)
             if name == "output.path":
-                self.inside(resolved, [self.outputs], f"recipe `{name}`")
+                self.inside(resolved, [self.outputs], f"recipe `{name}`", shown=value)
             else:
-                self.inside(resolved, self.readable, f"recipe `{name}`")
+                self.inside(resolved, self.readable, f"recipe `{name}`", shown=value)
 
 
 def recipe_paths(model: BaseModel, prefix: str = "") -> list[tuple[str, Path]]:
