@@ -28,6 +28,7 @@ from synthforge.checks.base import OnFail
 from synthforge.constraints import Constraint
 from synthforge.data.schema import ColumnKind, ColumnOverride
 from synthforge.errors import RecipeError, SynthForgeError
+from synthforge.privacy.shares import DEFAULT_PRIVACY_SHARES
 
 if TYPE_CHECKING:
     from synthforge.plugins import SynthForgePluginManager
@@ -220,10 +221,6 @@ class OutputSpec(_Strict):
     @property
     def real_rows_included(self) -> bool:
         return self.include_real if self.include_real is not None else self.mode in ("augment", "rebalance")
-
-
-#: how ε is split by default between the encoder's releases and the model (synthforge.privacy.accountant says why)
-DEFAULT_PRIVACY_SHARES = {"preprocessing": 0.3, "model": 0.7}
 
 
 class PrivacySpec(_Strict):

@@ -191,7 +191,7 @@ def train(
     distributed = context.distributed
     hooks = []
     if distributed is not None:
-        from synthforge.nn.distributed import agree, average_gradients
+        from synthforge.nn.collective import agree, average_gradients
 
         hooks = average_gradients(modules, distributed.world)
         history.epochs = list(distributed.restored_epochs)

@@ -26,7 +26,7 @@ import numpy as np
 from scipy.special import gammaln, log_ndtr
 
 from synthforge.errors import SynthForgeError
-from synthforge.recipe import DEFAULT_PRIVACY_SHARES
+from synthforge.privacy.shares import DEFAULT_PRIVACY_SHARES
 
 #: Rényi orders the curves are tracked at: the fractional orders near 1 matter for large ε, the integers for small.
 ORDERS: tuple[float, ...] = tuple([1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)) + [80, 128, 256])
