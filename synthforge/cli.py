@@ -100,7 +100,8 @@ def run(
         made = (f"{result.rows['imputed_cells']:,} cells imputed in {result.rows['imputed_rows']:,} of "
                 f"{result.rows['real']:,} rows")
     else:
-        made = f"{result.rows.get('synthetic', 0):,} synthetic rows" + (
+        unit = "images" if getattr(result.generator, "data_kind", "table") == "images" else "rows"
+        made = f"{result.rows.get('synthetic', 0):,} synthetic {unit}" + (
             f" + {result.rows['real']:,} real" if result.rows.get("real") else "") + (
             f" ({result.rows['copies_redrawn']:,} copies of rare training rows drawn again)"
             if result.rows.get("copies_redrawn") else "")
