@@ -11,14 +11,22 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
-from synthforge_images import ImageDiffusion
+from synthforge_images import ImageDiffusion, ImageVAE
 
 from synthforge.engine import run
 from synthforge.errors import SynthForgeError
 from synthforge.generator import FitContext
 from synthforge.testing_images import digits_pixels, write_digits
+from synthforge.threads import limited_threads, thread_share
 
 TINY = {"epochs": 1, "channels": [8, 16], "batch_size": 16, "train_timesteps": 50}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def threads_as_in_a_run():
+    """Fits outside a run use the threads a run would ($SYNTHFORGE_THREADS, else the cores), as runs do."""
+    with limited_threads(thread_share()):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +110,22 @@ def test_a_run_augments_the_digits_end_to_end(tmp_path: Path):
     assert manifest["generator"] == "image_diffusion" and len(manifest["source_sha256"]) == 64
     loaded = ImageDiffusion.load(out / "model")
     assert loaded.sample([1, 2], steps=1).shape == (2, 8, 8, 1)
+
+
+def test_the_vae_learns_each_class_and_saves_as_json_and_safetensors(tmp_path: Path):
+    """After a few seconds of training, each class's samples look most like that class's real digits."""
+    pixels, labels = digits_pixels()
+    chosen = np.concatenate([np.flatnonzero(labels == d)[:20] for d in range(10)])
+    model = ImageVAE({"epochs": 30, "batch_size": 32, "channels": 16}).fit(
+        pixels[chosen], labels[chosen], [str(d) for d in range(10)], FitContext(seed=1))
+    wanted = np.repeat(np.arange(10), 10)
+    samples = model.sample(wanted, seed=3)
+    assert samples.shape == (100, 8, 8, 1) and np.array_equal(samples, model.sample(wanted, seed=3))
+    real_means = np.stack([pixels[chosen][labels[chosen] == d].mean(axis=0).ravel() for d in range(10)])
+    sample_means = np.stack([samples[wanted == d].mean(axis=0).ravel() for d in range(10)])
+    nearest = np.argmin(((sample_means[:, None] - real_means[None]) ** 2).sum(axis=2), axis=1)
+    assert (nearest == np.arange(10)).sum() >= 9, nearest
+    model.save(tmp_path / "vae")
+    loaded = ImageVAE.load(tmp_path / "vae")
+    assert np.array_equal(loaded.sample(wanted[:5], seed=3, temperature=0.5), model.sample(wanted[:5], seed=3,
+                                                                                          temperature=0.5))

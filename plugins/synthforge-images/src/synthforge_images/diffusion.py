@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 
 from synthforge.generator import FitContext, GeneratorParams
 from synthforge.image_generator import ImageGenerator
+from synthforge_images.shapes import pad, padded_size
 
 
 class ImageDiffusionParams(GeneratorParams):
@@ -73,10 +74,10 @@ class ImageDiffusion(ImageGenerator):
 
         params: ImageDiffusionParams = self.params  # type: ignore[assignment]
         self.device_ = resolve_device(context.device)
-        self.padded_ = _padded_size(self.shape_[:2], len(params.channels))
+        self.padded_ = padded_size(self.shape_[:2], len(params.channels))
         self.unet_ = self._build().to(self.device_)
         scheduler = self._training_scheduler()
-        data = torch.from_numpy(_pad(images, self.padded_)).to(self.device_)
+        data = torch.from_numpy(pad(images, self.padded_)).to(self.device_)
         targets = torch.from_numpy(labels).to(self.device_)
         null = len(self.classes_)
         optimiser = torch.optim.AdamW(self.unet_.parameters(), lr=params.learning_rate)
@@ -187,16 +188,3 @@ class ImageDiffusion(ImageGenerator):
             return DPMSolverMultistepScheduler.from_config(config)
         return self._training_scheduler()
 
-
-def _padded_size(size: tuple[int, int], levels: int) -> tuple[int, int]:
-    """The smallest size ≥ ``size`` that the U-Net's ``levels - 1`` halvings divide."""
-    multiple = 2 ** (levels - 1)
-    return tuple(math.ceil(side / multiple) * multiple for side in size)  # type: ignore[return-value]
-
-
-def _pad(images: np.ndarray, padded: tuple[int, int]) -> np.ndarray:
-    """Pad ``(n, c, h, w)`` images in [-1, 1] with black (−1) on the bottom and right to ``padded``."""
-    height, width = images.shape[2:]
-    if (height, width) == tuple(padded):
-        return images
-    return np.pad(images, ((0, 0), (0, 0), (0, padded[0] - height), (0, padded[1] - width)), constant_values=-1.0)
