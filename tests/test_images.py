@@ -21,7 +21,7 @@ from synthforge.errors import DataError, GateFailed, RecipeError
 from synthforge.image_generator import ImageGenerator
 from synthforge.plugins import get_plugin_manager
 from synthforge.recipe import load_recipe
-from synthforge.testing_images import digits_pixels, write_digits
+from synthforge.testing_images import check_image_generator, digits_pixels, write_digits
 
 
 class Copier(ImageGenerator):
@@ -169,3 +169,16 @@ def test_near_copies_of_a_fresh_sample_stay_at_the_holdouts_rate(digits: Path):
     fresh, reference = split_images(holdout, 0.5, np.random.default_rng(2))
     result = ImageNearCopies().run_images(ImageCheckData(train, reference, fresh))
     assert result.passed and result.details["exact_copies"] == 0
+
+
+def test_the_image_conformance_suite_passes_a_generator_that_keeps_the_contract_and_fails_one_that_does_not():
+    check_image_generator(Copier)
+
+    class Unseeded(Copier):
+        name: ClassVar[str] = "unseeded"
+
+        def _sample(self, labels: np.ndarray, seed: int) -> np.ndarray:
+            return np.random.default_rng().uniform(-1, 1, size=(len(labels), 1, 8, 8))
+
+    with pytest.raises(AssertionError, match="one seed gives the same images"):
+        check_image_generator(Unseeded)

@@ -16,7 +16,7 @@ from synthforge_images import ImageDiffusion, ImageVAE
 from synthforge.engine import run
 from synthforge.errors import SynthForgeError
 from synthforge.generator import FitContext
-from synthforge.testing_images import digits_pixels, write_digits
+from synthforge.testing_images import digits_pixels, image_conformance_checks, write_digits
 from synthforge.threads import limited_threads, thread_share
 
 TINY = {"epochs": 1, "channels": [8, 16], "batch_size": 16, "train_timesteps": 50}
@@ -129,3 +129,10 @@ def test_the_vae_learns_each_class_and_saves_as_json_and_safetensors(tmp_path: P
     loaded = ImageVAE.load(tmp_path / "vae")
     assert np.array_equal(loaded.sample(wanted[:5], seed=3, temperature=0.5), model.sample(wanted[:5], seed=3,
                                                                                           temperature=0.5))
+
+
+@pytest.mark.parametrize("check", image_conformance_checks(), ids=lambda c: c.__name__)
+@pytest.mark.parametrize(("cls", "params"), [(ImageDiffusion, {**TINY, "epochs": 1}),
+                                             (ImageVAE, {"epochs": 1, "channels": 8})], ids=["diffusion", "vae"])
+def test_conformance(check, cls, params):
+    check(cls, params)
