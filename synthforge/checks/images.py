@@ -154,6 +154,34 @@ class ImageTSTR(ImageCheck):
         return chance + max(details["trained_on_real"] - chance, 0.0) / 2, None
 
 
+class ImageAugmentationLift(ImageCheck):
+    name = "image_augmentation_lift"
+    kind = "quality"
+    description = ("Augmentation lift: accuracy on the real (holdout) images of the check's CNN trained on the real "
+                   "training images plus the synthetic ones, minus that of the same CNN trained on the real ones "
+                   "alone (in points of accuracy, 0.01 = one point); warns below -0.02 (the synthetic images hurt).")
+    Params = FeatureParams
+    default = True
+    needs_holdout = True
+    default_min = -0.02
+    default_on_fail = "warn"
+
+    def measure_images(self, data: ImageCheckData) -> tuple[float | None, str, dict[str, Any]]:
+        from synthforge.checks.image_features import train_classifier
+
+        if data.holdout is None or not len(data.holdout):
+            return None, "skipped: needs held-out real images", {"skipped": True}
+        real = data.feature_network(self.params.epochs).accuracy(data.holdout.pixels, data.holdout.labels)
+        both = train_classifier(np.concatenate([data.train.pixels, data.synthetic.pixels]),
+                                np.concatenate([data.train.labels, data.synthetic.labels]), len(data.train.classes),
+                                epochs=self.params.epochs, seed=derive_seed(data.seed, "checks", "lift"),
+                                device=data.device)
+        augmented = both.accuracy(data.holdout.pixels, data.holdout.labels)
+        return augmented - real, f"accuracy {augmented:.3f} with the synthetic images, {real:.3f} without", {
+            "augmented": augmented, "real_only": real, "training_images": len(data.train),
+            "synthetic_images": len(data.synthetic), "tested_on": _compared(data)}
+
+
 class ImageNearCopies(ImageCheck):
     name = "image_near_copies"
     kind = "privacy"
@@ -190,7 +218,8 @@ class ImageNearCopies(ImageCheck):
         return None, p + 3 * float(np.sqrt(max(p, 1 / n) * (1 - p) / n))
 
 
-IMAGE_CHECKS: tuple[type[ImageCheck], ...] = (ImageFrechet, ImagePrecisionRecall, ImageTSTR, ImageNearCopies)
+IMAGE_CHECKS: tuple[type[ImageCheck], ...] = (ImageFrechet, ImagePrecisionRecall, ImageTSTR, ImageAugmentationLift,
+                                              ImageNearCopies)
 
 
 @hookimpl

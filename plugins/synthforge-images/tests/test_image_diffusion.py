@@ -87,7 +87,7 @@ def test_a_run_augments_the_digits_end_to_end(tmp_path: Path):
     recipe = {"seed": 2, "source": {"images": "digits"}, "holdout": 0.25,
               "generator": {"name": "image_diffusion", "params": TINY},
               "checks": [{"name": n, "params": {"epochs": 2}} for n in
-                         ("image_frechet", "image_precision_recall", "image_tstr")],
+                         ("image_frechet", "image_precision_recall", "image_tstr", "image_augmentation_lift")],
               "output": {"mode": "augment", "per_class": 2, "path": "out", "sampling": {"steps": 2}}}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     result = run(tmp_path / "recipe.yaml")
@@ -104,7 +104,9 @@ def test_a_run_augments_the_digits_end_to_end(tmp_path: Path):
         assert image.size == (8, 8) and image.mode == "L"
     report = json.loads((out / "report.json").read_text())
     assert {c["name"] for c in report["checks"]} == {"image_frechet", "image_precision_recall", "image_tstr",
-                                                      "image_near_copies"}
+                                                      "image_augmentation_lift", "image_near_copies"}
+    (lift,) = [c for c in report["checks"] if c["name"] == "image_augmentation_lift"]
+    assert lift["score"] == pytest.approx(lift["details"]["augmented"] - lift["details"]["real_only"])
     assert "penultimate layer" in (out / "report.html").read_text()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["generator"] == "image_diffusion" and len(manifest["source_sha256"]) == 64
