@@ -230,6 +230,10 @@ def sample(
                          f"{manifest['partitions']} partitions to {out}/ in {manifest['seconds']:.1f} s ({executor})")
         return
     model = load(model_dir, pm=pm)
+    if getattr(model, "data_kind", "table") == "images":
+        raise typer.BadParameter(f"{model_dir} holds an image model ({model.name!r}); `synthforge sample` writes "
+                                 "tables. Sample images in Python (synthforge.load(MODEL_DIR).sample(labels)) or "
+                                 "with a recipe whose source is `images:`.", param_hint="MODEL_DIR")
     raw = {}
     for item in condition or []:
         if "=" not in item:

@@ -157,5 +157,15 @@ def from_unit(images: np.ndarray) -> np.ndarray:
     return np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1).copy()
 
 
+def image_model_name(directory: str | Path) -> str | None:
+    """The generator name of the image model saved in ``directory``; ``None`` when it holds none."""
+    try:
+        config = json.loads((Path(directory) / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return config.get("generator") if isinstance(config, dict) and config.get("format") == IMAGE_MODEL_FORMAT \
+        else None
+
+
 def is_image_generator(cls: type) -> bool:
     return getattr(cls, "data_kind", "table") == "images"

@@ -182,3 +182,15 @@ def test_the_image_conformance_suite_passes_a_generator_that_keeps_the_contract_
 
     with pytest.raises(AssertionError, match="one seed gives the same images"):
         check_image_generator(Unseeded)
+
+
+def test_the_api_loads_an_image_model_and_refuses_to_fit_one_on_a_table(tmp_path: Path, digits: Path):
+    import polars as pl
+
+    pm = get_plugin_manager(extra_plugins=[CopierPlugin()])
+    images = read_image_folder(digits)
+    Copier().fit(images.pixels, images.labels, images.classes).save(tmp_path / "model")
+    loaded = synthforge.load(tmp_path / "model", pm=pm)
+    assert isinstance(loaded, Copier) and loaded.sample([3]).shape == (1, 8, 8, 1)
+    with pytest.raises(synthforge.SynthForgeError, match="learns labelled images, not a table"):
+        synthforge.fit(pl.DataFrame({"a": [1, 2, 3]}), generator="copier", pm=pm)
