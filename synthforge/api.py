@@ -8,6 +8,7 @@ from typing import Any
 from synthforge.data.schema import ColumnOverride, infer_schema
 from synthforge.engine import RunResult
 from synthforge.engine import run as run_engine
+from synthforge.errors import SynthForgeError
 from synthforge.generator import FitContext, Generator, _to_polars, read_model_config
 from synthforge.plugins import SynthForgePluginManager, get_plugin_manager
 
@@ -44,7 +45,11 @@ def fit(
     overrides = {name: ColumnOverride(**({"kind": value} if isinstance(value, str) else value))
                  for name, value in (columns or {}).items()}
     schema = infer_schema(frame, overrides)
-    model = pm.get_generator(generator)(params)
+    cls = pm.get_generator(generator)
+    if getattr(cls, "data_kind", "table") == "images":
+        raise SynthForgeError(f"generator {generator!r} learns labelled images, not a table: fit it with "
+                              f"{cls.__name__}().fit(pixels, labels, classes), or run a recipe with source.images.")
+    model = cls(params)
     model.fit(frame, schema, FitContext(seed=seed, device=device, progress=progress,
                                         protect_rows_below=protect_rows_below))
     model.frame_kind_ = kind
@@ -54,5 +59,10 @@ def fit(
 def load(directory: str | Path, *, pm: SynthForgePluginManager | None = None) -> Generator:
     """Load a saved model; the generator's plugin must be installed. Reads JSON and safetensors only."""
     pm = pm or get_plugin_manager()
+    from synthforge.image_generator import image_model_name
+
+    name = image_model_name(directory)
+    if name is not None:  # an image model (format IMAGE_MODEL_FORMAT): its class reads its own config
+        return pm.get_generator(name).load(directory)  # type: ignore[return-value]
     config = read_model_config(directory)
     return pm.get_generator(config["generator"]).load(directory)

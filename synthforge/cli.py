@@ -100,7 +100,8 @@ def run(
         made = (f"{result.rows['imputed_cells']:,} cells imputed in {result.rows['imputed_rows']:,} of "
                 f"{result.rows['real']:,} rows")
     else:
-        made = f"{result.rows.get('synthetic', 0):,} synthetic rows" + (
+        unit = "images" if getattr(result.generator, "data_kind", "table") == "images" else "rows"
+        made = f"{result.rows.get('synthetic', 0):,} synthetic {unit}" + (
             f" + {result.rows['real']:,} real" if result.rows.get("real") else "") + (
             f" ({result.rows['copies_redrawn']:,} copies of rare training rows drawn again)"
             if result.rows.get("copies_redrawn") else "")
@@ -229,6 +230,10 @@ def sample(
                          f"{manifest['partitions']} partitions to {out}/ in {manifest['seconds']:.1f} s ({executor})")
         return
     model = load(model_dir, pm=pm)
+    if getattr(model, "data_kind", "table") == "images":
+        raise typer.BadParameter(f"{model_dir} holds an image model ({model.name!r}); `synthforge sample` writes "
+                                 "tables. Sample images in Python (synthforge.load(MODEL_DIR).sample(labels)) or "
+                                 "with a recipe whose source is `images:`.", param_hint="MODEL_DIR")
     raw = {}
     for item in condition or []:
         if "=" not in item:

@@ -109,6 +109,10 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
         from synthforge.engine_tables import run_tables
 
         return run_tables(recipe, pm, info, result, timer, log, progress)
+    if recipe.source.images is not None:
+        from synthforge.engine_images import run_images
+
+        return run_images(recipe, pm, info, result, timer, log, progress)
     assert recipe.source.path is not None
     source_path = recipe.resolve(recipe.source.path)
     result.privacy_off = privacy_turned_off(recipe, pm)
@@ -273,6 +277,10 @@ def validate_recipe(recipe: Recipe, pm: SynthForgePluginManager | None = None) -
         from synthforge.engine_tables import validate_tables
 
         return validate_tables(recipe, pm)
+    if recipe.source.images is not None:
+        from synthforge.engine_images import validate_images
+
+        return validate_images(recipe)
     assert recipe.source.path is not None
     path = recipe.resolve(recipe.source.path)
     streamed = streamed_source(recipe, path, pm, pm.get_generator(recipe.generator.name).supports_streaming,
@@ -513,7 +521,7 @@ def run_checks(checks: list[CheckSpec] | None, pm: SynthForgePluginManager, trai
     table on purpose, so whole-distribution gates only warn unless the recipe sets ``on_fail``.
     """
     kinds = ("quality",) if impute else ("quality", "privacy")
-    table_checks = {name: cls for name, cls in pm.checks().items() if not cls.relational}
+    table_checks = {name: cls for name, cls in pm.checks().items() if not cls.relational and not cls.images}
     if checks is None:
         specs = [(cls, {}, Gate()) for cls in table_checks.values()
                  if cls.default and cls.kind in kinds and cls.applies(schema)]

@@ -39,6 +39,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "synthforge.checks.builtin",
     "synthforge.checks.suite",
     "synthforge.checks.relational",
+    "synthforge.checks.images",
 )
 
 

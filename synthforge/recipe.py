@@ -138,12 +138,20 @@ class SourceSpec(_TableOptions):
     sample_rows: int = Field(200_000, ge=1_000, description="Streaming: the seeded sample of training rows the "
                                                             "schema, the encoding and the checks are learned on.")
     chunk_rows: int = Field(100_000, ge=1_000, description="Streaming: rows read from the file at a time.")
+    images: Path | None = Field(
+        None, description="A folder of labelled images in the ImageFolder layout: one subfolder per class, named "
+                          "by its label, its images (PNG, JPEG, …; one size and colour mode) inside; relative to "
+                          "the recipe file. Learned by an image generator (e.g. image_diffusion).")
 
     @model_validator(mode="after")
     def _one_kind_of_source(self) -> SourceSpec:
-        if (self.path is None) == (not self.tables):
-            raise ValueError("give either `path` (one table) or `tables` (related tables), not "
-                             + ("both" if self.path is not None else "neither"))
+        given = [key for key, value in (("path", self.path), ("tables", self.tables), ("images", self.images))
+                 if value]
+        if len(given) != 1:
+            raise ValueError("give one of `path` (one table), `tables` (related tables) or `images` (a folder of "
+                             "labelled images), not " + (" and ".join(given) if given else "none"))
+        if self.images is not None and (self.columns or self.drop or self.format):
+            raise ValueError("`columns`, `drop` and `format` describe a table; `images` reads a folder of images")
         if self.tables and self.streaming is True:
             raise ValueError("streaming: true is for one table (`path`); related tables are read into memory")
         if self.tables and (self.columns or self.drop):
@@ -184,6 +192,9 @@ class OutputSpec(_Strict):
                                                         "the main table, each batch with all its children).")
     save_model: bool = Field(True, description="Save the fitted model under model/.")
     sample_seed: int | None = Field(None, description="Seed for sampling only (default: derived from `seed`).")
+    per_class: int | None = Field(
+        None, ge=0, le=1_000_000, description="Images (source.images): synthetic images of each class (default: as "
+                                              "many as the class has training images).")
     sampling: dict[str, Any] = Field(
         default_factory=dict, description="The generator's sampling params (its SampleParams, e.g. a diffusion "
                                           "model's steps and scheduler), for this run's sampling.")
@@ -303,6 +314,23 @@ class Recipe(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _images_need(self) -> Recipe:
+        if self.source.images is None:
+            if self.output.per_class is not None:
+                raise ValueError("output.per_class applies to images (source.images); a table's output counts "
+                                 "`rows`")
+            return self
+        if self.output.mode not in ("synthesize", "augment"):
+            raise ValueError(f"output.mode {self.output.mode!r} is not made for images yet; use synthesize or "
+                             f"augment (with output.per_class)")
+        if self.output.rows is not None:
+            raise ValueError("images are counted per class: use output.per_class instead of output.rows")
+        if self.holdout.path is not None or self.constraints or self.target or self.privacy is not None:
+            raise ValueError("holdout.path, constraints, target and privacy apply to tables; an image run holds "
+                             "out a fraction of each class (holdout: {fraction: 0.2})")
+        return self
+
+    @model_validator(mode="after")
     def _privacy_needs(self) -> Recipe:
         if self.privacy is None:
             return self
@@ -338,6 +366,8 @@ class Recipe(_Strict):
             found.append(("the recipe", Path(self._file)))
         if self.source.path is not None:
             found.append(("the source", self.resolve(self.source.path)))
+        if self.source.images is not None:
+            found.append(("the source images", self.resolve(self.source.images)))
         found += [(f"the source table {name!r}", self.resolve(table.path))
                   for name, table in self.source.tables.items()]
         if self.holdout.path is not None:
@@ -457,6 +487,15 @@ def validate_plugins(recipe: Recipe, pm: SynthForgePluginManager) -> None:
             validate_params(own.Params, spec.generator.params, f"generator {own.name!r}")
         except SynthForgeError as error:
             raise RecipeError(f"{where(key)}source.tables.{table}.generator: {error}") from None
+    from synthforge.image_generator import is_image_generator
+
+    if is_image_generator(generator) != (recipe.source.images is not None):
+        kind = "images" if recipe.source.images is not None else "tables"
+        able = ", ".join(name for name, cls in pm.generators().items()
+                         if is_image_generator(cls) == (kind == "images"))
+        raise RecipeError(f"{where(('generator', 'name'))}generator.name: generator {generator.name!r} does not "
+                          f"learn {kind} (the source is {'`images:`' if kind == 'images' else 'a table'}); "
+                          f"generators that do: {able or 'none installed (pip install synthforge-images)'}.")
     try:
         validate_params(generator.SampleParams, recipe.output.sampling, f"generator {generator.name!r}'s sampling")
     except SynthForgeError as error:

@@ -78,6 +78,8 @@ class Check:
     warns_when_shifted: ClassVar[bool] = False
     #: looks at a whole dataset of related tables (:class:`synthforge.checks.relational.RelationalCheck`), not a table
     relational: ClassVar[bool] = False
+    #: looks at labelled images (:class:`synthforge.checks.images.ImageCheck`), in a run whose source is `images:`
+    images: ClassVar[bool] = False
 
     def __init__(self, params: BaseModel | dict[str, Any] | None = None) -> None:
         self.params = validate_params(self.Params, params, f"check {self.name!r}")
