@@ -98,7 +98,8 @@ class ForeignKeySpec(_Strict):
 class TableSpec(_TableOptions):
     """One table of a dataset of related tables (``source.tables``)."""
 
-    path: Path = Field(description="csv, parquet, ndjson or Arrow IPC file; relative to the recipe file.")
+    path: Path | None = Field(None, description="csv, parquet, ndjson or Arrow IPC file; relative to the recipe "
+                                                "file (none for a table of source.database).")
     primary_key: str | None = Field(None, description="The column that identifies each row (unique, no nulls).")
     foreign_keys: list[ForeignKeySpec] = Field(
         default_factory=list, description="Keys of other tables. The first makes this table a child of that "
@@ -123,13 +124,26 @@ class TableSpec(_TableOptions):
 
 
 class SourceSpec(_TableOptions):
-    """The real table to learn from (``path``), or a dataset of related tables (``tables``)."""
+    """The real table to learn from (``path``), a dataset of related tables (``tables``), or a database's tables
+    (``database``)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     path: Path | None = Field(None, description="csv, parquet, ndjson or Arrow IPC file; relative to the recipe "
                                                 "file.")
     tables: dict[str, TableSpec] = Field(
         default_factory=dict, description="Related tables by name, each with its file, primary key, foreign keys "
-                                          "and, for a sequence, the column that orders it (instead of `path`).")
+                                          "and, for a sequence, the column that orders it (instead of `path`). "
+                                          "With `database`: the tables to read (a list of names, or options by "
+                                          "name); default every table of the schema.")
+    database: str | None = Field(
+        None, description="A SQLAlchemy URL (postgresql://user@host/db, sqlite:///file.db) whose tables, keys, "
+                          "NOT NULL, UNIQUE and CHECK constraints are read from the catalog. A password is never "
+                          "written in it: name an environment variable (${PGPASSWORD}) or give password_file.")
+    database_schema: str | None = Field(None, alias="schema", description="With `database`: the schema to read "
+                                                                          "(default: the database's default).")
+    password_file: Path | None = Field(None, description="With `database`: a file holding the password; relative "
+                                                         "to the recipe.")
     streaming: bool | Literal["auto"] = Field(
         "auto", description="Read the source in chunks and train from disk, for a table larger than memory "
                             "(parquet, ipc, csv, ndjson; generators autoregressive, diffusion, vae; modes synthesize "
@@ -138,8 +152,32 @@ class SourceSpec(_TableOptions):
                                                             "schema, the encoding and the checks are learned on.")
     chunk_rows: int = Field(100_000, ge=1_000, description="Streaming: rows read from the file at a time.")
 
+    @field_validator("tables", mode="before")
+    @classmethod
+    def _names_shorthand(cls, value: Any) -> Any:
+        """``tables: [flights, planes]`` (with ``database``) is short for ``tables: {flights: {}, planes: {}}``."""
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return {name: {} for name in value}
+        return value
+
     @model_validator(mode="after")
     def _one_kind_of_source(self) -> SourceSpec:
+        if self.database is not None:
+            if self.path is not None:
+                raise ValueError("give either `path` (one table) or `database` (its tables), not both")
+            with_files = [name for name, table in self.tables.items() if table.path is not None]
+            if with_files:
+                raise ValueError(f"with `database`, tables are read from it: source.tables.{with_files[0]}.path "
+                                 f"does not apply")
+            if self.streaming is True or self.columns or self.drop:
+                raise ValueError("with `database`, `streaming`, `columns` and `drop` do not apply; give columns "
+                                 "and drop under each table (source.tables.NAME.columns)")
+            return self
+        if self.database_schema is not None or self.password_file is not None:
+            raise ValueError("`schema` and `password_file` go with `database`")
+        without = [name for name, table in self.tables.items() if table.path is None]
+        if without:
+            raise ValueError(f"source.tables.{without[0]} needs `path`, its file")
         if (self.path is None) == (not self.tables):
             raise ValueError("give either `path` (one table) or `tables` (related tables), not "
                              + ("both" if self.path is not None else "neither"))
@@ -151,7 +189,7 @@ class SourceSpec(_TableOptions):
 
     @property
     def relational(self) -> bool:
-        return bool(self.tables)
+        return bool(self.tables) or self.database is not None
 
 
 class HoldoutSpec(_Strict):
@@ -162,6 +200,8 @@ class HoldoutSpec(_Strict):
 
 
 class OutputSpec(_Strict):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
     mode: Mode = Field("synthesize", description="synthesize | augment | rebalance | conditions | impute.")
     path: Path = Field(description="Output folder; written atomically.")
     rows: int | None = Field(None, ge=0, description="Synthetic rows (default: as many as the training rows); "
@@ -186,6 +226,16 @@ class OutputSpec(_Strict):
     sampling: dict[str, Any] = Field(
         default_factory=dict, description="The generator's sampling params (its SampleParams, e.g. a diffusion "
                                           "model's steps and scheduler), for this run's sampling.")
+    database: str | None = Field(
+        None, description="Related tables: also write them into this database (a SQLAlchemy URL, password as "
+                          "${VARIABLE} or password_file), with the source's DDL, in one transaction that commits "
+                          "only when every gate passed.")
+    database_schema: str | None = Field(None, alias="schema", description="With `database`: the schema to write "
+                                                                          "into (created on PostgreSQL).")
+    password_file: Path | None = Field(None, description="With `database`: a file holding the target's password.")
+    if_exists: Literal["fail", "replace"] = Field(
+        "fail", description="With `database`: a target already holding rows in a table of the same name is "
+                            "refused (`fail`), or those tables are replaced (`replace`).")
     protect_rows_below: int | Literal[False] = Field(
         5, description="A synthetic row identical to a training row that fewer than this many training rows "
                        "share is drawn again; `off` turns this privacy protection off (and the report says so).")
@@ -207,6 +257,8 @@ class OutputSpec(_Strict):
             raise ValueError("mode 'rebalance' needs `column:`, the categorical column to rebalance")
         if self.mode == "conditions" and not self.conditions:
             raise ValueError("mode 'conditions' needs `conditions:`, e.g. {sex: Female}")
+        if self.database is None and (self.database_schema is not None or self.password_file is not None):
+            raise ValueError("`schema` and `password_file` go with `database`")
         if self.impute_path is not None and self.mode != "impute":
             raise ValueError("`impute_path` only applies to mode 'impute'")
         if isinstance(self.shares, dict):
@@ -306,6 +358,13 @@ class Recipe(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _database_output_needs(self) -> Recipe:
+        if self.output.database is not None and not self.source.relational:
+            raise ValueError("output.database takes related tables (source.tables or source.database); a single "
+                             "table's output is a file")
+        return self
+
+    @model_validator(mode="after")
     def _privacy_needs(self) -> Recipe:
         if self.privacy is None:
             return self
@@ -342,7 +401,7 @@ class Recipe(_Strict):
         if self.source.path is not None:
             found.append(("the source", self.resolve(self.source.path)))
         found += [(f"the source table {name!r}", self.resolve(table.path))
-                  for name, table in self.source.tables.items()]
+                  for name, table in self.source.tables.items() if table.path is not None]
         if self.holdout.path is not None:
             found.append(("the holdout", self.resolve(self.holdout.path)))
         if self.output.impute_path is not None:
