@@ -197,9 +197,14 @@ def test_sqlite_into_sqlite_and_a_failed_gate_leaves_the_target_as_it_was(tmp_pa
     source = f"sqlite:///{tmp_path / 'real.db'}"
     _load(source)
     # a relative SQLite file is relative to the recipe, as every path of a recipe
-    run(_recipe(tmp_path, {"database": source, "tables": ["airlines", "airports", "planes", "flights"]},
+    # and a table's options under its name win over the catalog (here: each plane's flights a sequence)
+    run(_recipe(tmp_path, {"database": source, "tables": {"airlines": {}, "airports": {}, "planes": {},
+                                                          "flights": {"sequence_by": "time_hour"}}},
                 {"database": "sqlite:///synthetic.db"}))
     target = f"sqlite:///{tmp_path / 'synthetic.db'}"
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["recipe"]["source"]["tables"]["flights"]["sequence_by"] == "time_hour"
+    assert manifest["sources"]["flights"] == {"database": source, "schema": None}
     assert _ddl(target) == _ddl(source)
     assert set(_dangling(target).values()) == {0}
     with sqlite3.connect(tmp_path / "synthetic.db") as connection:
