@@ -132,7 +132,8 @@ def validate(
 
 @app.command()
 def profile(
-    data: Annotated[str, typer.Argument(help="A table (CSV, Parquet, NDJSON, Arrow IPC), or a database's URL "
+    data: Annotated[str, typer.Argument(help="A table (CSV, Parquet, NDJSON, Arrow IPC), a folder of them (its "
+                                             "keys proposed), or a database's URL "
                                              "(postgresql://user@host/db, sqlite:///file.db; a password as "
                                              "${VARIABLE} or --password-file).")],
     column: Annotated[list[str] | None, typer.Option(
@@ -144,7 +145,8 @@ def profile(
     plugins_dir: PluginsDir = None,
 ) -> None:
     """Print a table's profile and the rules every row keeps, as a starter recipe: `profile data.csv > recipe.yaml`;
-    for a database, its tables, keys and rules: `profile postgresql://… > recipe.yaml`."""
+    for a folder of tables, the keys found in their values; for a database, its tables, keys and rules from its
+    catalog: `profile postgresql://… > recipe.yaml`."""
     from synthforge.data.database import is_database_url
 
     pm = _plugin_manager(plugins_dir)
@@ -153,6 +155,11 @@ def profile(
         from synthforge.data.database import database_recipe
 
         typer.echo(database_recipe(data, schema, password_file, generator=generator), nl=False)
+        return
+    if Path(data).is_dir():
+        from synthforge.data.keys import folder_recipe
+
+        typer.echo(folder_recipe(Path(data), generator=generator, pm=pm), nl=False)
         return
     from synthforge.data.io import read_table
     from synthforge.data.schema import column_overrides

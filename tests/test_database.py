@@ -314,3 +314,32 @@ def test_profile_prints_the_database_recipe(flights_pg: str, tmp_path: Path) -> 
     literal = CliRunner().invoke(app, ["profile", flights_pg.replace("synthforge@", f"synthforge:{SECRET}@")])
     assert literal.exit_code == 0, literal.output
     assert SECRET not in literal.output and "${PGPASSWORD}" in literal.output
+
+
+def test_profile_proposes_the_keys_of_a_folder_of_files(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from synthforge.cli import app
+    from synthforge.data.keys import find_keys
+    from synthforge.engine import validate_recipe
+    from synthforge.recipe import load_recipe
+
+    printed = CliRunner().invoke(app, ["profile", str(FLIGHTS)])
+    assert printed.exit_code == 0, printed.output
+    (tmp_path / "flights.yaml").write_text(printed.stdout)
+    tables = yaml.safe_load(printed.stdout)["source"]["tables"]
+    assert {name: table.get("primary_key") for name, table in tables.items()} == \
+        {"airlines": "carrier", "airports": "faa", "planes": "tailnum", "flights": None}
+    assert tables["flights"]["foreign_keys"][0] == {"column": "tailnum", "parent": "planes"}
+    assert sorted((k["column"], k["parent"]) for k in tables["flights"]["foreign_keys"]) == \
+        [("carrier", "airlines"), ("dest", "airports"), ("origin", "airports"), ("tailnum", "planes")]
+    notes = validate_recipe(load_recipe(tmp_path / "flights.yaml"))  # the proposed keys hold: it reads as a recipe
+    assert "flights.tailnum → planes" in notes
+
+    # whole numbers refer to a numbered key only by name: a quantity of 1-3 is no customer
+    customers = pl.DataFrame({"customer_id": [1, 2, 3, 4], "city": ["a", "b", "a", "c"]})
+    orders = pl.DataFrame({"order_id": [10, 11, 12, 13, 14], "customer_id": [1, 1, 2, 4, None],
+                           "quantity": [1, 3, 2, 2, 1], "city": ["a", "a", "b", "c", "c"]})
+    assert find_keys({"customers": customers, "orders": orders}) == {
+        "customers": {"primary_key": "customer_id", "foreign_keys": []},
+        "orders": {"primary_key": "order_id", "foreign_keys": [("customer_id", "customers")]}}
