@@ -343,3 +343,18 @@ def test_profile_proposes_the_keys_of_a_folder_of_files(tmp_path: Path) -> None:
     assert find_keys({"customers": customers, "orders": orders}) == {
         "customers": {"primary_key": "customer_id", "foreign_keys": []},
         "orders": {"primary_key": "order_id", "foreign_keys": [("customer_id", "customers")]}}
+
+
+def test_files_into_postgresql_add_their_keys_after_the_rows(flights_pg: str, tmp_path: Path) -> None:
+    for name, frame in _tables().items():
+        frame.write_parquet(tmp_path / f"{name}.parquet")
+    tables = {"airlines": {"path": "airlines.parquet", "primary_key": "carrier"},
+              "planes": {"path": "planes.parquet", "primary_key": "tailnum"},
+              "flights": {"path": "flights.parquet", "primary_key": "flight_id",
+                          "foreign_keys": {"tailnum": "planes", "carrier": "airlines"}}}
+    run(_recipe(tmp_path, {"tables": tables}, {"database": flights_pg, "schema": "from_files"},
+                checks=[{"name": "dcr_ratio", "on_fail": "warn"}]))
+    ddl = _ddl(flights_pg, "from_files")
+    assert ddl["flights"]["foreign_keys"] == [(("carrier",), "airlines", ("carrier",)),
+                                              (("tailnum",), "planes", ("tailnum",))]
+    assert _dangling(flights_pg, "from_files") == {"flights.carrier": 0, "flights.tailnum": 0}
