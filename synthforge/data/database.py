@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from synthforge.recipe import Recipe
 
-_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 #: a CHECK a rule can keep: ``column op number`` or ``column op column``, casts and parentheses aside
 _SIMPLE_CHECK = re.compile(r"^\s*([A-Za-z_]\w*)\s*(<=|>=|<>|!=|=|<|>)\s*(-?\d+(?:\.\d+)?|[A-Za-z_]\w*)\s*$")
 
@@ -62,7 +62,7 @@ def connection_url(url: str, password_file: Path | None = None, *, key: str = "s
                               f"(export {match.group(1)}=…) or give password_file:.")
         return os.environ[match.group(1)]
 
-    expanded = _VARIABLE.sub(variable, url)
+    expanded = VARIABLE.sub(variable, url)
     try:
         parsed = sa.make_url(expanded)
     except sa.exc.ArgumentError:
@@ -81,6 +81,19 @@ def connection_url(url: str, password_file: Path | None = None, *, key: str = "s
             and not Path(parsed.database).is_absolute()):
         parsed = parsed.set(database=str(base / parsed.database))
     return parsed
+
+
+def database_file(url: str, base: Path) -> Path | None:
+    """The file a SQLite URL names (relative to ``base``), or None for a server's database."""
+    import sqlalchemy as sa
+
+    try:
+        parsed = sa.make_url(VARIABLE.sub("x", url))
+    except sa.exc.ArgumentError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return base / parsed.database.removeprefix("file:").split("?")[0]
 
 
 def source_url(recipe: Recipe) -> sa.URL:
@@ -543,11 +556,11 @@ def database_recipe(url: str, schema: str | None = None, password_file: Path | N
 
     from synthforge.recipe import load_recipe
 
-    parsed = sa.make_url(_VARIABLE.sub("x", url)) if is_database_url(url) else None
+    parsed = sa.make_url(VARIABLE.sub("x", url)) if is_database_url(url) else None
     if parsed is None:
         raise RecipeError(f"{masked(url)!r} is not a database URL (dialect://…).")
     written = url
-    if parsed.password is not None and not _VARIABLE.search(url):
+    if parsed.password is not None and not VARIABLE.search(url):
         written = masked(url).replace(":***@", ":${PGPASSWORD}@", 1)
     source: dict[str, Any] = {"database": written, **({"schema": schema} if schema else {})}
     if password_file is not None:
