@@ -338,6 +338,8 @@ def read_rows(connection: sa.Connection, name: str, schema: str | None, entry: T
 
     # the catalog's types: a dialect storing dates as text (SQLite) then hands back dates
     table = sa.Table(name, sa.MetaData(), autoload_with=connection, schema=schema)
+    if connection.dialect.name == "postgresql":
+        return _copy_out(connection, table)
     streamed = connection.execution_options(stream_results=True, max_row_buffer=chunk_rows)
     result = streamed.execute(sa.select(table))
     chunks = []
@@ -348,6 +350,39 @@ def read_rows(connection: sa.Connection, name: str, schema: str | None, entry: T
         schema={c: pl.String for c in entry.columns})
     decimals = [c for c, t in frame.schema.items() if isinstance(t, pl.Decimal)]
     return frame.with_columns(pl.col(decimals).cast(pl.Float64)) if decimals else frame
+
+
+def _copy_out(connection: sa.Connection, table: sa.Table) -> pl.DataFrame:
+    """PostgreSQL's COPY TO, read by polars' CSV reader: 1M flights in a few seconds, not a Python tuple a row.
+    Times with a zone come as UTC; booleans as PostgreSQL's t/f; types polars has no reader for, as text."""
+    preparer = connection.dialect.identifier_preparer
+    selected, types, after = [], {}, []
+    for column in table.columns:
+        quoted = preparer.quote(column.name)
+        dtype = _frame_type(column.type)
+        if isinstance(dtype, pl.Datetime) and getattr(column.type, "timezone", False):
+            selected.append(f"{quoted} AT TIME ZONE 'UTC' AS {quoted}")
+            after.append(pl.col(column.name).str.to_datetime(strict=False).dt.replace_time_zone("UTC"))
+        else:
+            selected.append(quoted)
+            if isinstance(dtype, pl.Datetime):
+                after.append(pl.col(column.name).str.to_datetime(strict=False))
+            elif dtype == pl.Boolean:
+                after.append(pl.col(column.name) == "t")
+            elif dtype == pl.Time:
+                after.append(pl.col(column.name).str.to_time(strict=False))
+        types[column.name] = dtype if dtype in (pl.Int64, pl.Float64, pl.Date) else pl.String
+    buffer = io.BytesIO()
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy(f"COPY (SELECT {', '.join(selected)} FROM {preparer.format_table(table)}) TO STDOUT "
+                     f"(FORMAT csv)") as copy:
+        for data in copy:
+            buffer.write(data)
+    if buffer.tell() == 0:
+        return pl.DataFrame(schema=types)
+    buffer.seek(0)
+    frame = pl.read_csv(buffer, has_header=False, new_columns=list(types), schema=types)
+    return frame.with_columns(after) if after else frame
 
 
 # --- the target ----------------------------------------------------------------------------------
