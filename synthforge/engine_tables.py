@@ -122,6 +122,11 @@ def run_tables(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, resul
     with timer("load"):
         recipe, read = expand_source(recipe, log)
         relations, frames, schemas = load_tables(recipe, pm, read)
+    if recipe.output.database is not None:  # a filled target, before anything is fitted
+        from synthforge.data.database import check_target
+
+        check_target(target_url(recipe), recipe.output.database_schema, relations.tables, recipe.output.if_exists,
+                     where=where(("output", "database")))
         log("loaded " + ", ".join(f"{name} ({frame.height:,} rows)" for name, frame in frames.items())
             + f"; {result.threads} CPU thread{'s' if result.threads != 1 else ''}")
     with timer("split"):

@@ -530,6 +530,43 @@ class Target:
             copy.write(buffer.getvalue())
 
 
+def _existing(connection: sa.Connection, schema: str | None, names: list[str]) -> list[str]:
+    import sqlalchemy as sa
+
+    present = set(sa.inspect(connection).get_table_names(schema=schema))
+    return [name for name in names if name in present]
+
+
+def _refuse_filled(connection: sa.Connection, url: sa.URL, schema: str | None, names: list[str], where: str) -> None:
+    import sqlalchemy as sa
+
+    filled = [name for name in names if connection.execute(
+        sa.select(sa.literal(1)).select_from(sa.table(name, schema=schema)).limit(1)).first()]
+    if filled:
+        raise DataError(f"{where}output.database: the target ({masked(url)}) already holds rows in "
+                        f"{', '.join(map(repr, filled))}; point output.database elsewhere, or say "
+                        f"if_exists: replace to replace those tables.")
+
+
+def check_target(url: sa.URL, schema: str | None, names: list[str], if_exists: str, *, where: str) -> None:
+    """Before anything is fitted: a target holding rows in these tables is refused unless ``replace``
+    (:func:`open_target` looks again, in its transaction)."""
+    if if_exists == "replace":
+        return
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            _refuse_filled(connection, url, schema, _existing(connection, schema, names), where)
+    except (DataError, RecipeError):
+        raise
+    except Exception as error:
+        if type(error).__module__.split(".")[0] not in ("sqlalchemy", "psycopg", "sqlite3"):
+            raise
+        raise database_error(error, url, f"{where}output.database: the target cannot be read") from None
+    finally:
+        engine.dispose()
+
+
 @contextlib.contextmanager
 def open_target(url: sa.URL, metadata: sa.MetaData, if_exists: str, *, where: str,
                 log: Callable[[str], None]) -> Iterator[Target]:
@@ -544,15 +581,10 @@ def open_target(url: sa.URL, metadata: sa.MetaData, if_exists: str, *, where: st
             schema = metadata.schema
             if schema and url.get_backend_name() == "postgresql":
                 connection.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
-            present = set(sa.inspect(connection).get_table_names(schema=schema))
-            ours = [t for t in metadata.sorted_tables if t.name in present]
-            if ours and if_exists != "replace":
-                filled = [t.name for t in ours
-                          if connection.execute(sa.select(sa.literal(1)).select_from(t).limit(1)).first()]
-                if filled:
-                    raise DataError(f"{where}output.database: the target ({masked(url)}) already holds rows in "
-                                    f"{', '.join(map(repr, filled))}; point output.database elsewhere, or say "
-                                    f"if_exists: replace to replace those tables.")
+            ours = _existing(connection, schema, [t.name for t in metadata.sorted_tables])
+            if if_exists != "replace":
+                _refuse_filled(connection, url, schema, ours, where)
+            ours = [metadata.tables[f"{schema}.{name}" if schema else name] for name in ours]
             for table in reversed(ours):
                 table.drop(connection)
                 log(f"dropped the target's table {table.name!r} (if_exists: replace)")
