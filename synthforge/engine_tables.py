@@ -115,6 +115,9 @@ def run_tables(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, resul
     for line in result.privacy_off:
         log(f"PRIVACY OFF: {line}")
     where = recipe_locator(recipe)
+    if recipe.output.database is not None and "format" not in recipe.output.model_fields_set:
+        # the files the database is loaded from keep every type (a CSV would hold times with zones as text)
+        recipe = recipe.model_copy(update={"output": recipe.output.model_copy(update={"format": "parquet"})})
     if recipe.output.database is not None:
         from synthforge.data.database import target_url
 

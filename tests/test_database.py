@@ -274,6 +274,8 @@ def test_bad_database_sources_are_clear_errors(tmp_path: Path, monkeypatch: pyte
                            "FOREIGN KEY (flight, leg) REFERENCES legs (flight, leg))")
     with pytest.raises(DataError, match="'legs' has a composite primary key.*'stops'.*composite"):
         run(_recipe(tmp_path, {"database": source}, {}))
+    with pytest.raises(RecipeError, match="lies inside output.path"):
+        run(_recipe(tmp_path, {"database": source}, {"database": "sqlite:///out/synthetic.db"}))
     with pytest.raises(RecipeError, match="is the source database itself"):
         run(_recipe(tmp_path, {"database": "sqlite:///real.db", "tables": ["airlines"]},
                     {"database": source, "if_exists": "replace"}))
@@ -369,7 +371,7 @@ def test_the_service_keeps_database_urls_inside_its_folders_and_variables(tmp_pa
     def check(source: dict[str, Any], output: dict[str, Any]) -> None:
         folders.check_recipe(load_recipe(_recipe(folders.recipes, source, output)))
 
-    check({"database": "sqlite:///../data/real.db"}, {"database": "sqlite:///out/synthetic.db"})
+    check({"database": "sqlite:///../data/real.db"}, {"database": "sqlite:///out/synthetic.db", "path": "out/run"})
     check({"database": "postgresql://me:${SYNTHFORGE_DB_PASSWORD}@db/x"}, {})
     with pytest.raises(PathRefused, match="outside the service's folders"):
         check({"database": f"sqlite:///{tmp_path / 'elsewhere.db'}"}, {})
@@ -377,3 +379,37 @@ def test_the_service_keeps_database_urls_inside_its_folders_and_variables(tmp_pa
         check({"database": "sqlite:///../data/real.db"}, {"database": "sqlite:///synthetic.db"})  # not in outputs
     with pytest.raises(PathRefused, match="AWS_SECRET_ACCESS_KEY"):
         check({"database": "postgresql://me:${AWS_SECRET_ACCESS_KEY}@attacker.example/x"}, {})
+
+
+def test_postgresql_types_into_another_database(server: str, tmp_path: Path) -> None:
+    """An enum, an always-generated identity, times with zones, exact decimals and booleans, into a new database."""
+    source, target = _new_database(server), _new_database(server)
+    engine = sa.create_engine(source)
+    with engine.begin() as connection:
+        for statement in (
+                "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')",
+                "CREATE TABLE people (id INTEGER PRIMARY KEY, mood mood NOT NULL, joined TIMESTAMPTZ NOT NULL, "
+                "member BOOLEAN NOT NULL, score NUMERIC(6, 2))",
+                "CREATE TABLE visits (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+                "person INTEGER NOT NULL REFERENCES people, at TIMESTAMPTZ NOT NULL, cost NUMERIC(8, 2))",
+                "INSERT INTO people SELECT g, (ARRAY['sad', 'ok', 'happy'])[1 + g %% 3]::mood, "
+                "TIMESTAMPTZ '2026-01-01 00:00:00.5+02' - g * INTERVAL '1 day 7 seconds', g %% 2 = 0, g / 7.0 "
+                "FROM generate_series(1, 300) g",
+                "INSERT INTO visits (person, at, cost) SELECT 1 + g %% 300, TIMESTAMPTZ '2026-01-01 00:00:00+00' "
+                "- g * INTERVAL '1 hour 0.25 seconds', g %% 50 FROM generate_series(1, 900) g"):
+            connection.exec_driver_sql(statement)
+    engine.dispose()
+    run(_recipe(tmp_path, {"database": source}, {"database": target},
+                checks=[{"name": "dcr_share", "on_fail": "warn"}, {"name": "dcr_ratio", "on_fail": "warn"}]))
+    assert _ddl(target) == _ddl(source)
+    assert _dangling(target) == {"visits.person": 0}
+    engine = sa.create_engine(target)
+    with engine.connect() as connection:
+        moods = set(connection.exec_driver_sql("SELECT DISTINCT mood::text FROM people").scalars())
+        nulls = connection.exec_driver_sql("SELECT count(*) FROM visits WHERE at IS NULL").scalar_one()
+        typed = connection.exec_driver_sql("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE "
+                                           "attrelid = 'people'::regclass AND attnum > 0 ORDER BY attnum").scalars()
+        rows = connection.exec_driver_sql("SELECT count(*) FROM visits").scalar_one()
+    engine.dispose()
+    assert moods <= {"sad", "ok", "happy"} and nulls == 0 and rows > 0
+    assert list(typed) == ["integer", "mood", "timestamp with time zone", "boolean", "numeric(6,2)"]

@@ -111,6 +111,12 @@ def target_url(recipe: Recipe) -> sa.URL:
     assert output.database is not None
     url = connection_url(output.database, recipe.resolve(output.password_file) if output.password_file else None,
                          key="output.database", base=recipe.resolve(Path(".")))
+    file = database_file(output.database, recipe.resolve(Path(".")))
+    folder = recipe.resolve(output.path)
+    if file is not None and file.resolve().is_relative_to(folder):
+        where = recipe_locator(recipe)(("output", "database"))
+        raise RecipeError(f"{where}output.database: the SQLite file {str(file)!r} lies inside output.path, which a "
+                          f"run replaces whole; put it beside the folder.")
     if recipe.source.database is not None:
         source = source_url(recipe)
         default = "public" if url.get_backend_name() == "postgresql" else None
@@ -360,14 +366,16 @@ def _copy_out(connection: sa.Connection, table: sa.Table) -> pl.DataFrame:
     for column in table.columns:
         quoted = preparer.quote(column.name)
         dtype = _frame_type(column.type)
-        if isinstance(dtype, pl.Datetime) and getattr(column.type, "timezone", False):
-            selected.append(f"{quoted} AT TIME ZONE 'UTC' AS {quoted}")
-            after.append(pl.col(column.name).str.to_datetime(strict=False).dt.replace_time_zone("UTC"))
+        if isinstance(dtype, pl.Datetime):
+            # one fixed layout (PostgreSQL leaves out a fraction's trailing zeros, and the fraction when it is 0)
+            zoned = getattr(column.type, "timezone", False)
+            selected.append(f"to_char({quoted}{' AT TIME ZONE ' + repr('UTC') if zoned else ''}, "
+                            f"'YYYY-MM-DD\"T\"HH24:MI:SS.US') AS {quoted}")
+            parsed = pl.col(column.name).str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_unit="us", strict=False)
+            after.append(parsed.dt.replace_time_zone("UTC") if zoned else parsed)
         else:
             selected.append(quoted)
-            if isinstance(dtype, pl.Datetime):
-                after.append(pl.col(column.name).str.to_datetime(strict=False))
-            elif dtype == pl.Boolean:
+            if dtype == pl.Boolean:
                 after.append(pl.col(column.name) == "t")
             elif dtype == pl.Time:
                 after.append(pl.col(column.name).str.to_time(strict=False))
@@ -487,9 +495,14 @@ def as_columns(frame: pl.DataFrame, table: sa.Table) -> pl.DataFrame:
                 value = value.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
             expressions.append(value.alias(column.name))
             continue
-        if current == pl.String and dtype.is_temporal():
-            parse = {pl.Date: value.str.to_date, pl.Time: value.str.to_time}.get(dtype, value.str.to_datetime)
-            expressions.append(parse(strict=False).cast(dtype).alias(column.name))
+        if current == pl.String and dtype.is_temporal():  # a CSV's text
+            if isinstance(dtype, pl.Datetime) and getattr(column.type, "timezone", False):
+                parsed = value.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", time_unit="us", strict=False)
+            elif isinstance(dtype, pl.Datetime):
+                parsed = value.str.to_datetime(time_unit="us", strict=False)
+            else:
+                parsed = {pl.Date: value.str.to_date, pl.Time: value.str.to_time}[dtype](strict=False)
+            expressions.append(parsed.alias(column.name))
             continue
         if isinstance(column.type, sa.Numeric) and not isinstance(column.type, sa.Float) and column.type.scale:
             value = value.cast(pl.Float64, strict=False).round(column.type.scale)
@@ -592,6 +605,9 @@ def open_target(url: sa.URL, metadata: sa.MetaData, if_exists: str, *, where: st
                 # A foreign key added after the rows is checked in one join; while loading, a trigger per row
                 # checks it (1M flights with four keys: 115 s against 6.6 s).
                 for table in metadata.sorted_tables:
+                    for column in table.columns:  # what create_all would create first: the enum types
+                        if isinstance(column.type, sa.Enum) and hasattr(column.type, "create"):
+                            column.type.create(connection, checkfirst=True)
                     connection.execute(sa.schema.CreateTable(table, include_foreign_key_constraints=[]))
                 later = [key for table in metadata.sorted_tables for key in table.foreign_key_constraints]
             else:
