@@ -313,6 +313,7 @@ def test_profile_prints_the_database_recipe(flights_pg: str, tmp_path: Path) -> 
     assert "distance > 0" in tables["flights"]["constraints"]
     assert {"unique": "lat"} in tables["airports"]["constraints"]
     assert tables["planes"]["constraints"] == ["engines >= 1"]
+    assert "#   airports.name: identifier" in printed.stdout  # a personal column, by its name
     literal = CliRunner().invoke(app, ["profile", flights_pg.replace("synthforge@", f"synthforge:{SECRET}@")])
     assert literal.exit_code == 0, literal.output
     assert SECRET not in literal.output and "${PGPASSWORD}" in literal.output

@@ -654,6 +654,10 @@ def database_recipe(url: str, schema: str | None = None, password_file: Path | N
     if written != url:  # read with the password given, write the recipe with the variable
         recipe.source.database = url
     expanded, frames = database_tables(recipe)
+    from synthforge.engine_tables import load_tables
+    from synthforge.plugins import get_plugin_manager
+
+    _, _, schemas = load_tables(expanded, get_plugin_manager(), frames)  # the keys checked, as a run would
     lines = [f"# synthforge profile of {masked(url)}{f' schema {schema!r}' if schema else ''}: "
              f"{len(frames)} tables", "#", "# table                          rows  primary key     foreign keys"]
     tables: dict[str, Any] = {}
@@ -670,6 +674,13 @@ def database_recipe(url: str, schema: str | None = None, password_file: Path | N
             entry["constraints"] = [rule.check if rule.check is not None else {rule.kind: getattr(rule, rule.kind)}
                                     for rule in spec.constraints]
         tables[name] = entry
+    keys = {(name, key) for name, spec in expanded.source.tables.items()
+            for key in [spec.primary_key, *(k.column for k in spec.foreign_keys)] if key}
+    unlearned = [f"#   {name}.{column.name}: {column.kind.value}, {column.note}" for name, schema in schemas.items()
+                 for column in schema.columns if not column.kind.learned and (name, column.name) not in keys]
+    if unlearned:
+        lines += ["#", "# Not learned, written back as the kind says (identifiers and personal columns regenerated,",
+                  "# never copied); give a kind under tables.NAME.columns to learn one:", *unlearned]
     if written != url:
         lines += ["#", "# The URL's password is read from $PGPASSWORD: a recipe never holds one."]
     lines += ["#", "# The first foreign key of a table makes it a child of that parent (its rows are generated per",
