@@ -414,3 +414,32 @@ def test_postgresql_types_into_another_database(server: str, tmp_path: Path) -> 
     engine.dispose()
     assert moods <= {"sad", "ok", "happy"} and nulls == 0 and rows > 0
     assert list(typed) == ["integer", "mood", "timestamp with time zone", "boolean", "numeric(6,2)"]
+
+
+def test_a_database_recipe_runs_as_a_job_and_its_password_stays_out_of_the_store(
+        flights_pg: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("SYNTHFORGE_TEST_PASSWORD", SECRET)  # the worker inherits it, as a service's would
+    source = flights_pg.replace("synthforge@", "synthforge:${SYNTHFORGE_TEST_PASSWORD}@")
+    recipe = _recipe(tmp_path, {"database": source, "password_file": "password"},
+                     {"database": f"sqlite:///{tmp_path / 'job.db'}"})
+    (tmp_path / "password").write_text(SECRET)
+    store = f"sqlite:///{tmp_path / 'jobs.db'}"
+
+    def cli(*args: str) -> str:
+        completed = subprocess.run([sys.executable, "-m", "synthforge.cli", *args], cwd=tmp_path,
+                                   capture_output=True, text=True, timeout=300)
+        assert completed.returncode == 0, completed.stderr
+        return completed.stdout + completed.stderr
+
+    job = cli("jobs", "submit", str(recipe), "--store", store).split()[-1]
+    worked = cli("worker", "--store", store, "--poll", "0.2", "--drain")
+    shown = json.loads(cli("jobs", "show", job, "--json", "--store", store))
+    assert shown["status"] == "succeeded", shown
+    logs = cli("jobs", "logs", job, "--store", store)
+    assert "rows into sqlite:///" in logs
+    assert _dangling(f"sqlite:///{tmp_path / 'job.db'}") == {"flights.carrier": 0, "flights.origin": 0,
+                                                             "flights.dest": 0, "flights.tailnum": 0}
+    assert SECRET not in worked + json.dumps(shown) + logs + (tmp_path / "jobs.db").read_bytes().decode("latin-1")
