@@ -684,7 +684,7 @@ def _allowed_keys(location: tuple) -> list[str]:
         if isinstance(part, str) and part in fields:
             model = _model_of(fields[part].annotation)
         # otherwise the part is a list index or a dict key (a column name): the model stays
-    return sorted(getattr(model, "model_fields", {}))
+    return sorted(info.alias or name for name, info in getattr(model, "model_fields", {}).items())
 
 
 def _model_of(annotation: Any) -> Any:
