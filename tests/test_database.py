@@ -269,6 +269,12 @@ def test_bad_database_sources_are_clear_errors(tmp_path: Path, monkeypatch: pyte
     with pytest.raises(DataError, match="refers to 'planes', which is not among the tables read"):
         run(_recipe(tmp_path, {"database": source, "tables": ["airlines", "airports", "flights"]}, {}))
     with sqlite3.connect(tmp_path / "real.db") as connection:
+        connection.execute("CREATE TABLE bookings (id INTEGER PRIMARY KEY, seat TEXT)")
+    with pytest.raises(DataError, match=r"'bookings' has no rows.*source.tables: \[airlines, airports, flights, "
+                                        r"planes\]"):
+        run(_recipe(tmp_path, {"database": source}, {}))
+    with sqlite3.connect(tmp_path / "real.db") as connection:
+        connection.execute("DROP TABLE bookings")
         connection.execute("CREATE TABLE legs (flight INTEGER, leg INTEGER, PRIMARY KEY (flight, leg))")
         connection.execute("CREATE TABLE stops (id INTEGER PRIMARY KEY, flight INTEGER, leg INTEGER, "
                            "FOREIGN KEY (flight, leg) REFERENCES legs (flight, leg))")

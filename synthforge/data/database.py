@@ -295,6 +295,12 @@ def database_tables(recipe: Recipe, log: Callable[[str], None] | None = None) \
         raise database_error(error, url, f"{where}source.database: reading the database failed") from None
     finally:
         engine.dispose()
+    empty = [name for name, frame in frames.items() if frame.height == 0]
+    if empty:
+        rest = [name for name in frames if name not in empty]
+        raise DataError(f"{where}source.database: {', '.join(map(repr, empty))} "
+                        f"{'has' if len(empty) == 1 else 'have'} no rows, nothing to learn from; leave "
+                        f"{'it' if len(empty) == 1 else 'them'} out with source.tables: [{', '.join(rest)}].")
     tables = {}
     for name, entry in catalog.items():
         given = source.tables.get(name) or TableSpec()
