@@ -133,23 +133,42 @@ def validate(
 
 @app.command()
 def profile(
-    data: Annotated[Path, typer.Argument(help="A table (CSV, Parquet, NDJSON, Arrow IPC).")],
+    data: Annotated[str, typer.Argument(help="A table (CSV, Parquet, NDJSON, Arrow IPC), a folder of them (its "
+                                             "keys proposed), or a database's URL "
+                                             "(postgresql://user@host/db, sqlite:///file.db; a password as "
+                                             "${VARIABLE} or --password-file).")],
     column: Annotated[list[str] | None, typer.Option(
         "--column", help="A column's kind, name=kind, as a recipe's source.columns; repeatable.")] = None,
     max_categories: Annotated[int, typer.Option(min=2, help="As a recipe's source.max_categories.")] = 1000,
     generator: Annotated[str, typer.Option(help="The generator the starter recipe names.")] = "copula",
+    schema: Annotated[str | None, typer.Option(help="A database's schema (default: its default one).")] = None,
+    password_file: Annotated[Path | None, typer.Option(help="A file holding the database's password.")] = None,
     plugins_dir: PluginsDir = None,
 ) -> None:
-    """Print a table's profile and the rules every row keeps, as a starter recipe: `profile data.csv > recipe.yaml`."""
+    """Print a table's profile and the rules every row keeps, as a starter recipe: `profile data.csv > recipe.yaml`;
+    for a folder of tables, the keys found in their values; for a database, its tables, keys and rules from its
+    catalog: `profile postgresql://… > recipe.yaml`."""
+    from synthforge.data.database import is_database_url
+
+    pm = _plugin_manager(plugins_dir)
+    pm.get_generator(generator)  # an unknown name lists the installed ones
+    if is_database_url(data):
+        from synthforge.data.database import database_recipe
+
+        typer.echo(database_recipe(data, schema, password_file, generator=generator), nl=False)
+        return
+    if Path(data).is_dir():
+        from synthforge.data.keys import folder_recipe
+
+        typer.echo(folder_recipe(Path(data), generator=generator, pm=pm), nl=False)
+        return
     from synthforge.data.io import read_table
     from synthforge.data.schema import column_overrides
     from synthforge.profile import profile_table, starter_recipe
 
-    pm = _plugin_manager(plugins_dir)
-    pm.get_generator(generator)  # an unknown name lists the installed ones
-    table = read_table(data, pm=pm)
+    table = read_table(Path(data), pm=pm)
     overrides = column_overrides({key: str(value) for key, value in _key_values(column or [], "--column").items()})
-    found = profile_table(table, path=str(data), overrides=overrides, max_categories=max_categories)
+    found = profile_table(table, path=data, overrides=overrides, max_categories=max_categories)
     typer.echo(starter_recipe(found, generator=generator), nl=False)
 
 

@@ -249,14 +249,17 @@ def check_output_paths(output_path: Path, inputs: Sequence[tuple[str, Path]]) ->
 
 def commit_output(temporary: Path, output_path: Path, result: RunResult, timer: _Timer,
                   save: Callable[[Path], Any] | None, manifest: Callable[[], dict[str, Any]],
-                  inputs: Sequence[tuple[str, Path]] = ()) -> None:
+                  inputs: Sequence[tuple[str, Path]] = (), gates_passed: Callable[[], None] | None = None) -> None:
     """The end of every run: on a failed ``error`` gate keep only the reports (``<path>.failed/``) and raise;
-    else save the model, write the manifest and rename the folder into place (refused, leaving everything as it
-    was, if the output path came to hold anything else meanwhile)."""
+    else call ``gates_passed`` (a run writing into a database loads it then), save the model, write the
+    manifest and rename the folder into place (refused, leaving everything as it was, if the output path came
+    to hold anything else meanwhile)."""
     failures = [c for c in result.failed_checks if c.on_fail == "error"]
     if failures:
         _keep_failed_reports(temporary, output_path, inputs)
         raise GateFailed(_gate_message(failures, output_path), failures)
+    if gates_passed is not None:
+        gates_passed()
     if save is not None:
         with timer("save"):
             save(temporary / "model")

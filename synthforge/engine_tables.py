@@ -10,6 +10,7 @@ folder, renamed into place only when every gate passed.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -44,15 +45,33 @@ from synthforge.relational import DatabaseGenerator, Relations, align_key_types,
 from synthforge.seeds import RandomStreams, derive_seed
 
 
-def load_tables(recipe: Recipe, pm: SynthForgePluginManager) -> tuple[Relations, dict[str, pl.DataFrame],
-                                                                        dict[str, Schema]]:
-    """Every table read, its schema inferred (its keys as identifiers) and its dates parsed; keys checked."""
+def expand_source(recipe: Recipe, log: Callable[[str], None] | None = None) \
+        -> tuple[Recipe, dict[str, pl.DataFrame] | None]:
+    """A ``source.database`` recipe with its ``source.tables`` read from the catalog, and the rows it read;
+    a recipe of files as it is (its tables are read by :func:`load_tables`)."""
+    if recipe.source.database is None:
+        return recipe, None
+    from synthforge.data.database import database_tables
+
+    return database_tables(recipe, log)
+
+
+def load_tables(recipe: Recipe, pm: SynthForgePluginManager, read: dict[str, pl.DataFrame] | None = None) \
+        -> tuple[Relations, dict[str, pl.DataFrame], dict[str, Schema]]:
+    """Every table read (or taken from ``read``, a database's rows), its schema inferred (its keys as
+    identifiers) and its dates parsed; keys checked."""
     relations = Relations.from_recipe(recipe)
     where = recipe_locator(recipe)
     frames, schemas = {}, {}
+
+    def raw(name: str, spec: TableSpec) -> pl.DataFrame:
+        if read is not None:
+            return read[name]
+        assert spec.path is not None
+        return read_table(recipe.resolve(spec.path), spec.format, pm=pm, ragged_rows=spec.ragged_rows)
+
     tables = align_key_types(relations, {
-        name: prepare_source(read_table(recipe.resolve(spec.path), spec.format, pm=pm, ragged_rows=spec.ragged_rows),
-                             drop=spec.drop, nan_as_null=spec.nan_as_null)
+        name: prepare_source(raw(name, spec), drop=spec.drop, nan_as_null=spec.nan_as_null)
         for name, spec in recipe.source.tables.items()}, lambda table: where(("source", "tables", table)))
     for name, spec in recipe.source.tables.items():
         table = tables[name]
@@ -79,7 +98,8 @@ def _with_constraints(spec: TableSpec, schema: Schema, train: pl.DataFrame, belo
 
 def validate_tables(recipe: Recipe, pm: SynthForgePluginManager) -> list[str]:
     """``synthforge validate`` for related tables: read, infer and check every key without training."""
-    relations, frames, schemas = load_tables(recipe, pm)
+    recipe, read = expand_source(recipe)
+    relations, frames, schemas = load_tables(recipe, pm, read)
     notes = [f"table {name!r}: {frame.height:,} rows × {frame.width} columns" for name, frame in frames.items()]
     notes += [f"{relation.describe()}" + (f", a sequence ordered by {relation.sequence_by!r}"
                                           if relation.sequence_by else "")
@@ -95,8 +115,21 @@ def run_tables(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, resul
     for line in result.privacy_off:
         log(f"PRIVACY OFF: {line}")
     where = recipe_locator(recipe)
+    if recipe.output.database is not None and "format" not in recipe.output.model_fields_set:
+        # the files the database is loaded from keep every type (a CSV would hold times with zones as text)
+        recipe = recipe.model_copy(update={"output": recipe.output.model_copy(update={"format": "parquet"})})
+    if recipe.output.database is not None:
+        from synthforge.data.database import target_url
+
+        target_url(recipe)  # a target that is the source is refused before anything is read
     with timer("load"):
-        relations, frames, schemas = load_tables(recipe, pm)
+        recipe, read = expand_source(recipe, log)
+        relations, frames, schemas = load_tables(recipe, pm, read)
+    if recipe.output.database is not None:  # a filled target, before anything is fitted
+        from synthforge.data.database import check_target
+
+        check_target(target_url(recipe), recipe.output.database_schema, relations.tables, recipe.output.if_exists,
+                     where=where(("output", "database")))
         log("loaded " + ", ".join(f"{name} ({frame.height:,} rows)" for name, frame in frames.items())
             + f"; {result.threads} CPU thread{'s' if result.threads != 1 else ''}")
     with timer("split"):
@@ -122,6 +155,7 @@ def run_tables(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, resul
         database.fit(train, schemas, context_for, log)
     output = recipe.output
     temporary = open_staging(info.output_path, log)
+    target = contextlib.ExitStack()
     try:
         with timer("sample"):
             seed = output.sample_seed if output.sample_seed is not None else derive_seed(recipe.seed, "sample")
@@ -149,14 +183,44 @@ def run_tables(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, resul
         with timer("report"):
             write_database_reports(temporary, info=_describe(info, recipe, result, versions), database=checked,
                                    checks=result.checks)
-        commit_output(temporary, info.output_path, result, timer, database.save if output.save_model else None,
-                      lambda: _manifest(info, recipe, result, versions), recipe.inputs())
+        with target:  # the target database's transaction commits once the output folder is in place
+            write_database = None if output.database is None else (
+                lambda: _write_database(recipe, relations, synthetic, temporary, extension, pm, target, result,
+                                        timer, log))
+            commit_output(temporary, info.output_path, result, timer,
+                          database.save if output.save_model else None,
+                          lambda: _manifest(info, recipe, result, versions), recipe.inputs(), write_database)
         result.output_path = info.output_path
         result.dataset_path = info.output_path
         log(f"wrote {len(synthetic)} tables to {info.output_path}")
     finally:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)
+
+
+def _write_database(recipe: Recipe, relations: Relations, synthetic: dict[str, pl.DataFrame], folder: Path,
+                    extension: str, pm: SynthForgePluginManager, stack: contextlib.ExitStack, result: RunResult,
+                    timer: _Timer, log: Callable[[str], None]) -> None:
+    """Load the sampled tables, parents first, into ``output.database`` inside a transaction ``stack`` closes."""
+    from synthforge.data.database import masked, open_target, source_url, target_metadata, target_url
+
+    output = recipe.output
+    where = recipe_locator(recipe)(("output", "database"))
+    url = target_url(recipe)
+    source = recipe.source
+    with timer("database"):
+        metadata = target_metadata(None if source.database is None else source_url(recipe), source.database_schema,
+                                   relations, synthetic,
+                                   output.database_schema, url.get_backend_name())
+        loader = stack.enter_context(open_target(url, metadata, output.if_exists, where=where, log=log))
+        for name in relations.order():
+            table = read_table(folder / f"{name}.{extension}", output.format, pm=pm)
+            loader.load(name, (table.slice(offset, output.batch_size)
+                               for offset in range(0, table.height, output.batch_size)))
+    result.rows |= {f"{name}.database": rows for name, rows in loader.rows.items()}
+    log(f"loaded {', '.join(f'{n} {r:,}' for n, r in loader.rows.items())} rows into {masked(url)}"
+        f"{f' schema {output.database_schema!r}' if output.database_schema else ''}; committed with the output "
+        f"folder")
 
 
 def run_database_checks(checks: list[CheckSpec] | None, pm: SynthForgePluginManager, database: Database,
@@ -191,7 +255,7 @@ def run_database_checks(checks: list[CheckSpec] | None, pm: SynthForgePluginMana
 def _describe(info: RunInfo, recipe: Recipe, result: RunResult, versions: dict[str, str]) -> dict[str, Any]:
     return {"run_id": info.id, "recipe": recipe.name or Path(recipe.file).stem, "recipe_file": recipe.file,
             "mode": recipe.output.mode, "generator": recipe.generator.name, "params": recipe.generator.params,
-            "seed": recipe.seed, "source": {n: str(recipe.resolve(s.path)) for n, s in recipe.source.tables.items()},
+            "seed": recipe.seed, "source": _sources(recipe, hashed=False),
             "rows": result.rows, "timings": result.timings, "privacy_turned_off": result.privacy_off,
             "started_at": info.started_at, "versions": versions, "machine": machine(), "threads": result.threads}
 
@@ -200,9 +264,8 @@ def _manifest(info: RunInfo, recipe: Recipe, result: RunResult, versions: dict[s
     extension = FORMAT_EXTENSIONS.get(recipe.output.format, recipe.output.format)
     return {
         "run_id": info.id, "recipe_file": recipe.file, "recipe_sha256": recipe.canonical_hash(),
-        "recipe": recipe.model_dump(mode="json"), "holdout": {"fraction": recipe.holdout.fraction},
-        "sources": {name: {"path": str(recipe.resolve(spec.path)), "sha256": file_sha256(recipe.resolve(spec.path))}
-                    for name, spec in recipe.source.tables.items()},
+        "recipe": _masked_recipe(recipe), "holdout": {"fraction": recipe.holdout.fraction},
+        "sources": _sources(recipe, hashed=True),
         "tables": {name: f"{name}.{extension}" for name in recipe.source.tables},
         "seed": recipe.seed, "generator": recipe.generator.name, "rows": result.rows,
         "timings_seconds": {k: round(v, 4) for k, v in result.timings.items()},
@@ -210,3 +273,27 @@ def _manifest(info: RunInfo, recipe: Recipe, result: RunResult, versions: dict[s
         "privacy_turned_off": result.privacy_off, "threads": result.threads, "versions": versions,
         "started_at": info.started_at, "finished_at": _now(),
     }
+
+
+def _sources(recipe: Recipe, *, hashed: bool) -> dict[str, Any]:
+    """Each table's file (and its digest), or the database it was read from, its password masked."""
+    if recipe.source.database is not None:
+        from synthforge.data.database import masked
+
+        return {name: {"database": masked(recipe.source.database), "schema": recipe.source.database_schema}
+                for name in recipe.source.tables}
+    return {name: {"path": str(recipe.resolve(spec.path)), "sha256": file_sha256(recipe.resolve(spec.path))}
+            if hashed else str(recipe.resolve(spec.path))
+            for name, spec in recipe.source.tables.items() if spec.path is not None}
+
+
+def _masked_recipe(recipe: Recipe) -> dict[str, Any]:
+    """The recipe as data, with any password written in a database URL masked."""
+    data = recipe.model_dump(mode="json")
+    if recipe.source.database is not None or recipe.output.database is not None:
+        from synthforge.data.database import masked
+
+        for part in ("source", "output"):
+            if data[part].get("database"):
+                data[part]["database"] = masked(data[part]["database"])
+    return data

@@ -99,7 +99,8 @@ class ForeignKeySpec(_Strict):
 class TableSpec(_TableOptions):
     """One table of a dataset of related tables (``source.tables``)."""
 
-    path: Path = Field(description="csv, parquet, ndjson or Arrow IPC file; relative to the recipe file.")
+    path: Path | None = Field(None, description="csv, parquet, ndjson or Arrow IPC file; relative to the recipe "
+                                                "file (none for a table of source.database).")
     primary_key: str | None = Field(None, description="The column that identifies each row (unique, no nulls).")
     foreign_keys: list[ForeignKeySpec] = Field(
         default_factory=list, description="Keys of other tables. The first makes this table a child of that "
@@ -124,13 +125,26 @@ class TableSpec(_TableOptions):
 
 
 class SourceSpec(_TableOptions):
-    """The real table to learn from (``path``), or a dataset of related tables (``tables``)."""
+    """The real table to learn from (``path``), a dataset of related tables (``tables``), or a database's tables
+    (``database``)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     path: Path | None = Field(None, description="csv, parquet, ndjson or Arrow IPC file; relative to the recipe "
                                                 "file.")
     tables: dict[str, TableSpec] = Field(
         default_factory=dict, description="Related tables by name, each with its file, primary key, foreign keys "
-                                          "and, for a sequence, the column that orders it (instead of `path`).")
+                                          "and, for a sequence, the column that orders it (instead of `path`). "
+                                          "With `database`: the tables to read (a list of names, or options by "
+                                          "name); default every table of the schema.")
+    database: str | None = Field(
+        None, description="A SQLAlchemy URL (postgresql://user@host/db, sqlite:///file.db) whose tables, keys, "
+                          "NOT NULL, UNIQUE and CHECK constraints are read from the catalog. A password is never "
+                          "written in it: name an environment variable (${PGPASSWORD}) or give password_file.")
+    database_schema: str | None = Field(None, alias="schema", description="With `database`: the schema to read "
+                                                                          "(default: the database's default).")
+    password_file: Path | None = Field(None, description="With `database`: a file holding the password; relative "
+                                                         "to the recipe.")
     streaming: bool | Literal["auto"] = Field(
         "auto", description="Read the source in chunks and train from disk, for a table larger than memory "
                             "(parquet, ipc, csv, ndjson; generators autoregressive, diffusion, vae; modes synthesize "
@@ -143,8 +157,33 @@ class SourceSpec(_TableOptions):
                           "by its label, its images (PNG, JPEG, …; one size and colour mode) inside; relative to "
                           "the recipe file. Learned by an image generator (e.g. image_diffusion).")
 
+    @field_validator("tables", mode="before")
+    @classmethod
+    def _names_shorthand(cls, value: Any) -> Any:
+        """``tables: [flights, planes]`` (with ``database``) is short for ``tables: {flights: {}, planes: {}}``."""
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return {name: {} for name in value}
+        return value
+
     @model_validator(mode="after")
     def _one_kind_of_source(self) -> SourceSpec:
+        if self.database is not None:
+            if self.path is not None or self.images is not None:
+                raise ValueError("give one of `path` (one table), `tables` or `database` (related tables) or "
+                                 "`images` (a folder of labelled images), not `database` with another")
+            with_files = [name for name, table in self.tables.items() if table.path is not None]
+            if with_files:
+                raise ValueError(f"with `database`, tables are read from it: source.tables.{with_files[0]}.path "
+                                 f"does not apply")
+            if self.streaming is True or self.columns or self.drop:
+                raise ValueError("with `database`, `streaming`, `columns` and `drop` do not apply; give columns "
+                                 "and drop under each table (source.tables.NAME.columns)")
+            return self
+        if self.database_schema is not None or self.password_file is not None:
+            raise ValueError("`schema` and `password_file` go with `database`")
+        without = [name for name, table in self.tables.items() if table.path is None]
+        if without:
+            raise ValueError(f"source.tables.{without[0]} needs `path`, its file")
         given = [key for key, value in (("path", self.path), ("tables", self.tables), ("images", self.images))
                  if value]
         if len(given) != 1:
@@ -160,7 +199,7 @@ class SourceSpec(_TableOptions):
 
     @property
     def relational(self) -> bool:
-        return bool(self.tables)
+        return bool(self.tables) or self.database is not None
 
 
 class HoldoutSpec(_Strict):
@@ -171,6 +210,8 @@ class HoldoutSpec(_Strict):
 
 
 class OutputSpec(_Strict):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
     mode: Mode = Field("synthesize", description="synthesize | augment | rebalance | conditions | impute.")
     path: Path = Field(description="Output folder; written atomically.")
     rows: int | None = Field(None, ge=0, description="Synthetic rows (default: as many as the training rows); "
@@ -198,6 +239,16 @@ class OutputSpec(_Strict):
     sampling: dict[str, Any] = Field(
         default_factory=dict, description="The generator's sampling params (its SampleParams, e.g. a diffusion "
                                           "model's steps and scheduler), for this run's sampling.")
+    database: str | None = Field(
+        None, description="Related tables: also write them into this database (a SQLAlchemy URL, password as "
+                          "${VARIABLE} or password_file), with the source's DDL, in one transaction that commits "
+                          "only when every gate passed.")
+    database_schema: str | None = Field(None, alias="schema", description="With `database`: the schema to write "
+                                                                          "into (created on PostgreSQL).")
+    password_file: Path | None = Field(None, description="With `database`: a file holding the target's password.")
+    if_exists: Literal["fail", "replace"] = Field(
+        "fail", description="With `database`: a target already holding rows in a table of the same name is "
+                            "refused (`fail`), or those tables are replaced (`replace`).")
     protect_rows_below: int | Literal[False] = Field(
         5, description="A synthetic row identical to a training row that fewer than this many training rows "
                        "share is drawn again; `off` turns this privacy protection off (and the report says so).")
@@ -219,6 +270,8 @@ class OutputSpec(_Strict):
             raise ValueError("mode 'rebalance' needs `column:`, the categorical column to rebalance")
         if self.mode == "conditions" and not self.conditions:
             raise ValueError("mode 'conditions' needs `conditions:`, e.g. {sex: Female}")
+        if self.database is None and (self.database_schema is not None or self.password_file is not None):
+            raise ValueError("`schema` and `password_file` go with `database`")
         if self.impute_path is not None and self.mode != "impute":
             raise ValueError("`impute_path` only applies to mode 'impute'")
         if isinstance(self.shares, dict):
@@ -314,20 +367,30 @@ class Recipe(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _images_need(self) -> Recipe:
-        if self.source.images is None:
-            if self.output.per_class is not None:
-                raise ValueError("output.per_class applies to images (source.images); a table's output counts "
-                                 "`rows`")
+        if self.database is not None:
+            if self.path is not None or self.images is not None:
+                raise ValueError("give one of `path` (one table), `tables` or `database` (related tables) or "
+                                 "`images` (a folder of labelled images), not `database` with another")
+            with_files = [name for name, table in self.tables.items() if table.path is not None]
+            if with_files:
+                raise ValueError(f"with `database`, tables are read from it: source.tables.{with_files[0]}.path "
+                                 f"does not apply")
+            if self.streaming is True or self.columns or self.drop:
+                raise ValueError("with `database`, `streaming`, `columns` and `drop` do not apply; give columns "
+                                 "and drop under each table (source.tables.NAME.columns)")
             return self
-        if self.output.mode not in ("synthesize", "augment"):
-            raise ValueError(f"output.mode {self.output.mode!r} is not made for images yet; use synthesize or "
-                             f"augment (with output.per_class)")
-        if self.output.rows is not None:
-            raise ValueError("images are counted per class: use output.per_class instead of output.rows")
-        if self.holdout.path is not None or self.constraints or self.target or self.privacy is not None:
-            raise ValueError("holdout.path, constraints, target and privacy apply to tables; an image run holds "
-                             "out a fraction of each class (holdout: {fraction: 0.2})")
+        if self.database_schema is not None or self.password_file is not None:
+            raise ValueError("`schema` and `password_file` go with `database`")
+        without = [name for name, table in self.tables.items() if table.path is None]
+        if without:
+            raise ValueError(f"source.tables.{without[0]} needs `path`, its file")
+        given = [key for key, value in (("path", self.path), ("tables", self.tables), ("images", self.images))
+                 if value]
+        if len(given) != 1:
+            raise ValueError("give one of `path` (one table), `tables` (related tables) or `images` (a folder of "
+                             "labelled images), not " + (" and ".join(given) if given else "none"))
+        if self.images is not None and (self.columns or self.drop or self.format):
+            raise ValueError("`columns`, `drop` and `format` describe a table; `images` reads a folder of images")
         return self
 
     @model_validator(mode="after")
@@ -369,7 +432,7 @@ class Recipe(_Strict):
         if self.source.images is not None:
             found.append(("the source images", self.resolve(self.source.images)))
         found += [(f"the source table {name!r}", self.resolve(table.path))
-                  for name, table in self.source.tables.items()]
+                  for name, table in self.source.tables.items() if table.path is not None]
         if self.holdout.path is not None:
             found.append(("the holdout", self.resolve(self.holdout.path)))
         if self.output.impute_path is not None:
@@ -661,7 +724,7 @@ def _allowed_keys(location: tuple) -> list[str]:
         if isinstance(part, str) and part in fields:
             model = _model_of(fields[part].annotation)
         # otherwise the part is a list index or a dict key (a column name): the model stays
-    return sorted(getattr(model, "model_fields", {}))
+    return sorted(info.alias or name for name, info in getattr(model, "model_fields", {}).items())
 
 
 def _model_of(annotation: Any) -> Any:

@@ -144,7 +144,9 @@ def _correlation(frame: pl.DataFrame, columns: list[str]) -> list[list[float]]:
     if len(columns) < 2:
         return []
     matrix = np.column_stack([
-        present_values(frame.get_column(c).fill_null(strategy="mean") if not frame.get_column(c).dtype.is_temporal()
+        # a column null in every row has no mean: it stays 0, and its correlations 0
+        present_values(frame.get_column(c).fill_null(strategy="mean").fill_null(0)
+                       if not frame.get_column(c).dtype.is_temporal()
                 else frame.get_column(c).fill_null(strategy="forward").fill_null(strategy="backward"))
         for c in columns
     ])

@@ -21,6 +21,8 @@ from pydantic import BaseModel
 
 from synthforge.errors import SynthForgeError
 
+#: the environment variables a submitted recipe's database URL may name
+SERVICE_VARIABLES = "SYNTHFORGE_DB_"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
@@ -128,6 +130,23 @@ class Folders:
                 self.inside(resolved, [self.outputs], f"recipe `{name}`", shown=value)
             else:
                 self.inside(resolved, self.readable, f"recipe `{name}`", shown=value)
+        for key, url in (("source.database", recipe.source.database), ("output.database", recipe.output.database)):
+            if url is not None:
+                self._check_database(recipe, key, url)
+
+    def _check_database(self, recipe: Any, key: str, url: str) -> None:
+        """A SQLite file inside the folders (a target inside the outputs); a URL's ``${VARIABLE}`` one of the
+        service's ``SYNTHFORGE_DB_*``, so a submitted recipe cannot send another of its secrets to a host."""
+        from synthforge.data.database import VARIABLE, database_file
+
+        for variable in VARIABLE.findall(url):
+            if not variable.startswith(SERVICE_VARIABLES):
+                raise PathRefused(f"recipe `{key}` names ${{{variable}}}; the service gives a database URL only "
+                                  f"its own {SERVICE_VARIABLES}* variables.")
+        file = database_file(url, recipe.resolve(Path(".")))
+        if file is not None:
+            self.inside(file, [self.outputs] if key == "output.database" else self.readable, f"recipe `{key}`",
+                        shown=file.name)
 
 
 def recipe_paths(model: BaseModel, prefix: str = "") -> list[tuple[str, Path]]:
