@@ -367,30 +367,27 @@ class Recipe(_Strict):
         return self
 
     @model_validator(mode="after")
-        if self.database is not None:
-            if self.path is not None or self.images is not None:
-                raise ValueError("give one of `path` (one table), `tables` or `database` (related tables) or "
-                                 "`images` (a folder of labelled images), not `database` with another")
-            with_files = [name for name, table in self.tables.items() if table.path is not None]
-            if with_files:
-                raise ValueError(f"with `database`, tables are read from it: source.tables.{with_files[0]}.path "
-                                 f"does not apply")
-            if self.streaming is True or self.columns or self.drop:
-                raise ValueError("with `database`, `streaming`, `columns` and `drop` do not apply; give columns "
-                                 "and drop under each table (source.tables.NAME.columns)")
+    def _images_need(self) -> Recipe:
+        if self.source.images is None:
+            if self.output.per_class is not None:
+                raise ValueError("output.per_class applies to images (source.images); a table's output counts "
+                                 "`rows`")
             return self
-        if self.database_schema is not None or self.password_file is not None:
-            raise ValueError("`schema` and `password_file` go with `database`")
-        without = [name for name, table in self.tables.items() if table.path is None]
-        if without:
-            raise ValueError(f"source.tables.{without[0]} needs `path`, its file")
-        given = [key for key, value in (("path", self.path), ("tables", self.tables), ("images", self.images))
-                 if value]
-        if len(given) != 1:
-            raise ValueError("give one of `path` (one table), `tables` (related tables) or `images` (a folder of "
-                             "labelled images), not " + (" and ".join(given) if given else "none"))
-        if self.images is not None and (self.columns or self.drop or self.format):
-            raise ValueError("`columns`, `drop` and `format` describe a table; `images` reads a folder of images")
+        if self.output.mode not in ("synthesize", "augment"):
+            raise ValueError(f"output.mode {self.output.mode!r} is not made for images yet; use synthesize or "
+                             f"augment (with output.per_class)")
+        if self.output.rows is not None:
+            raise ValueError("images are counted per class: use output.per_class instead of output.rows")
+        if self.holdout.path is not None or self.constraints or self.target or self.privacy is not None:
+            raise ValueError("holdout.path, constraints, target and privacy apply to tables; an image run holds "
+                             "out a fraction of each class (holdout: {fraction: 0.2})")
+        return self
+
+    @model_validator(mode="after")
+    def _database_output_needs(self) -> Recipe:
+        if self.output.database is not None and not self.source.relational:
+            raise ValueError("output.database takes related tables (source.tables or source.database); a single "
+                             "table's output is a file")
         return self
 
     @model_validator(mode="after")
