@@ -19,6 +19,7 @@ from synthforge.generator import FitContext
 from synthforge.plugins import get_plugin_manager
 from synthforge.testing import (
     check_conditionals_learned,
+    check_conditions_honoured,
     check_recipe_mode,
     conformance_checks,
     conformance_schema,
@@ -29,11 +30,15 @@ from synthforge.testing import (
 
 FAST = {"epochs": 15, "batch_size": 128, "hidden_dim": 64, "embedding_dim": 8, "layers": 2, "validation_fraction": 0.1}
 BETTER = {**FAST, "epochs": 80, "hidden_dim": 128, "embedding_dim": 16}
+# A condition on a column late in the model's order is learned only from the training rows that show later
+# columns (condition_rate): after 15 epochs 26% of the husbands it samples are women, as good as ignoring the
+# condition (30% of all rows; the check allows under 15%); after 30 epochs 17%, after 45 epochs 8% (seed 0).
+CONDITIONED = {**FAST, "epochs": 45}
 
 
 @pytest.mark.parametrize("check", conformance_checks(), ids=lambda check: check.__name__)
 def test_conformance(check):
-    check(AutoregressiveGenerator, params=FAST)
+    check(AutoregressiveGenerator, params=CONDITIONED if check is check_conditions_honoured else FAST)
 
 
 def test_training_reduces_the_loss():
