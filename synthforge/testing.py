@@ -237,7 +237,7 @@ def check_identifiers_never_copied(cls: type[Generator], params: Mapping[str, An
     assert not copied, f"real identifiers reached the output: {sorted(copied)[:5]}"
 
 
-def check_rare_rows_never_copied(cls: type[Generator], params: Mapping[str, Any] | None = None) -> None:
+def check_training_rows_not_copied(cls: type[Generator], params: Mapping[str, Any] | None = None) -> None:
     """No sampled row equals a training row that fewer than 5 training rows share (see ``protect_rows``), and the
     model does not replay its training rows: fitted on half the table, its rows repeat a training row less often
     than halfway from the other half's real rows (new people, who repeat a training row as often as the table's
@@ -582,7 +582,7 @@ def conformance_checks() -> list[Check]:
     return [check_declares_itself, check_rejects_bad_params, check_fit_returns_self, check_sample_shape_and_types,
             check_sample_zero_rows, check_values_stay_in_domain, check_nulls_reproduced, check_seeds_reproduce,
             check_save_load_round_trip, check_conditions_honoured, check_identifiers_never_copied,
-            check_rare_rows_never_copied, check_pooled_values_never_sampled_or_asked_for, check_marginals_learned,
+            check_training_rows_not_copied, check_pooled_values_never_sampled_or_asked_for, check_marginals_learned,
             check_rules_kept, check_pandas_in_pandas_out, check_imputation, check_sample_given,
             check_differential_privacy, check_streaming]
 
