@@ -355,11 +355,12 @@ def check_pandas_in_pandas_out(cls: type[Generator], params: Mapping[str, Any] |
 
 
 def check_imputation(cls: type[Generator], params: Mapping[str, Any] | None = None) -> None:
-    """An imputing generator fills exactly the nulls; any other refuses with a clear error."""
+    """An imputing generator fills exactly the nulls, never with the pool of rare values; any other refuses with a
+    clear error."""
     generator = fitted(cls, params)
     table = conformance_table().head(200).with_columns(
         pl.when(pl.int_range(pl.len()) % 3 == 0).then(None).otherwise(pl.col(c)).alias(c)
-        for c in ("workclass", "age", "sex"))
+        for c in ("workclass", "age", "sex", "native-country"))
     if not cls.supports_imputation:
         try:
             generator.impute(table)
@@ -369,8 +370,10 @@ def check_imputation(cls: type[Generator], params: Mapping[str, Any] | None = No
         raise AssertionError("a generator without supports_imputation must refuse impute() with SynthForgeError")
     filled = generator.impute(table, seed=5)
     assert filled.columns == table.columns and filled.height == table.height, "impute keeps the table's shape"
-    for column in ("workclass", "age", "sex"):
+    for column in ("workclass", "age", "sex", "native-country"):
         assert filled.get_column(column).null_count() == 0, f"{column!r} still has nulls after impute"
+    pooled = int((filled.get_column("native-country") == RARE).sum())
+    assert pooled == 0, f"{pooled} imputed 'native-country' cells are the pool of rare values {RARE!r}"
     given = table.get_column("sex").is_not_null()
     assert filled.get_column("sex").filter(given).equals(table.get_column("sex").filter(given)), \
         "impute must keep every given cell unchanged"

@@ -18,6 +18,7 @@ from synthforge.data.schema import ColumnKind
 from synthforge.generator import FitContext
 from synthforge.testing import (
     check_conditions_honoured,
+    check_imputation,
     check_marginals_learned,
     check_nulls_reproduced,
     check_pooled_values_never_sampled_or_asked_for,
@@ -76,6 +77,23 @@ class WritesThePool(_Broken):
         return frame.with_columns(pl.lit(RARE, dtype=frame.schema["native-country"]).alias("native-country"))
 
 
+class ImputesThePool(_Broken):
+    """Imputes every null with the column's last category (``native-country``'s is the pool of rare values)."""
+
+    name = "broken-imputes-the-pool"
+    supports_imputation = True
+
+    def _impute(self, data: np.ndarray, missing: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        frame = self.encoder_.decode(data)
+        filled = []
+        for index, name in enumerate(self.encoder_.columns):
+            transformer, column = self.encoder_.transformer(name), frame.get_column(name)
+            value = transformer.categories_[-1] if hasattr(transformer, "categories_") else column.drop_nulls()[0]
+            filled.append(pl.when(pl.Series(missing[:, index])).then(pl.lit(value, dtype=column.dtype))
+                          .otherwise(column).alias(name))
+        return self.encoder_.encode(frame.with_columns(filled))
+
+
 class IgnoresConditions(GaussianCopula):
     """Claims to condition natively and draws its rows as if no condition were given."""
 
@@ -114,6 +132,7 @@ BROKEN = [
     (NeverNull, check_nulls_reproduced, "half the gap a null-free draw gives"),
     (WritesThePool, check_pooled_values_never_sampled_or_asked_for,
      "failed on the pool of rare values '_RARE_': .* keeps sampling the pool of rare values of 'native-country'"),
+    (ImputesThePool, check_imputation, "imputed 'native-country' cells are the pool of rare values"),
     (CopiesRows, check_training_rows_not_copied, "the model copies its training rows"),
     (IgnoresConditions, check_conditions_honoured, "must follow the condition, not ignore it"),
     (BreaksRules, check_rules_kept, "failed on the rules: .* keeps breaking the rule 'age - `education-num` >= 8'"),
