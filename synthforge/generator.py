@@ -792,7 +792,7 @@ class Generator:
         if (protected is None and records is None and not pooled and not rules) or frame.height == 0:
             return frame
         first_draw = frame.height
-        copies_left = pooled_left = 0
+        copies_left = pooled_left = broken_left = 0
         first_held: dict[str, float] = {}
         # Rows judged fine are set aside, so each round judges only the fresh draws. Without `redraw` the first
         # redraw takes more rows than it lacks, by the share just refused, and keeps the first ones that pass:
@@ -846,7 +846,7 @@ class Generator:
                 frame = self._draw(math.ceil(lacking / max(1.0 - refused, 0.25) * 1.05) + 8, conditions, rng)
             else:  # what is lacking, so that a model that keeps drawing such rows is stopped as before
                 frame = self._draw(lacking, conditions, rng)
-        if not pooled_left:
+        if not pooled_left or broken_left > pooled_left:  # the rule is the cause where it refused more rows
             rule = max(broken_by, key=broken_by.__getitem__)
             raise SynthForgeError(
                 f"generator {self.name!r} keeps breaking the rule {rule!r}: {broken_by[rule]:,} of {first_draw:,} "

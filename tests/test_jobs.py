@@ -398,3 +398,28 @@ def test_a_failing_partition_leaves_no_output(saved_model: Path, tmp_path: Path)
         sample_partitioned(saved_model, 1000, tmp_path / "parts", partitions=2, batch_size=500,
                            conditions={"sex": "Martian"}, executor="local")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_each_retry_of_a_failed_job_waits_twice_as_long_as_the_one_before(tmp_path: Path):
+    from synthforge.jobs.store import jobs
+
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
+    job_id = store.submit("/r.yaml", max_attempts=4)
+    waits = []
+    for attempt in (1, 2, 3):
+        job = store.claim("worker", lease_seconds=60)
+        assert job is not None and job.id == job_id and job.attempts == attempt
+        before = time.time()
+        assert store.fail(job, "worker", "a crash", retry=True, retry_delay=10.0)
+        queued = store.get(job_id)
+        assert queued.status == "queued" and store.claim("worker", lease_seconds=60) is None, "it waits"
+        waits.append(queued.run_after - before)
+        with store.engine.begin() as connection:  # the wait is over
+            connection.execute(jobs.update().where(jobs.c.id == job_id).values(run_after=0.0))
+    assert [round(wait) for wait in waits] == [10, 20, 40]
+    notes = [line for _, _, line in store.logs(job_id)]
+    assert [n.rsplit("; ", 1)[1] for n in notes if "retrying" in n] == [f"retrying in {s} s" for s in (10, 20, 40)]
+    last = store.claim("worker", lease_seconds=60)
+    assert last is not None and last.attempts == 4
+    store.fail(last, "worker", "a crash", retry=True, retry_delay=10.0)
+    assert store.get(job_id).status == "failed", "no retry once the attempts are spent"

@@ -82,7 +82,8 @@ def test_evaluate_takes_column_kinds_as_a_recipe_does(tmp_path):
     import sys
 
     rng = np.random.default_rng(2)
-    codes = [f"K{int(i):04d}" for i in rng.integers(0, 1500, 3000)]
+    # 40 codes over 3,000 rows: inferred categorical, so only the override makes them an identifier
+    codes = [f"K{int(i):04d}" for i in rng.integers(0, 40, 3000)]
     table = pl.DataFrame({"code": codes, "x": rng.normal(size=3000)})
     table.head(2000).write_csv(tmp_path / "real.csv")
     table.tail(1000).write_csv(tmp_path / "synthetic.csv")
@@ -91,10 +92,16 @@ def test_evaluate_takes_column_kinds_as_a_recipe_does(tmp_path):
         return subprocess.run([sys.executable, "-m", "synthforge.cli", "evaluate", str(tmp_path / "real.csv"),
                                str(tmp_path / "synthetic.csv"), *options], capture_output=True, text=True)
 
+    def leak_line(done: subprocess.CompletedProcess) -> str:
+        return next(line for line in done.stdout.splitlines() if "identifier_leak" in line)
+
     assert evaluate("--column", "code=shape").returncode == 2
-    done = evaluate("--column", "code=identifier", "--column", "x=continuous")
-    assert done.returncode in (0, 3), done.stderr
-    assert "identifier_leak" in done.stdout
+    inferred = evaluate("--column", "x=continuous")
+    assert inferred.returncode == 0, inferred.stdout[-2000:] + inferred.stderr
+    assert "no identifier columns" in leak_line(inferred)
+    declared = evaluate("--column", "code=identifier", "--column", "x=continuous")
+    assert declared.returncode == 3, declared.stderr  # every synthetic code is a real one: the privacy gate fails
+    assert "FAIL" in leak_line(declared) and "code: 1000" in leak_line(declared)
 
 
 def test_the_manifest_records_the_holdout_that_was_used(write_recipe, pm, tmp_path):

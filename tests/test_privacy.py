@@ -212,7 +212,8 @@ def test_the_autoregressive_model_trains_with_dp_sgd_within_budget() -> None:
     assert dp_sgd.detail["steps"] == 3 * training.steps_per_epoch
     assert accountant.spent()[0] <= 3.0 * (1 + 1e-9)
     drawn = generator.sample(1_000, seed=0)
-    assert set(drawn.get_column("city").drop_nulls()) <= {"Lyon", "Oslo", "Pune", "Lima", "_RARE_"}
+    # the pool of rare values is never written: drawn again, or null where the budget released too few values
+    assert set(drawn.get_column("city").drop_nulls()) <= {"Lyon", "Oslo", "Pune", "Lima"}
     assert drawn.get_column("amount").max() < 1_000_000
     assert math.isfinite(generator.history_.epochs[-1]["loss"])
 

@@ -310,6 +310,10 @@ def test_the_sequence_generator_is_protected_from_copying_a_whole_sequence():
     assert model.sequence_hashes_["visits"].len() == 1
     tables = model.sample(20, seed=4)
     assert tables["visits"].height == 60
+    sequences = tables["visits"].sort("person", "day").group_by("person", maintain_order=True) \
+        .agg(pl.col("day"), pl.col("score"))
+    real = sequences.filter((pl.col("day") == [0, 1, 2]) & (pl.col("score") == [0.0, 1.0, 2.0]))
+    assert real.height == 0, f"{real.height} of 20 sampled sequences copy the real one"
 
 
 def test_a_related_tables_recipe_runs_as_a_job(tmp_path):

@@ -53,11 +53,11 @@ def test_the_share_follows_recipe_then_environment_then_the_cores(monkeypatch):
         thread_share()
 
 
-def test_a_worker_divides_the_cores_among_its_concurrent_jobs():
-    cores = available_cpus()
-    assert per_job_threads(1) == cores
-    assert per_job_threads(2) == max(1, cores // 2)
-    assert per_job_threads(10 * cores) == 1
+def test_a_worker_divides_the_cores_among_its_concurrent_jobs(monkeypatch):
+    monkeypatch.setattr("synthforge.threads.available_cpus", lambda: 8)
+    assert [per_job_threads(jobs) for jobs in (1, 2, 3, 8, 80)] == [8, 4, 2, 1, 1]
+    monkeypatch.setattr("synthforge.threads.available_cpus", lambda: 1)
+    assert per_job_threads(2) == 1
 
 
 def test_limited_threads_limits_torch_and_blas_and_restores_them(monkeypatch):
@@ -90,11 +90,12 @@ def test_a_run_fits_with_the_recipes_threads_and_records_them(write_recipe, tmp_
 
 def test_each_job_of_a_worker_gets_the_cores_divided_by_its_concurrency(write_recipe, tmp_path, monkeypatch):
     monkeypatch.delenv(THREADS_ENV, raising=False)
+    monkeypatch.setattr("synthforge.threads.available_cpus", lambda: 6)
     store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}")
     job_id = store.submit(write_recipe(basic_recipe(rows=300)))
     Worker(store, concurrency=2, poll_seconds=0.1, log=lambda line: None).run(drain=True)
     job = store.get(job_id)
     assert job.status == "succeeded", job.error
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["threads"] == max(1, available_cpus() // 2)
+    assert manifest["threads"] == 3  # 6 cores, 2 jobs at once
     assert any("CPU thread" in line for _, _, line in store.logs(job_id))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -371,12 +372,28 @@ class _progress:
         return advance
 
 
+#: What ``auto`` precision means on this machine: ``auto`` (the default) detects whether the CPU multiplies
+#: bfloat16 natively; ``off`` takes the float32 path a CPU without it takes (so a machine with it can run what
+#: such a CPU runs, as CI does for the tests that depend on training); ``on`` takes bfloat16, emulated where the
+#: CPU lacks it (slow, but the same path). A model's explicit ``float32`` or ``bfloat16`` is kept either way.
+BFLOAT16_ENV = "SYNTHFORGE_BFLOAT16"
+_BFLOAT16_CHOICES = {"": None, "auto": None, "off": False, "0": False, "false": False, "on": True, "1": True,
+                     "true": True}
+
+
 def use_bfloat16(precision: str) -> bool:
     """Whether a model's matrix products (training or sampling) should run in bfloat16: ``bfloat16``/``float32``
     as asked, ``auto`` where the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX), about twice float32's
-    throughput there."""
+    throughput there, unless :data:`BFLOAT16_ENV` says otherwise."""
     if precision != "auto":
         return precision == "bfloat16"
+    text = os.environ.get(BFLOAT16_ENV, "").strip().lower()
+    if text not in _BFLOAT16_CHOICES:
+        raise SynthForgeError(f"{BFLOAT16_ENV}={text!r} is not one of auto, off, on: auto detects whether the CPU "
+                              f"multiplies bfloat16 natively, off takes the float32 path, on takes bfloat16.")
+    forced = _BFLOAT16_CHOICES[text]
+    if forced is not None:
+        return forced
     native = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     return bool(native()) or bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
 

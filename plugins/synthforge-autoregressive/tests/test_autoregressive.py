@@ -19,6 +19,7 @@ from synthforge.generator import FitContext
 from synthforge.plugins import get_plugin_manager
 from synthforge.testing import (
     check_conditionals_learned,
+    check_conditions_honoured,
     check_recipe_mode,
     conformance_checks,
     conformance_schema,
@@ -29,11 +30,15 @@ from synthforge.testing import (
 
 FAST = {"epochs": 15, "batch_size": 128, "hidden_dim": 64, "embedding_dim": 8, "layers": 2, "validation_fraction": 0.1}
 BETTER = {**FAST, "epochs": 80, "hidden_dim": 128, "embedding_dim": 16}
+# A condition on a column late in the model's order is learned only from the training rows that show later
+# columns (condition_rate): after 15 epochs 26% of the husbands it samples are women, as good as ignoring the
+# condition (30% of all rows; the check allows under 15%); after 30 epochs 17%, after 45 epochs 8% (seed 0).
+CONDITIONED = {**FAST, "epochs": 45}
 
 
 @pytest.mark.parametrize("check", conformance_checks(), ids=lambda check: check.__name__)
 def test_conformance(check):
-    check(AutoregressiveGenerator, params=FAST)
+    check(AutoregressiveGenerator, params=CONDITIONED if check is check_conditions_honoured else FAST)
 
 
 def test_training_reduces_the_loss():
@@ -42,9 +47,23 @@ def test_training_reduces_the_loss():
     assert history.epochs[-1]["val_loss"] < history.epochs[0]["val_loss"]
 
 
+def _half_way(given: pl.Expr, column: str, value: str) -> float:
+    """Half way from the share of ``value`` in all rows to its share in the rows ``given`` selects: a conditioned
+    sample past it learned most of the conditional. Fitted at BETTER, seeds 0-4, float32 (SYNTHFORGE_BFLOAT16=off)
+    and bfloat16, the model gave 98.1-99.1% of husbands men (bound 85%), 80.0-90.9% of wives women (65%) and
+    70.7-89.9% of 19-year-olds never married (65%); the two paths differed by under 0.8 points at a seed, the
+    seeds by up to 19: the bounds sit below every seed, not on one machine's."""
+    table = conformance_table()
+    everyone = float((table.get_column(column) == value).mean())
+    conditional = float((table.filter(given).get_column(column) == value).mean())
+    return (everyone + conditional) / 2
+
+
 @pytest.mark.slow
 def test_conditions_on_categories_come_from_the_learned_conditional():
-    check_conditionals_learned(fitted(AutoregressiveGenerator, BETTER), husbands_male=0.9, wives_female=0.8)
+    check_conditionals_learned(fitted(AutoregressiveGenerator, BETTER),
+                               husbands_male=_half_way(pl.col("relationship") == "Husband", "sex", "Male"),
+                               wives_female=_half_way(pl.col("relationship") == "Wife", "sex", "Female"))
 
 
 def test_conditions_on_numbers_too():
@@ -52,9 +71,10 @@ def test_conditions_on_numbers_too():
     young = model.sample(1000, conditions={"age": 19}, seed=2)
     everyone = model.sample(1000, seed=2)
     assert (young["age"] == 19).all()
-    # 19-year-olds are nearly all never married; a third of everyone is.
+    # 19-year-olds are nearly all never married (96%); a third of everyone is.
     never = "Never-married"
-    assert (young["marital-status"] == never).mean() > 0.7 > 0.5 > (everyone["marital-status"] == never).mean()
+    bound = _half_way(pl.col("age") == 19, "marital-status", never)
+    assert (young["marital-status"] == never).mean() > bound > 0.5 > (everyone["marital-status"] == never).mean()
 
 
 def test_impute_recovers_a_column_from_the_others():

@@ -94,9 +94,11 @@ def test_float32_training_meets_its_conditions_as_bfloat16_does():
         assert all(abs(epoch["wasserstein"]) < 100 for epoch in model.history_.epochs), precision
 
 
-def test_quantile_encoding_and_several_critic_steps_also_train():
+def test_quantile_encoding_and_several_critic_steps_fit_and_sample():
     model = ConditionalGAN({**FAST, "epochs": 2, "numeric_encoding": "quantile", "critic_steps": 2})
     model.fit(conformance_table().head(500), conformance_schema(), FitContext(seed=0))
+    assert model.encoder_.transformer("age").method == "quantile" and len(model.encoder_.spans_of("age")) == 1
+    assert len(model.history_.epochs) == 2
     assert model.sample(50, seed=0).height == 50
 
 
