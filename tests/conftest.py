@@ -66,7 +66,18 @@ def basic_recipe(**output: Any) -> dict[str, Any]:
         "holdout": 0.25,
         "generator": {"name": "copula"},
         "output": {"mode": "synthesize", "rows": 1000, "path": "out", **output},
+        "checks": pipeline_checks(),
     }
+
+
+def pipeline_checks() -> list[dict[str, Any]]:
+    """Every default check with its own gate, but detection's only warns: these recipes test the pipeline, with
+    the copula as its fastest generator, and a gradient-boosting classifier tells the copula's Adult rows from
+    real ones (ROC AUC 0.955 on 1,000 rows each, above the error gate's 0.9; issue 44), as
+    ``synthforge.testing`` lets a mode test's few-epoch models through. Mandatory checks run unlisted."""
+    checks = get_plugin_manager(entry_points=False).checks()
+    return [{"name": name, **({"on_fail": "warn"} if name == "detection" else {})}
+            for name, check in checks.items() if check.default and not check.mandatory and not check.relational]
 
 
 # --- the stores: SQLite always, PostgreSQL where it can start ----------------------------------

@@ -70,29 +70,57 @@ class PairTrends(Check):
 class DetectionParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: Literal["logistic", "gradient_boosting"] = Field(
-        "logistic",
-        description="logistic (SDMetrics' LogisticDetection, ~1 s); gradient_boosting also finds interactions.",
+    model: Literal["gradient_boosting", "logistic"] = Field(
+        "gradient_boosting",
+        description="gradient_boosting (scikit-learn's HistGradientBoostingClassifier) finds non-linear tells and "
+                    "names the telling columns; logistic is SDMetrics' LogisticDetection, blind to most of them.",
     )
-    rows: int = Field(5000, ge=100, description="Rows of each table used (a seeded sample).")
+    rows: int = Field(metrics.DETECTION_ROWS, ge=100,
+                      description="Rows of each table used at most (a seeded sample; fewer on a wide table, so that "
+                                  f"each reads at most {metrics.DETECTION_CELLS:,} cells).")
+    folds: int = Field(metrics.DETECTION_FOLDS, ge=2, le=10, description="Cross-validation folds.")
 
 
 class Detection(Check):
     name = "detection"
     kind = "quality"
-    description = ("ROC AUC of a classifier telling real from synthetic rows (3-fold cross-validation on up to "
-                   "5,000 rows of each): 0.5 means indistinguishable.")
+    description = ("ROC AUC of a gradient-boosting classifier telling real from synthetic rows (5-fold "
+                   "cross-validation on up to 10,000 rows of each): 0.5 means indistinguishable, and a real "
+                   "holdout scores about 0.5. The details name the columns that give the synthetic rows away "
+                   "(how much the AUC falls when each is shuffled).")
     Params = DetectionParams
     default = True
-    # The utility gate of every run, target or not: output that a linear model tells from the real rows this
-    # well is no stand-in for them (a GAN that passed every other gate scored TSTR 0.58 against real 1.0).
+    # The utility gate of every run, target or not. At 0.9 the classifier ranks a synthetic row above a real one
+    # nine times in ten: output told apart this well is no stand-in for the real rows. On Adult (5-fold, 10,000
+    # rows each): a real holdout 0.50, the autoregressive backend 0.52, the VAE 0.86, the Gaussian copula 0.98.
     default_max = 0.9
     default_on_fail = "error"
     warns_when_shifted = True
 
     def measure(self, train, holdout, synthetic, schema):
-        auc = metrics.detection_auc(train, synthetic, schema, model=self.params.model, rows=self.params.rows)
-        return auc, f"a {self.params.model} classifier tells real from synthetic with ROC AUC {auc:.3f} (0.5 ideal)", {}
+        found = metrics.detection(train, synthetic, schema, model=self.params.model, rows=self.params.rows,
+                                  folds=self.params.folds)
+        if found["auc"] is None:
+            return None, "skipped: too few rows or no learned columns to classify", found | {"skipped": True}
+        auc = found["auc"]
+        # Under no signal the AUC's standard error (Hanley & McNeil) is about sqrt((2n + 1) / (12 n²)): within three
+        # of them of 0.5 the classifier sees nothing, and no column is named for the shuffles' luck.
+        n = found["rows"]
+        found["chance_above"] = 0.5 + 3 * float(np.sqrt((2 * n + 1) / (12 * n * n)))
+        telling = sorted(found["columns"].items(), key=lambda item: -item[1])
+        found["telling"] = [name for name, drop in telling
+                            if drop >= TELLING_DROP and auc > found["chance_above"]][:5]
+        summary = (f"a {self.params.model.replace('_', '-')} classifier tells real from synthetic with ROC AUC "
+                   f"{auc:.3f} (0.5 ideal; {found['folds']}-fold, {found['rows']:,} rows each)")
+        if found["telling"]:
+            summary += "; telling columns (AUC lost when shuffled): " + ", ".join(
+                f"{name!r} {found['columns'][name]:.3f}" for name in found["telling"][:3])
+        return auc, summary, found
+
+
+# A column whose shuffling costs the classifier less AUC than this tells nothing worth naming: on Adult's real
+# holdout (AUC 0.505) the shuffle's luck alone moved single columns by up to 0.008.
+TELLING_DROP = 0.01
 
 
 class MLEfficacy(Check):
