@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from synthforge.checks.base import CheckResult
 from synthforge.data.schema import ColumnOverride, infer_schema
 from synthforge.engine import RunResult
 from synthforge.engine import run as run_engine
@@ -49,6 +50,43 @@ def fit(
                                         protect_rows_below=protect_rows_below))
     model.frame_kind_ = kind
     return model
+
+
+def evaluate(
+    real: Any,
+    synthetic: Any,
+    *,
+    holdout: Any = None,
+    target: str | None = None,
+    columns: dict[str, str | dict[str, str]] | None = None,
+    checks: list[str] | None = None,
+    out: str | Path | None = None,
+    pm: SynthForgePluginManager | None = None,
+) -> list[CheckResult]:
+    """Score any synthetic table against its real source, as ``synthforge evaluate`` does.
+
+    Each table is a polars or pandas frame or a file path. ``holdout`` is real rows the generator never saw
+    (the privacy checks' yardstick); ``target`` the column ML efficacy predicts; ``columns`` per-column
+    overrides as in :func:`fit`; ``checks`` the check names to run (default: every default check); ``out`` a
+    folder for ``report.json`` and ``report.html``. A result's ``passed`` and ``on_fail`` say whether its gate
+    held and whether a failure is an error or a warning.
+    """
+    from synthforge.data.io import read_table
+    from synthforge.evaluate import evaluate_frames
+
+    pm = pm or get_plugin_manager()
+
+    def frame(table: Any) -> Any:
+        if isinstance(table, str | Path):
+            return read_table(table, pm=pm)
+        return _to_polars(table)[0]
+
+    real_frame = frame(real)
+    overrides = {name: ColumnOverride(**({"kind": value} if isinstance(value, str) else value))
+                 for name, value in (columns or {}).items()}
+    return evaluate_frames(real_frame, frame(synthetic), holdout=None if holdout is None else frame(holdout),
+                           target=target, schema=infer_schema(real_frame, overrides), pm=pm, checks=checks,
+                           out=None if out is None else Path(out))
 
 
 def load(directory: str | Path, *, pm: SynthForgePluginManager | None = None) -> Generator:
