@@ -180,3 +180,36 @@ def test_detection_reads_a_wide_table_on_fewer_rows_and_a_many_valued_column_who
     # codes beyond the 254 most frequent are one category, not missing: a table of only those is told apart
     rare = table().with_columns(pl.lit("never-seen").alias("code"))
     assert Detection().run(real, None, rare, infer_schema(real)).details["telling"] == ["code"]
+
+
+# --- accuracy: mostlyai-qa's 1- and 2-column accuracy, the holdout beside it ------------------------------------
+
+
+def test_accuracy_of_fresh_real_rows_reaches_the_holdouts_ceiling_and_a_broken_pair_is_named(adult):
+    from synthforge.checks.suite import Accuracy
+
+    schema = infer_schema(adult)
+    train, holdout, fresh = adult.head(2000), adult.slice(2000, 1000), adult.tail(1000)
+    real = Accuracy().run(train, holdout, fresh, schema)
+    assert abs(real.score - real.details["holdout"]["overall"]) < 0.01 and real.passed, real.summary
+    broken = fresh.with_columns(pl.col("education").shuffle(seed=0))
+    result = Accuracy().run(train, holdout, broken, schema)
+    assert result.details["worst"] == "education × education-num", result.summary
+    pair = result.details["bivariate"]["education × education-num"]
+    assert pair["synthetic"] < 0.5 < 0.9 < pair["holdout"]
+    assert abs(result.details["univariate"]["education"]["synthetic"] - real.details["univariate"]["education"][
+        "synthetic"]) < 1e-9  # one column's own distribution is untouched
+
+
+def test_accuracy_warns_on_output_far_below_the_holdouts(adult):
+    from synthforge.checks.suite import Accuracy
+
+    schema = infer_schema(adult)
+    train, holdout = adult.head(3000), adult.tail(1000)
+    flat = holdout.with_columns(pl.col("age") * 0 + 17, pl.lit("Never-married").alias("marital-status"),
+                                pl.lit("Doctorate").alias("education"), pl.col("hours-per-week") * 0 + 99)
+    result = Accuracy().run(train, holdout, flat, schema)
+    assert not result.passed and result.on_fail == "warn"
+    assert result.minimum == pytest.approx(result.details["holdout"]["overall"] - 0.1)
+    without_holdout = Accuracy().run(train, None, flat, schema)
+    assert without_holdout.minimum is None and "holdout" not in without_holdout.details

@@ -137,6 +137,81 @@ def pair_trend_scores(real: pl.DataFrame, synthetic: pl.DataFrame, schema: Schem
     return pairs
 
 
+# --- holdout-referenced accuracy (mostlyai-qa's) -----------------------------------------------------------------
+
+# As mostlyai-qa bins: a number (or date) into the deciles of its training values, a category into its ten most
+# frequent training values and one bin for the rest; a null is a bin of its own. The holdout and the synthetic
+# rows are compared with the training rows on the same number of rows, so that the sampling noise both carry is
+# the same, and the holdout's score is the ceiling a generator that learned the population reaches.
+ACCURACY_BINS = 10
+MAX_ACCURACY_ROWS = 50_000
+MAX_ACCURACY_PAIRS = 2_000
+
+
+def accuracy_codes(train: pl.DataFrame, schema: Schema, tables: list[pl.DataFrame]) -> list[dict[str, np.ndarray]]:
+    """Each table's learned columns as bin codes 0 … ACCURACY_BINS + 1 (the last: null), bins fitted on ``train``."""
+    coded: list[dict[str, np.ndarray]] = [{} for _ in tables]
+    null = ACCURACY_BINS + 1
+    for column in schema.learned:
+        if column.kind.numeric:
+            values = as_number(train[column.name]).cast(pl.Float64).drop_nulls().to_numpy()
+            values = values[~np.isnan(values)]
+            edges = np.unique(np.quantile(values, np.linspace(0, 1, ACCURACY_BINS + 1)[1:-1])) if len(values) else []
+            for index, table in enumerate(tables):
+                numbers = as_number(table[column.name]).cast(pl.Float64).to_numpy()
+                codes = np.searchsorted(edges, numbers, side="right")
+                coded[index][column.name] = np.where(np.isnan(numbers), null, codes)
+        else:
+            top = train[column.name].cast(pl.String).drop_nulls().alias("value") \
+                .value_counts(sort=True, name="count").get_column("value").head(ACCURACY_BINS).to_list()
+            lookup = {value: code for code, value in enumerate(top)}
+            for index, table in enumerate(tables):
+                text = table[column.name].cast(pl.String)
+                codes = text.replace_strict(lookup, default=ACCURACY_BINS, return_dtype=pl.Int64).to_numpy().copy()
+                codes[text.is_null().to_numpy()] = null
+                coded[index][column.name] = codes
+    return coded
+
+
+def _tv_accuracy(real: np.ndarray, other: np.ndarray, cells: int) -> float:
+    p = np.bincount(real, minlength=cells) / max(len(real), 1)
+    q = np.bincount(other, minlength=cells) / max(len(other), 1)
+    return float(1 - np.abs(p - q).sum() / 2)
+
+
+def accuracy(train: pl.DataFrame, holdout: pl.DataFrame | None, synthetic: pl.DataFrame, schema: Schema, *,
+             seed: int = 0) -> dict[str, Any]:
+    """1- and 2-column accuracy of the synthetic rows against the training rows on binned values (1 − total
+    variation distance), and the same for the holdout beside each: the ceiling."""
+    names = [c.name for c in schema.learned if c.name in synthetic.columns]
+    streams = RandomStreams(seed, "accuracy")
+    n = min(synthetic.height, holdout.height if holdout is not None else synthetic.height, MAX_ACCURACY_ROWS)
+    tables = {"synthetic": subsample(synthetic, n, streams.seed_for("synthetic"))}
+    if holdout is not None:
+        tables["holdout"] = subsample(holdout, n, streams.seed_for("holdout"))
+    reference = subsample(train, MAX_ACCURACY_ROWS, streams.seed_for("train"))
+    codes = dict(zip(["train", *tables], accuracy_codes(train, schema, [reference, *tables.values()]), strict=True))
+    cells = ACCURACY_BINS + 2
+    univariate = {name: {side: _tv_accuracy(codes["train"][name], codes[side][name], cells) for side in tables}
+                  for name in names}
+    pairs = list(combinations(names, 2))
+    if len(pairs) > MAX_ACCURACY_PAIRS:  # a wide table: a seeded sample of its pairs
+        chosen = np.random.default_rng(streams.seed_for("pairs")).choice(len(pairs), MAX_ACCURACY_PAIRS, replace=False)
+        pairs = [pairs[i] for i in sorted(chosen)]
+    bivariate = {f"{a} × {b}": {side: _tv_accuracy(codes["train"][a] * cells + codes["train"][b],
+                                                   codes[side][a] * cells + codes[side][b], cells * cells)
+                                for side in tables}
+                 for a, b in pairs}
+    result: dict[str, Any] = {"rows": n, "univariate": univariate, "bivariate": bivariate, "pairs_sampled":
+                              len(pairs) < len(names) * (len(names) - 1) // 2}
+    for side in tables:
+        one = float(np.mean([v[side] for v in univariate.values()])) if univariate else None
+        two = float(np.mean([v[side] for v in bivariate.values()])) if bivariate else None
+        parts = [x for x in (one, two) if x is not None]
+        result[side] = {"univariate": one, "bivariate": two, "overall": float(np.mean(parts)) if parts else None}
+    return result
+
+
 # --- rows encoded for distance ------------------------------------------------------------
 
 
@@ -441,5 +516,5 @@ def detection(real: pl.DataFrame, synthetic: pl.DataFrame, schema: Schema, *, mo
     return result | {"auc": max(auc, 1 - auc)}
 
 
-__all__ = ["ColumnKind", "DistanceContext", "DistanceEncoder", "contingency_similarity", "cramers_v",
+__all__ = ["ColumnKind", "DistanceContext", "DistanceEncoder", "accuracy", "contingency_similarity", "cramers_v",
            "detection", "distance_context", "ml_efficacy", "nearest_distances", "pair_trend_scores"]
