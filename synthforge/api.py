@@ -14,9 +14,13 @@ from synthforge.plugins import SynthForgePluginManager, get_plugin_manager
 
 
 def run_recipe(recipe: str | Path | dict[str, Any], *, pm: SynthForgePluginManager | None = None,
-               log: Any = None) -> RunResult:
-    """Run a recipe file or dict (paths in a dict are relative to the working directory)."""
-    return run_engine(recipe, pm=pm, log=log)
+               log: Any = None, progress: bool = False) -> RunResult:
+    """Run a recipe file or dict (paths in a dict are relative to the working directory).
+
+    ``log`` (``print``, a logger's ``info``) hears each stage and each check's result as it ends;
+    ``progress`` shows rich progress bars for training and the checks instead (a notebook, a terminal).
+    """
+    return run_engine(recipe, pm=pm, log=log, progress=progress)
 
 
 def fit(

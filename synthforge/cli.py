@@ -97,14 +97,17 @@ def run(
     pm = _plugin_manager(plugins_dir)
     log = (lambda message: None) if quiet else (lambda message: console.print(f"[dim]•[/dim] {escape(message)}"))
     loaded = load_recipe(recipe, pm=pm, overrides=parse_overrides(param or []))
+    # In a terminal, progress bars show each stage and check as it runs, and the results print once, as a
+    # table; piped (a job's log), each check's line is logged as it ends instead. Quiet: only the result.
+    progress = not quiet and sys.stderr.isatty()
     try:
-        result = run_recipe(loaded, pm=pm, log=log, progress=not quiet and sys.stderr.isatty())
+        result = run_recipe(loaded, pm=pm, log=log, progress=progress)
     except SynthForgeError as error:
         failures = getattr(error, "failures", None)
-        if failures and not quiet:  # quiet: the error message names each failed gate
+        if failures and progress:  # otherwise logged already; the error message names each failed gate
             _print_checks(console, failures)
         raise
-    if not quiet:
+    if progress:
         _print_checks(console, result.checks)
     for line in result.privacy_off:
         console.print(f"[bold red]privacy protection off:[/bold red] {escape(line)}")
@@ -354,7 +357,7 @@ def evaluate(
     pm = _plugin_manager(plugins_dir)
     kinds = {key: str(value) for key, value in _key_values(column or [], "--column").items()}
     results = evaluate_tables(real, synthetic, holdout=holdout, target=target, out=out, pm=pm, columns=kinds,
-                              max_categories=max_categories)
+                              max_categories=max_categories, progress=sys.stderr.isatty())
     console = _console()
     _print_checks(console, results)
     if out is not None:

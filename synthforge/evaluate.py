@@ -33,7 +33,8 @@ def _everything_null(schema: Schema) -> dict[str, str]:
 
 def evaluate_frames(real: pl.DataFrame, synthetic: pl.DataFrame, *, holdout: pl.DataFrame | None = None,
                     target: str | None = None, schema: Schema | None = None, out: Path | None = None,
-                    pm: SynthForgePluginManager | None = None, checks: list[str] | None = None) -> list[CheckResult]:
+                    pm: SynthForgePluginManager | None = None, checks: list[str] | None = None,
+                    progress: bool = False) -> list[CheckResult]:
     from synthforge.provenance import package_versions
     from synthforge.recipe import CheckSpec
 
@@ -45,10 +46,11 @@ def evaluate_frames(real: pl.DataFrame, synthetic: pl.DataFrame, *, holdout: pl.
     holdout = align(to_internal(holdout, schema), real, "holdout") if holdout is not None else None
     if target is not None and target not in real.columns:
         raise DataError(f"--target {target!r} is not a column; columns: {', '.join(real.columns)}.")
-    from synthforge.engine import run_checks
+    from synthforge.engine import CheckProgress, run_checks
 
     specs = [CheckSpec(name=name) for name in checks] if checks is not None else None
-    results = run_checks(specs, pm, real, holdout, synthetic, schema, target=target)
+    with CheckProgress(pm, None, lambda message: None, progress) as on_check:
+        results = run_checks(specs, pm, real, holdout, synthetic, schema, target=target, on_check=on_check)
     if out is not None:
         from synthforge.report import write_reports
 
@@ -62,7 +64,8 @@ def evaluate_frames(real: pl.DataFrame, synthetic: pl.DataFrame, *, holdout: pl.
 
 def evaluate_tables(real: Path, synthetic: Path, *, holdout: Path | None = None, target: str | None = None,
                     out: Path | None = None, pm: SynthForgePluginManager | None = None,
-                    columns: dict[str, str] | None = None, max_categories: int | None = None) -> list[CheckResult]:
+                    columns: dict[str, str] | None = None, max_categories: int | None = None,
+                    progress: bool = False) -> list[CheckResult]:
     """:func:`evaluate_frames` on files; ``columns`` maps a column to its kind, as a recipe's ``source.columns``."""
     from synthforge.data.schema import DEFAULT_MAX_CATEGORIES, column_overrides
 
@@ -85,4 +88,5 @@ def evaluate_tables(real: Path, synthetic: Path, *, holdout: Path | None = None,
         schema=schema,
         out=out,
         pm=pm,
+        progress=progress,
     )
