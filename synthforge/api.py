@@ -76,7 +76,7 @@ def evaluate(
     held and whether a failure is an error or a warning.
     """
     from synthforge.data.io import read_table
-    from synthforge.evaluate import evaluate_frames
+    from synthforge.evaluation import evaluate_frames
 
     pm = pm or get_plugin_manager()
 

@@ -352,7 +352,7 @@ def evaluate(
     plugins_dir: PluginsDir = None,
 ) -> None:
     """Score any synthetic table against its real source, whoever generated it; exit 3 if a gate fails."""
-    from synthforge.evaluate import evaluate_tables
+    from synthforge.evaluation import evaluate_tables
 
     pm = _plugin_manager(plugins_dir)
     kinds = {key: str(value) for key, value in _key_values(column or [], "--column").items()}

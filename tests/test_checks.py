@@ -9,7 +9,7 @@ from synthforge.baseline import GaussianCopula
 from synthforge.checks.builtin import column_shape_scores
 from synthforge.data.schema import infer_schema
 from synthforge.engine import run_checks
-from synthforge.evaluate import evaluate_frames
+from synthforge.evaluation import evaluate_frames
 from synthforge.generator import FitContext
 from synthforge.recipe import CheckSpec
 
@@ -156,6 +156,14 @@ def test_detection_of_fresh_real_rows_is_near_one_half_and_names_no_column(adult
     result = Detection().run(adult, None, holdout, infer_schema(adult))
     assert result.score < 0.56 and result.passed, result.summary
     assert result.details["telling"] == [] and result.details["rows"] == 1500 and result.details["folds"] == 5
+
+
+def test_detection_of_copied_rows_falls_below_one_half_and_is_not_folded_into_a_tell(adult):
+    from synthforge.checks.suite import Detection
+
+    # each fold learns "this row is synthetic" from a copy it saw, and gets its real twin wrong
+    result = Detection().run(adult.head(1500), None, adult.head(1500), infer_schema(adult))
+    assert result.score < 0.3 and result.passed and "repeat real rows" in result.summary, result.summary
 
 
 def test_detection_reads_a_wide_table_on_fewer_rows_and_a_many_valued_column_whole():

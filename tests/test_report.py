@@ -23,7 +23,7 @@ def test_report_html_is_self_contained_and_has_the_plots(write_recipe, pm, tmp_p
 
 def test_report_names_the_columns_that_give_synthetic_rows_away_and_the_accuracy_beside_the_holdout(adult, tmp_path):
     from synthforge.data.schema import infer_schema
-    from synthforge.evaluate import evaluate_frames
+    from synthforge.evaluation import evaluate_frames
 
     train, holdout = adult.head(2000), adult.slice(2000, 1000)
     broken = adult.tail(1000).with_columns(pl.col("education").shuffle(seed=0))

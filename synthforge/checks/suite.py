@@ -112,6 +112,9 @@ class Detection(Check):
                             if drop >= TELLING_DROP and auc > found["chance_above"]][:5]
         summary = (f"a {self.params.model.replace('_', '-')} classifier tells real from synthetic with ROC AUC "
                    f"{auc:.3f} (0.5 ideal; {found['folds']}-fold, {found['rows']:,} rows each)")
+        if auc < 1 - found["chance_above"]:
+            summary += ("; below 0.5 beyond chance: the synthetic rows repeat real rows they were compared with "
+                        "(copies; exact_copies and the distance checks judge those)")
         if found["telling"]:
             summary += "; telling columns (AUC lost when shuffled): " + ", ".join(
                 f"{name!r} {found['columns'][name]:.3f}" for name in found["telling"][:3])
