@@ -11,6 +11,7 @@ from synthforge.engine import RunResult
 from synthforge.engine import run as run_engine
 from synthforge.generator import FitContext, Generator, _to_polars, read_model_config
 from synthforge.plugins import SynthForgePluginManager, get_plugin_manager
+from synthforge.relational import DatabaseGenerator, is_database_model
 
 
 def run_recipe(recipe: str | Path | dict[str, Any], *, pm: SynthForgePluginManager | None = None,
@@ -93,8 +94,12 @@ def evaluate(
                            out=None if out is None else Path(out))
 
 
-def load(directory: str | Path, *, pm: SynthForgePluginManager | None = None) -> Generator:
-    """Load a saved model; the generator's plugin must be installed. Reads JSON and safetensors only."""
+def load(directory: str | Path, *, pm: SynthForgePluginManager | None = None) -> Generator | DatabaseGenerator:
+    """Load a saved model: one table's (a :class:`Generator`) or related tables' (a :class:`DatabaseGenerator`,
+    whose ``sample`` gives a dict of tables); its generators' plugins must be installed. Reads JSON and
+    safetensors only."""
     pm = pm or get_plugin_manager()
+    if is_database_model(directory):
+        return DatabaseGenerator.load(directory, pm)
     config = read_model_config(directory)
     return pm.get_generator(config["generator"]).load(directory)
