@@ -36,7 +36,7 @@ COLUMNS = [("generator", "generator"), ("epsilon", "ε"), ("spent_epsilon", "ε 
 
 def membership_auc(train: pl.DataFrame, holdout: pl.DataFrame, synthetic: pl.DataFrame) -> float | None:
     from synthforge.data.schema import infer_schema, to_internal
-    from synthforge.evaluate import align, evaluate_frames
+    from synthforge.evaluation import align, evaluate_frames
 
     schema = infer_schema(train)
     synthetic = align(to_internal(synthetic, schema), to_internal(train, schema), "synthetic")

@@ -59,7 +59,7 @@ def run_worker(generator: str, dataset: str, out: Path, *, rows: int | None, epo
 def score(dataset_name: str, train: pl.DataFrame, holdout: pl.DataFrame, target: str,
           synthetic: pl.DataFrame) -> dict[str, Any]:
     from synthforge.data.schema import infer_schema, to_internal
-    from synthforge.evaluate import align, evaluate_frames
+    from synthforge.evaluation import align, evaluate_frames
     from synthforge.profile import find_relations
 
     schema = infer_schema(train)

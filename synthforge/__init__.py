@@ -7,6 +7,7 @@ The public API, mirroring the CLI::
     model = synthforge.fit(frame, generator="copula", seed=0)
     synthetic = model.sample(1000, conditions={"sex": "Female"})
     model.save("model/"); model = synthforge.load("model/")
+    results = synthforge.evaluate(real, synthetic, holdout=holdout, target="income", out="report/")
 
 Attributes are imported on first use so that ``import synthforge`` (and the CLI's
 start-up) stays fast: no polars, numpy or torch until something needs them.
@@ -29,6 +30,7 @@ __all__ = [
     "GeneratorParams",
     "RandomStreams",
     "SynthForgeError",
+    "evaluate",
     "fit",
     "get_plugin_manager",
     "hookimpl",
@@ -46,6 +48,7 @@ _LAZY = {
     "GeneratorParams": "synthforge.generator",
     "RandomStreams": "synthforge.seeds",
     "SynthForgeError": "synthforge.errors",
+    "evaluate": "synthforge.api",
     "fit": "synthforge.api",
     "load": "synthforge.api",
     "run_recipe": "synthforge.api",
@@ -54,7 +57,7 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
-    from synthforge.api import fit, load, run_recipe
+    from synthforge.api import evaluate, fit, load, run_recipe
     from synthforge.checks.base import Check, CheckResult
     from synthforge.data.encoder import EncoderConfig
     from synthforge.errors import SynthForgeError

@@ -41,6 +41,22 @@ DEFAULT_STORE = "sqlite:///synthforge-jobs.db"
 EXIT_BAD_INPUT, EXIT_GATE_FAILED = 2, 3
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        from synthforge import __version__
+
+        typer.echo(f"synthforge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Learn a real table and produce synthetic or augmented versions of it, with quality and privacy gates."""
+
+
 def _plugin_manager(plugins_dir: Path | None = None) -> Any:
     from synthforge.plugins import get_plugin_manager
 
@@ -48,11 +64,14 @@ def _plugin_manager(plugins_dir: Path | None = None) -> Any:
 
 
 def _console(stderr: bool = False) -> Any:
+    import os
+
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    # Piped into another program, tables keep their full cells (`synthforge plugins | grep …`), not 80 columns.
-    width = None if stream.isatty() else 1_000
+    # Piped into another program, tables keep their full cells (`synthforge plugins | grep …`), not 80 columns,
+    # unless $COLUMNS says how wide to be.
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 1_000
     return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
 
 
@@ -78,14 +97,18 @@ def run(
     pm = _plugin_manager(plugins_dir)
     log = (lambda message: None) if quiet else (lambda message: console.print(f"[dim]•[/dim] {escape(message)}"))
     loaded = load_recipe(recipe, pm=pm, overrides=parse_overrides(param or []))
+    # In a terminal, progress bars show each stage and check as it runs, and the results print once, as a
+    # table; piped (a job's log), each check's line is logged as it ends instead. Quiet: only the result.
+    progress = not quiet and sys.stderr.isatty()
     try:
-        result = run_recipe(loaded, pm=pm, log=log, progress=not quiet and sys.stderr.isatty())
+        result = run_recipe(loaded, pm=pm, log=log, progress=progress)
     except SynthForgeError as error:
         failures = getattr(error, "failures", None)
-        if failures:
+        if failures and progress:  # otherwise logged already; the error message names each failed gate
             _print_checks(console, failures)
         raise
-    _print_checks(console, result.checks)
+    if progress:
+        _print_checks(console, result.checks)
     for line in result.privacy_off:
         console.print(f"[bold red]privacy protection off:[/bold red] {escape(line)}")
     if result.privacy is not None:
@@ -183,13 +206,18 @@ def plugins(
     if as_json:
         typer.echo(json.dumps(description, indent=2))
         return
-    from rich.table import Table
+    from rich.table import Column, Table
 
-    table = Table("plugin", "origin", "version", "generators", "checks", "hooks")
+    # A plugin's name is what a user types (`pip uninstall`, a recipe's generator): never cut. What it provides
+    # is one column that wraps between names, so an 80-column terminal cuts no word either.
+    longest = max((len(plugin["name"]) for plugin in description["plugins"]), default=6)
+    table = Table(Column("plugin", no_wrap=True, min_width=longest), Column("origin", no_wrap=True),
+                  Column("version", no_wrap=True), Column("provides", ratio=1))
     for plugin in description["plugins"]:
+        provides = [f"{what}: {', '.join(plugin[what])}" for what in ("generators", "checks") if plugin[what]]
+        hooks = ", ".join(h.removeprefix("synthforge_") for h in plugin["hooks"])
         table.add_row(plugin["name"], plugin["origin"], plugin["version"] or "",
-                      ", ".join(plugin["generators"]), ", ".join(plugin["checks"]),
-                      ", ".join(h.removeprefix("synthforge_") for h in plugin["hooks"]))
+                      "\n".join([*provides, f"hooks: {hooks}"]))
     console = _console()
     console.print(table)
     for error in description["errors"]:
@@ -202,7 +230,8 @@ def plugins(
 def sample(
     model_dir: Annotated[Path, typer.Argument(help="A model folder written by a run (…/model).")],
     rows: Annotated[int, typer.Option("--rows", "-n", min=0, help="How many rows.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output file; its extension picks the format.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file; its extension picks the format unless "
+                                                          "--format does; - writes CSV to standard output.")],
     condition: Annotated[
         list[str] | None, typer.Option("--condition", "-c", help="column=value, repeatable.")
     ] = None,
@@ -221,11 +250,13 @@ def sample(
         "--set", help="A sampling param of the generator, key=value (e.g. steps=10), repeatable.")] = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace an existing --out file (a folder only if SynthForge wrote it).")] = False,
+    out_format: Annotated[str | None, typer.Option(
+        "--format", help="csv, parquet, ndjson or ipc (a plugin may add more); default: --out's extension.")] = None,
     plugins_dir: PluginsDir = None,
 ) -> None:
     """Sample from a saved model, streamed to a file (or parquet parts) that appears only when complete."""
     from synthforge.api import load
-    from synthforge.data.io import atomic_table, read_table
+    from synthforge.data.io import atomic_table, read_table, stream_table
     from synthforge.engine import batch_plan
     from synthforge.generator import as_polars, coerce_conditions, validate_params
     from synthforge.seeds import derive_seed
@@ -234,12 +265,18 @@ def sample(
     pm = _plugin_manager(plugins_dir)
     from synthforge.relational import is_database_model
 
+    to_stdout = str(out) == "-"
+    if to_stdout and (partitions > 1 or is_database_model(model_dir)):
+        raise typer.BadParameter("- (standard output) takes one table: name a folder for partitions or related "
+                                 "tables", param_hint="--out")
+    if out_format is not None and partitions > 1 and out_format != "parquet":
+        raise typer.BadParameter(f"{out_format!r}: partitions are written as parquet parts", param_hint="--format")
     if is_database_model(model_dir):
         if condition or sampling or protect_rows_of:
             raise typer.BadParameter("a related-tables model samples whole databases: --condition, --set and "
                                      "--protect-rows-of apply to one table", param_hint="--rows")
         if partitions == 1:
-            _sample_database(model_dir, rows, out, seed, batch_size, pm)
+            _sample_database(model_dir, rows, out, seed, batch_size, pm, out_format)
             return
         from synthforge.jobs.partitioned import sample_partitioned
 
@@ -276,17 +313,23 @@ def sample(
         return
     if protect_rows_of is not None:
         model.protect_rows(read_table(protect_rows_of, None, pm=pm), below=protect_rows_below)
-    with limited_threads(thread_share()), atomic_table(
-            out, pm=pm, overwrite=overwrite,
+    if to_stdout:
+        sinking: Any = stream_table(sys.stdout.buffer, out_format or "csv")
+    else:
+        sinking = atomic_table(
+            out, out_format, pm=pm, how_to_say="give --format (csv, parquet, ndjson, ipc)", overwrite=overwrite,
             protected=[("the model's folder", model_dir)] + ([("--protect-rows-of", protect_rows_of)]
-                                                            if protect_rows_of else [])) as sink:
+                                                            if protect_rows_of else []))
+    with limited_threads(thread_share()), sinking as sink:
         for offset, count in batch_plan(rows, batch_size):
             sink.write(as_polars(model.sample(count, conditions, seed=derive_seed(seed, offset), **sample_params)))
     redrawn = f" ({model.copies_redrawn_:,} copies of rare training rows drawn again)" if protection else ""
-    _console().print(f"wrote {rows:,} rows to {out}{redrawn}")
+    # the rows went to standard output: the message goes to standard error, out of the data's way
+    _console(stderr=to_stdout).print(f"wrote {rows:,} rows to {'standard output' if to_stdout else out}{redrawn}")
 
 
-def _sample_database(model_dir: Path, rows: int, out: Path, seed: int, batch_size: int, pm: Any) -> None:
+def _sample_database(model_dir: Path, rows: int, out: Path, seed: int, batch_size: int, pm: Any,
+                     out_format: str | None = None) -> None:
     """A related-tables model: ``rows`` rows of its first root table with children, and theirs, one file per table in
     the folder ``out`` (csv, or the format its name's extension says: ``out.parquet/``), written atomically,
     ``batch_size`` main rows with their children at a time."""
@@ -295,7 +338,7 @@ def _sample_database(model_dir: Path, rows: int, out: Path, seed: int, batch_siz
     from synthforge.threads import limited_threads, thread_share
 
     model = DatabaseGenerator.load(model_dir, pm)
-    extension = out.suffix.lstrip(".") or "csv"
+    extension = out_format or out.suffix.lstrip(".") or "csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = staging_path(out)
     staging.mkdir()
@@ -338,12 +381,12 @@ def evaluate(
     plugins_dir: PluginsDir = None,
 ) -> None:
     """Score any synthetic table against its real source, whoever generated it; exit 3 if a gate fails."""
-    from synthforge.evaluate import evaluate_tables
+    from synthforge.evaluation import evaluate_tables
 
     pm = _plugin_manager(plugins_dir)
     kinds = {key: str(value) for key, value in _key_values(column or [], "--column").items()}
     results = evaluate_tables(real, synthetic, holdout=holdout, target=target, out=out, pm=pm, columns=kinds,
-                              max_categories=max_categories)
+                              max_categories=max_categories, progress=sys.stderr.isatty())
     console = _console()
     _print_checks(console, results)
     if out is not None:
@@ -637,7 +680,7 @@ def users_add(
     role: Annotated[str, typer.Option(help="viewer (reads), member (also submits and cancels), admin (also users, "
                                            "tokens, others' schedules).")] = "viewer",
     password: Annotated[str | None, typer.Option(help="Default: asked for (or $SYNTHFORGE_PASSWORD).")] = None,
-    no_password: Annotated[bool, typer.Option(help="No browser login: API tokens only.")] = False,
+    no_password: Annotated[bool, typer.Option("--no-password", help="No browser login: API tokens only.")] = False,
     store: Store = DEFAULT_STORE,
 ) -> None:
     """Add a user (the first admin is made this way)."""

@@ -178,10 +178,11 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
                 learned = [c.name for c in schema.learned]
                 output_rows = pl.concat([train.select(learned), synthetic_for_checks.select(learned)],
                                         how="vertical_relaxed")
-            result.checks = run_checks(recipe.checks, pm, train, holdout, synthetic_for_checks, schema,
-                                       target=recipe.target, impute=output.mode == "impute",
-                                       output_rows=output_rows, shifted=output.mode in ("rebalance", "conditions"))
-        _log_checks(result.checks, log)
+            with CheckProgress(pm, info, log, progress) as on_check:
+                result.checks = run_checks(recipe.checks, pm, train, holdout, synthetic_for_checks, schema,
+                                           target=recipe.target, impute=output.mode == "impute",
+                                           output_rows=output_rows,
+                                           shifted=output.mode in ("rebalance", "conditions"), on_check=on_check)
         from synthforge.report import write_reports
 
         with timer("report"):
@@ -514,7 +515,8 @@ def _label(batch: pl.DataFrame, column: str | None, synthetic: bool) -> pl.DataF
 def run_checks(checks: list[CheckSpec] | None, pm: SynthForgePluginManager, train: pl.DataFrame,
                holdout: pl.DataFrame | None, synthetic: pl.DataFrame, schema: Schema, *,
                target: str | None = None, impute: bool = False,
-               output_rows: pl.DataFrame | None = None, shifted: bool = False) -> list[CheckResult]:
+               output_rows: pl.DataFrame | None = None, shifted: bool = False,
+               on_check: OnCheck | None = None) -> list[CheckResult]:
     """Run ``checks`` (a recipe's list; ``None``: every default check) and every mandatory check not turned off.
 
     ``target`` reaches the checks that take one. An imputed table (``impute``) is the user's own
@@ -522,6 +524,7 @@ def run_checks(checks: list[CheckSpec] | None, pm: SynthForgePluginManager, trai
     ``output_rows`` (augment, rebalance: the real rows with the new ones) go to the checks that
     score what a user trains on; a ``shifted`` output (rebalance, conditions) differs from the real
     table on purpose, so whole-distribution gates only warn unless the recipe sets ``on_fail``.
+    ``on_check(done, total, name, result)`` hears of each check as it starts (``result`` None) and ends.
     """
     kinds = ("quality",) if impute else ("quality", "privacy")
     table_checks = {name: cls for name, cls in pm.checks().items() if not cls.relational and not cls.images}
@@ -535,15 +538,57 @@ def run_checks(checks: list[CheckSpec] | None, pm: SynthForgePluginManager, trai
         specs += [(cls, {}, Gate()) for name, cls in table_checks.items()
                   if cls.mandatory and cls.kind in kinds and name not in named and cls.applies(schema)
                   and not (impute and cls.kind != "privacy")]
-    results = []
+    results: list[CheckResult] = []
+    tell = on_check or (lambda done, total, name, result: None)
     for cls, params, gate in specs:
         if target is not None and "target" in cls.Params.model_fields and params.get("target") is None:
             params["target"] = target
         scored = output_rows if output_rows is not None and cls.scores_output_rows else synthetic
         if shifted and cls.warns_when_shifted and gate.on_fail is None:
             gate = gate.model_copy(update={"on_fail": "warn"})
+        tell(len(results), len(specs), cls.name, None)
         results.append(cls(params).run(train, holdout, scored, schema, gate))
+        tell(len(results), len(specs), cls.name, results[-1])
     return results
+
+
+OnCheck = Callable[[int, int, str, "CheckResult | None"], None]
+
+
+class CheckProgress:
+    """Each check as it runs: the progress hook (``checks``, done of total: the service's bar and a job's
+    progress), and either a transient rich bar naming the running check (``progress``: a terminal, whose
+    command prints the results once, as a table, when they are all in) or each result's line in the log as
+    it ends (a job's log, the API)."""
+
+    def __init__(self, pm: SynthForgePluginManager, info: RunInfo | None, log: Callable[[str], None],
+                 progress: bool) -> None:
+        self.pm, self.info, self.log, self.progress = pm, info, log, progress
+
+    def __enter__(self) -> OnCheck:
+        if self.progress:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.bar = Progress(TextColumn("checks"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.description}"), TimeElapsedColumn(), transient=True)
+            self.bar.__enter__()
+            self.task = self.bar.add_task("", total=None)
+        return self.on_check
+
+    def on_check(self, done: int, total: int, name: str, result: CheckResult | None) -> None:
+        if result is None:
+            if self.info is not None:  # a run's, not an evaluation's
+                self.pm.hook.synthforge_progress(run=self.info, stage="checks", done=done, total=total)
+            if self.progress:
+                self.bar.update(self.task, completed=done, total=total, description=name)
+        elif self.progress:
+            self.bar.update(self.task, completed=done)
+        else:
+            _log_checks([result], self.log)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress:
+            self.bar.__exit__(None, None, None)
 
 
 def privacy_turned_off(recipe: Recipe, pm: SynthForgePluginManager) -> list[str]:

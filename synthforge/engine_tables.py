@@ -175,7 +175,8 @@ def run_tables(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, resul
         checked = Database(relations, schemas, train, holdout, internal)
         with timer("checks"):
             result.checks = run_database_checks(recipe.checks, pm, checked, recipe)
-        _log_checks(result.checks, log)
+        if not progress:  # a terminal's command prints them once, as a table
+            _log_checks(result.checks, log)
         from synthforge.report import write_database_reports
 
         any_generator = next(iter(database.generators_.values()), None)

@@ -492,12 +492,14 @@ class Generator:
         self._protected, self._protected_records = counter.protection()
         return self
 
-    def sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int | None = None,
+    def sample(self, n: int, conditions: Mapping[str, Any] | Any | None = None, seed: int | None = None,
                **sample_params: Any) -> Any:
         """``n`` synthetic rows; every row holds ``conditions`` exactly; same seed, same rows.
 
-        ``sample_params`` are the generator's ``SampleParams`` for this call (e.g. a diffusion
-        model's ``steps=10``); unknown ones are an error that lists the known ones.
+        ``conditions`` is a mapping (every row holds it) or a polars or pandas DataFrame of ``n`` rows, one
+        for each row wanted (SDV's ``sample_remaining_columns``): row ``i`` of the output holds row ``i``'s
+        values, a null leaving that column free. ``sample_params`` are the generator's ``SampleParams`` for
+        this call (e.g. a diffusion model's ``steps=10``); unknown ones are an error that lists the known ones.
         """
         self._check_fitted()
         if not isinstance(n, int | np.integer) or n < 0:
@@ -505,6 +507,9 @@ class Generator:
         if seed is None:
             seed = derive_seed(self.seed_, "sample", self.sample_calls_)
             self.sample_calls_ += 1
+        if conditions is not None and not isinstance(conditions, Mapping):
+            frame = self._sample_per_row(int(n), conditions, seed, sample_params)
+            return frame.to_pandas() if getattr(self, "frame_kind_", "polars") == "pandas" else frame
         rng = np.random.default_rng(seed)
         seed_everything(derive_seed(seed, "global"))
         conditions = dict(conditions or {})
@@ -513,6 +518,33 @@ class Generator:
             frame = self._redraw_forbidden(self._draw(int(n), conditions, rng), conditions, rng)
         frame = to_source(frame, self.schema_)  # dates the source held as text written back in its format
         return frame.to_pandas() if getattr(self, "frame_kind_", "polars") == "pandas" else frame
+
+    def _sample_per_row(self, n: int, conditions: Any, seed: int, sample_params: dict[str, Any]) -> pl.DataFrame:
+        """One row for each row of a frame of conditions: one draw for each distinct row of conditions."""
+        try:
+            wanted, _ = _to_polars(conditions)
+        except DataError:
+            raise ConditionError(f"conditions are a mapping of column to value, or a DataFrame with one row for each "
+                                 f"row wanted; not a {type(conditions).__name__}.") from None
+        if wanted.height != n:
+            raise ConditionError(f"a DataFrame of conditions gives one row for each of its rows: it has "
+                                 f"{wanted.height:,} rows, but {n:,} were asked for (sample(len(conditions), "
+                                 f"conditions)).")
+        # pandas holds a column with a missing value as floats: a whole 30.0 is the integer column's 30
+        wanted = wanted.with_columns(
+            pl.col(name).cast(pl.Int64) for name, dtype in wanted.schema.items()
+            if dtype.is_float() and name in self.schema_ and self.schema_[name].polars_dtype.is_integer()
+            and bool((wanted[name].drop_nulls() == wanted[name].drop_nulls().round()).all()))
+        position = "\x00row"
+        wanted = wanted.with_row_index(position)
+        parts = []
+        for index, (values, group) in enumerate(wanted.group_by(wanted.columns[1:], maintain_order=True)):
+            given = {name: value for name, value in zip(wanted.columns[1:], values, strict=True) if value is not None}
+            part = self.sample(group.height, given, seed=derive_seed(seed, "row-conditions", index), **sample_params)
+            parts.append(as_polars(part).with_columns(group.get_column(position)))
+        if not parts:
+            return self.sample(0, seed=seed, **sample_params)
+        return pl.concat(parts, how="vertical_relaxed").sort(position).drop(position)
 
     def sample_given(self, context: pl.DataFrame, seed: int | None = None, **sample_params: Any) -> pl.DataFrame:
         """One synthetic row per row of ``context``, holding that row's values (nulls too) exactly.
@@ -646,7 +678,7 @@ class Generator:
         from safetensors.numpy import save_file
 
         self._check_fitted()
-        directory = Path(directory)
+        directory = model_directory(directory)
         directory.mkdir(parents=True, exist_ok=True)
         arrays, extra = self._get_state()
         config = {
@@ -1057,6 +1089,24 @@ def read_model_config(directory: str | Path) -> dict[str, Any]:
     if not (directory / WEIGHTS_FILE).exists():
         raise ModelError(f"{directory} has no {WEIGHTS_FILE}; the model is incomplete.")
     return config
+
+
+# Names of one-file model formats: ``save("m.pkl")`` would make a folder called m.pkl, which looks like a pickle.
+FILE_LIKE_SUFFIXES = (".pkl", ".pickle", ".joblib", ".pt", ".pth", ".ckpt", ".bin", ".safetensors", ".json", ".h5",
+                      ".onnx", ".zip")
+
+
+def model_directory(directory: str | Path) -> Path:
+    """The folder a model is saved into; a path that names a file (or looks like one) is refused."""
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ModelError(f"cannot save a model to {directory}: it is a file. A model is a folder (config.json and "
+                         f"weights.safetensors); name a folder, e.g. {str(directory.with_suffix('')) + '-model'!r}.")
+    if directory.suffix.lower() in FILE_LIKE_SUFFIXES:
+        raise ModelError(f"cannot save a model to {str(directory)!r}: a model is a folder (config.json and "
+                         f"weights.safetensors, never a pickle), and this name looks like a {directory.suffix} file; "
+                         f"name a folder, e.g. {str(directory.with_suffix(''))!r}.")
+    return directory
 
 
 def _to_polars(table: Any) -> tuple[pl.DataFrame, str]:

@@ -47,7 +47,7 @@ import polars as pl
 from synthforge.data.identifiers import plan_identifier, regenerate
 from synthforge.data.schema import ColumnKind, ColumnOverride, ColumnSpec, Schema, infer_schema, to_internal, to_source
 from synthforge.errors import DataError, ModelError, RecipeError
-from synthforge.generator import matching_rows, rare_row_hashes
+from synthforge.generator import matching_rows, model_directory, rare_row_hashes
 from synthforge.seeds import derive_seed
 
 if TYPE_CHECKING:
@@ -796,7 +796,7 @@ class DatabaseGenerator:
     # --- saving ---------------------------------------------------------------------------------
 
     def save(self, directory: str | Path) -> Path:
-        directory = Path(directory)
+        directory = model_directory(directory)
         directory.mkdir(parents=True, exist_ok=True)
         for table, generator in self.generators_.items():
             generator.save(directory / table)

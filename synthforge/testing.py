@@ -551,7 +551,7 @@ def check_recipe_mode(generator: str, params: Mapping[str, Any], output: dict[st
     table = conformance_table().drop("person_id", "interview_date").head(1500)
     table.write_csv(directory / "adult.csv")
     # A mode test trains for a few epochs: the output is told apart from the real rows, so the detection gate
-    # (an error from AUC 0.9) only warns here; every other default gate keeps its own.
+    # only warns here even where a plugin's defaults make it stop a run; every other default gate keeps its own.
     pm = get_plugin_manager()
     checks = [{"name": name, **({"on_fail": "warn"} if name == "detection" else {})}
               for name, cls in pm.checks().items()

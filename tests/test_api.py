@@ -54,3 +54,47 @@ def test_unreadable_files_and_models_give_clear_errors(tmp_path):
         read_table(tmp_path / "table.xyz")
     with pytest.raises(ModelError, match="has no config.json"):
         synthforge.load(tmp_path)
+
+
+# --- for people who know SDV and scikit-learn -------------------------------------------------------------------
+
+
+def test_evaluate_is_exported_and_scores_frames_against_a_holdout(adult, tmp_path):
+    import importlib
+
+    assert "evaluate" in synthforge.__all__
+    importlib.import_module("synthforge.evaluation")  # a submodule named evaluate would shadow the function
+    train, holdout = adult.head(3000), adult.tail(1000)
+    synthetic = synthforge.fit(train, seed=0).sample(1000, seed=1)
+    results = synthforge.evaluate(train.to_pandas(), synthetic, holdout=holdout, target="income",
+                                  checks=["column_shapes", "detection", "ml_efficacy", "dcr_share"],
+                                  out=tmp_path / "report")
+    scored = {r.name: r for r in results}
+    assert {"column_shapes", "detection", "ml_efficacy", "dcr_share", "exact_copies"} <= set(scored)
+    assert scored["ml_efficacy"].details["target"] == "income" and scored["dcr_share"].score is not None
+    assert (tmp_path / "report" / "report.html").exists() and (tmp_path / "report" / "report.json").exists()
+
+
+def test_saving_a_model_to_a_file_name_is_refused_not_made_a_folder(adult, tmp_path):
+    model = synthforge.fit(adult.head(500), seed=0)
+    with pytest.raises(ModelError, match="a model is a folder"):
+        model.save(tmp_path / "m.pkl")
+    assert not (tmp_path / "m.pkl").exists()
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ModelError, match="it is a file"):
+        model.save(tmp_path / "notes.txt")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("kind", ["pandas", "polars"])
+def test_a_dataframe_of_conditions_gives_one_row_for_each_of_its_rows(adult, kind):
+    model = synthforge.fit(adult, seed=0)
+    wanted = pl.DataFrame({"sex": ["Female", "Male", "Female", None, "Male"], "age": [30, 61, 30, 45, None]})
+    rows = model.sample(5, conditions=wanted.to_pandas() if kind == "pandas" else wanted, seed=3)
+    rows = pl.from_pandas(rows) if isinstance(rows, pd.DataFrame) else rows
+    assert rows.height == 5
+    assert rows["sex"].to_list()[:3] == ["Female", "Male", "Female"] and rows["sex"][4] == "Male"
+    assert rows["age"].to_list()[:4] == [30, 61, 30, 45]
+    assert rows.equals(model.sample(5, conditions=wanted, seed=3))  # same seed, same rows
+    with pytest.raises(synthforge.SynthForgeError, match="one row for each of its rows"):
+        model.sample(3, conditions=wanted)

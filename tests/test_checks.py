@@ -9,7 +9,7 @@ from synthforge.baseline import GaussianCopula
 from synthforge.checks.builtin import column_shape_scores
 from synthforge.data.schema import infer_schema
 from synthforge.engine import run_checks
-from synthforge.evaluate import evaluate_frames
+from synthforge.evaluation import evaluate_frames
 from synthforge.generator import FitContext
 from synthforge.recipe import CheckSpec
 
@@ -114,3 +114,110 @@ def test_dcr_ratio_compares_exact_matches_where_rows_repeat(adult):
     fair, copied = dcr_ratio(unseen), dcr_ratio(train.sample(500, seed=1))
     assert fair.details["holdout_p5"] == 0 and fair.passed and 0.9 < fair.score < 1.2
     assert copied.score < fair.score - 0.15 and "rows repeat" in copied.summary
+
+
+# --- detection: a classifier two-sample test that sees what a linear model cannot --------------------------------
+
+
+def test_detection_agrees_with_an_independent_gradient_boosting_c2st_on_the_copulas_adult(adult_full):
+    from threadpoolctl import threadpool_limits
+
+    from benchmarks.c2st import c2st_auc
+    from synthforge.checks.suite import Detection
+
+    train, _, synthetic, schema = adult_full
+    ours = Detection().run(train, None, synthetic, schema)
+    with threadpool_limits(1, user_api="openmp"):
+        independent = c2st_auc(train.to_pandas(), synthetic.to_pandas())  # 5-fold, 10,000 rows each
+    assert abs(ours.score - independent) < 0.05, (ours.score, independent)
+    # the copula breaks Adult's one-to-one pair: the check names it, and fails its gate
+    assert {"education", "education-num"} <= set(ours.details["telling"][:2])
+    assert not ours.passed and ours.on_fail == "error"
+
+
+def test_detection_sees_a_broken_pair_that_the_logistic_detector_misses(adult):
+    from synthforge.checks.suite import Detection
+
+    schema = infer_schema(adult)
+    real, other = adult.head(2000), adult.tail(2000)
+    # every column's own distribution intact; only education no longer goes with education-num
+    broken = other.with_columns(pl.col("education").shuffle(seed=0))
+    strong = Detection().run(real, None, broken, schema)
+    linear = Detection({"model": "logistic"}).run(real, None, broken, schema)
+    assert strong.score > 0.9 and not strong.passed, strong.summary
+    assert linear.score < 0.6, linear.summary
+    assert set(strong.details["telling"]) == {"education", "education-num"}, strong.details["columns"]
+
+
+def test_detection_of_fresh_real_rows_is_near_one_half_and_names_no_column(adult):
+    from synthforge.checks.suite import Detection
+
+    holdout = pl.read_csv(Path(__file__).parent / "data" / "adult_holdout_1500.csv")
+    result = Detection().run(adult, None, holdout, infer_schema(adult))
+    assert result.score < 0.56 and result.passed, result.summary
+    assert result.details["telling"] == [] and result.details["rows"] == 1500 and result.details["folds"] == 5
+
+
+def test_detection_of_copied_rows_falls_below_one_half_and_is_not_folded_into_a_tell(adult):
+    from synthforge.checks.suite import Detection
+
+    # each fold learns "this row is synthetic" from a copy it saw, and gets its real twin wrong
+    result = Detection().run(adult.head(1500), None, adult.head(1500), infer_schema(adult))
+    assert result.score < 0.3 and result.passed and "repeat real rows" in result.summary, result.summary
+
+
+def test_detection_reads_a_wide_table_on_fewer_rows_and_a_many_valued_column_whole():
+    import numpy as np
+
+    from synthforge.checks import metrics
+    from synthforge.checks.suite import Detection
+
+    assert metrics.detection_rows(15) == 10_000 and metrics.detection_rows(100) == 3_000
+    assert metrics.detection_rows(500) == metrics.MIN_DETECTION_ROWS
+    rng = np.random.default_rng(0)
+
+    def table(rows: int = 1500) -> pl.DataFrame:
+        # 400 distinct codes: more than gradient boosting's 255 categories a feature
+        return pl.DataFrame({"code": [f"c{i}" for i in rng.integers(0, 400, rows)],
+                             **{f"x{i}": rng.normal(size=rows) for i in range(39)}})
+
+    real = table()
+    result = Detection().run(real, None, table(), infer_schema(real))
+    assert result.details["shuffled_folds"] == 2 and len(result.details["columns"]) == 40
+    assert result.score < 0.6 and result.details["telling"] == [], result.summary
+    # codes beyond the 254 most frequent are one category, not missing: a table of only those is told apart
+    rare = table().with_columns(pl.lit("never-seen").alias("code"))
+    assert Detection().run(real, None, rare, infer_schema(real)).details["telling"] == ["code"]
+
+
+# --- accuracy: mostlyai-qa's 1- and 2-column accuracy, the holdout beside it ------------------------------------
+
+
+def test_accuracy_of_fresh_real_rows_reaches_the_holdouts_ceiling_and_a_broken_pair_is_named(adult):
+    from synthforge.checks.suite import Accuracy
+
+    schema = infer_schema(adult)
+    train, holdout, fresh = adult.head(2000), adult.slice(2000, 1000), adult.tail(1000)
+    real = Accuracy().run(train, holdout, fresh, schema)
+    assert abs(real.score - real.details["holdout"]["overall"]) < 0.01 and real.passed, real.summary
+    broken = fresh.with_columns(pl.col("education").shuffle(seed=0))
+    result = Accuracy().run(train, holdout, broken, schema)
+    assert result.details["worst"] == "education × education-num", result.summary
+    pair = result.details["bivariate"]["education × education-num"]
+    assert pair["synthetic"] < 0.5 < 0.9 < pair["holdout"]
+    assert abs(result.details["univariate"]["education"]["synthetic"] - real.details["univariate"]["education"][
+        "synthetic"]) < 1e-9  # one column's own distribution is untouched
+
+
+def test_accuracy_warns_on_output_far_below_the_holdouts(adult):
+    from synthforge.checks.suite import Accuracy
+
+    schema = infer_schema(adult)
+    train, holdout = adult.head(3000), adult.tail(1000)
+    flat = holdout.with_columns(pl.col("age") * 0 + 17, pl.lit("Never-married").alias("marital-status"),
+                                pl.lit("Doctorate").alias("education"), pl.col("hours-per-week") * 0 + 99)
+    result = Accuracy().run(train, holdout, flat, schema)
+    assert not result.passed and result.on_fail == "warn"
+    assert result.minimum == pytest.approx(result.details["holdout"]["overall"] - 0.1)
+    without_holdout = Accuracy().run(train, None, flat, schema)
+    assert without_holdout.minimum is None and "holdout" not in without_holdout.details

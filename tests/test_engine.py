@@ -235,3 +235,22 @@ def test_sigkill_mid_sample_leaves_nothing_at_the_final_path(write_recipe, tmp_p
     run(write_recipe(rerun), pm=get_plugin_manager(entry_points=False), log=logged.append)
     assert not list(tmp_path.glob(".out.*")), "the rerun removes what the killed run left"
     assert any("left by a run that was killed" in line for line in logged)
+
+
+def test_each_check_is_heard_as_it_runs_once_in_the_log_and_in_the_progress_hook(write_recipe, pm):
+    events, lines = [], []
+
+    class Watcher:
+        @hookimpl
+        def synthforge_progress(self, run, stage, done, total):
+            if stage == "checks" and total is not None:
+                events.append((done, total))
+
+    pm.register(Watcher())
+    recipe = basic_recipe()
+    recipe["checks"] = [{"name": "column_shapes"}, {"name": "detection", "on_fail": "warn"}, {"name": "validity"}]
+    result = run(write_recipe(recipe), pm=pm, log=lines.append)
+    total = len(result.checks)  # with the mandatory ones
+    assert events == [(done, total) for done in range(total)]
+    logged = [line for line in lines if line.startswith("check ")]
+    assert [line.split(":")[0] for line in logged] == [f"check {c.name}" for c in result.checks]

@@ -166,6 +166,17 @@ def test_the_saved_model_samples_a_database_of_any_size(bank_run, tmp_path):
     assert refused.exit_code != 0 and "whole databases" in refused.output
 
 
+def test_the_python_api_loads_a_related_tables_model(bank_run):
+    import synthforge
+
+    folder, _ = bank_run
+    model = synthforge.load(folder / "out" / "model")
+    assert isinstance(model, DatabaseGenerator)
+    tables = model.sample(30, seed=2)
+    assert tables["customers"].height == 30
+    assert tables["accounts"]["customer_id"].is_in(tables["customers"]["customer_id"].implode()).all()
+
+
 @pytest.mark.parametrize("executor", ["local", "ray"])
 def test_partitioned_sampling_splits_by_parent_into_consistent_sub_databases(bank_run, tmp_path, executor):
     from synthforge.jobs.partitioned import sample_partitioned

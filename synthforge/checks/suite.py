@@ -70,29 +70,103 @@ class PairTrends(Check):
 class DetectionParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model: Literal["logistic", "gradient_boosting"] = Field(
-        "logistic",
-        description="logistic (SDMetrics' LogisticDetection, ~1 s); gradient_boosting also finds interactions.",
+    model: Literal["gradient_boosting", "logistic"] = Field(
+        "gradient_boosting",
+        description="gradient_boosting (scikit-learn's HistGradientBoostingClassifier) finds non-linear tells and "
+                    "names the telling columns; logistic is SDMetrics' LogisticDetection, blind to most of them.",
     )
-    rows: int = Field(5000, ge=100, description="Rows of each table used (a seeded sample).")
+    rows: int = Field(metrics.DETECTION_ROWS, ge=100,
+                      description="Rows of each table used at most (a seeded sample; fewer on a wide table, so that "
+                                  f"each reads at most {metrics.DETECTION_CELLS:,} cells).")
+    folds: int = Field(metrics.DETECTION_FOLDS, ge=2, le=10, description="Cross-validation folds.")
 
 
 class Detection(Check):
     name = "detection"
     kind = "quality"
-    description = ("ROC AUC of a classifier telling real from synthetic rows (3-fold cross-validation on up to "
-                   "5,000 rows of each): 0.5 means indistinguishable.")
+    description = ("ROC AUC of a gradient-boosting classifier telling real from synthetic rows (5-fold "
+                   "cross-validation on up to 10,000 rows of each): 0.5 means indistinguishable, and a real "
+                   "holdout scores about 0.5. The details name the columns that give the synthetic rows away "
+                   "(how much the AUC falls when each is shuffled).")
     Params = DetectionParams
     default = True
-    # The utility gate of every run, target or not: output that a linear model tells from the real rows this
-    # well is no stand-in for them (a GAN that passed every other gate scored TSTR 0.58 against real 1.0).
+    # At 0.9 the classifier ranks a synthetic row above a real one nine times in ten: output told apart this well
+    # is no stand-in for the real rows. On Adult (5-fold, 10,000 rows each): a real holdout 0.50, the
+    # autoregressive backend 0.52, the VAE 0.86, the Gaussian copula 0.98. A quality gate, so it warns like the
+    # others (the privacy gates are the ones that stop a run): the built-in copula, a first run's default, is
+    # told apart on most real tables, and the warning with its telling columns is what the user needs to see;
+    # `on_fail: error` makes it stop a run.
     default_max = 0.9
-    default_on_fail = "error"
+    default_on_fail = "warn"
     warns_when_shifted = True
 
     def measure(self, train, holdout, synthetic, schema):
-        auc = metrics.detection_auc(train, synthetic, schema, model=self.params.model, rows=self.params.rows)
-        return auc, f"a {self.params.model} classifier tells real from synthetic with ROC AUC {auc:.3f} (0.5 ideal)", {}
+        found = metrics.detection(train, synthetic, schema, model=self.params.model, rows=self.params.rows,
+                                  folds=self.params.folds)
+        if found["auc"] is None:
+            return None, "skipped: too few rows or no learned columns to classify", found | {"skipped": True}
+        auc = found["auc"]
+        # Under no signal the AUC's standard error (Hanley & McNeil) is about sqrt((2n + 1) / (12 n²)): within three
+        # of them of 0.5 the classifier sees nothing, and no column is named for the shuffles' luck.
+        n = found["rows"]
+        found["chance_above"] = 0.5 + 3 * float(np.sqrt((2 * n + 1) / (12 * n * n)))
+        telling = sorted(found["columns"].items(), key=lambda item: -item[1])
+        found["telling"] = [name for name, drop in telling
+                            if drop >= TELLING_DROP and auc > found["chance_above"]][:5]
+        summary = (f"a {self.params.model.replace('_', '-')} classifier tells real from synthetic with ROC AUC "
+                   f"{auc:.3f} (0.5 ideal; {found['folds']}-fold, {found['rows']:,} rows each)")
+        if auc < 1 - found["chance_above"]:
+            summary += ("; below 0.5 beyond chance: the synthetic rows repeat real rows they were compared with "
+                        "(copies; exact_copies and the distance checks judge those)")
+        if found["telling"]:
+            summary += "; telling columns (AUC lost when shuffled): " + ", ".join(
+                f"{name!r} {found['columns'][name]:.3f}" for name in found["telling"][:3])
+        return auc, summary, found
+
+
+# A column whose shuffling costs the classifier less AUC than this tells nothing worth naming: on Adult's real
+# holdout (AUC 0.505) the shuffle's luck alone moved single columns by up to 0.008.
+TELLING_DROP = 0.01
+
+
+class Accuracy(Check):
+    name = "accuracy"
+    kind = "quality"
+    description = ("mostlyai-qa's accuracy: 1 − total variation distance between the synthetic and the training "
+                   "rows' binned values (deciles for numbers and dates, the ten most frequent categories and the "
+                   "rest), for every column and every pair of columns, with the holdout's own score beside each as "
+                   "the ceiling. Warns more than 0.1 below the holdout's.")
+    default = True
+    default_on_fail = "warn"
+    warns_when_shifted = True
+
+    def measure(self, train, holdout, synthetic, schema):
+        found = metrics.accuracy(train, holdout, synthetic, schema)
+        score = found["synthetic"]["overall"]
+        if score is None:
+            return None, "skipped: no learned columns", found | {"skipped": True}
+        ours = found["synthetic"]
+        summary = f"{score:.3f} (1 column {ours['univariate']:.3f}"
+        summary += f", 2 columns {ours['bivariate']:.3f})" if ours["bivariate"] is not None else ")"
+        if "holdout" in found:
+            ceiling = found["holdout"]
+            summary += f" against the holdout's {ceiling['overall']:.3f}"
+        scores = found["bivariate"] or found["univariate"]
+        gaps = {name: sides.get("holdout", 1.0) - sides["synthetic"] for name, sides in scores.items()}
+        worst = max(gaps, key=gaps.__getitem__)
+        summary += f"; furthest from it: {worst!r} {scores[worst]['synthetic']:.3f}"
+        if "holdout" in scores[worst]:
+            summary += f" (holdout {scores[worst]['holdout']:.3f})"
+        return score, summary, found | {"worst": worst}
+
+    def gate_from_data(self, details):
+        ceiling = (details.get("holdout") or {}).get("overall")
+        return (None if ceiling is None else ceiling - ACCURACY_MARGIN), None
+
+
+# How far below the holdout's accuracy a run warns: on Adult the copula's output sits 0.020 below it (0.969 against
+# 0.989), with its worst pair, education × education-num, at 0.249 against 0.990.
+ACCURACY_MARGIN = 0.1
 
 
 class MLEfficacy(Check):
@@ -396,5 +470,5 @@ def _dcr_histogram(synthetic: np.ndarray, holdout: np.ndarray, bins: int = 30) -
 
 @hookimpl
 def synthforge_checks() -> list[type[Check]]:
-    return [PairTrends, Detection, MLEfficacy, Validity, DCRShare, DCRRatio, NNDR, MembershipInference,
+    return [PairTrends, Detection, Accuracy, MLEfficacy, Validity, DCRShare, DCRRatio, NNDR, MembershipInference,
             RareCombinations, IdentifierLeak]

@@ -148,6 +148,28 @@ class _CsvSink:
         self.handle.close()
 
 
+class StreamSink:
+    """CSV (a header first) or NDJSON batches to an open binary stream, such as standard output, left open."""
+
+    TEXT_FORMATS = ("csv", "ndjson")
+
+    def __init__(self, stream: Any, format: str = "csv") -> None:
+        if format not in self.TEXT_FORMATS:
+            raise DataError(f"only {' and '.join(self.TEXT_FORMATS)} are written to standard output, not {format!r}: "
+                            f"name a file for {format}.")
+        self.stream, self.format, self.header = stream, format, True
+
+    def write(self, batch: pl.DataFrame) -> None:
+        if self.format == "csv":
+            batch.write_csv(self.stream, include_header=self.header)
+        else:
+            batch.write_ndjson(self.stream)
+        self.header = False
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
 class _NdjsonSink:
     def __init__(self, path: Path) -> None:
         self.handle = open(path, "wb")  # noqa: SIM115 - the sink owns the handle across write() calls
@@ -206,7 +228,8 @@ def synthforge_writers() -> list[Writer]:
     return WRITERS
 
 
-def _choose(options: list[Any], path: Path, format: str | None, what: str) -> Any:
+def _choose(options: list[Any], path: Path, format: str | None, what: str,
+            how_to_say: str = "set `format:` explicitly") -> Any:
     if format is not None:
         for option in options:
             if option.format == format:
@@ -218,7 +241,7 @@ def _choose(options: list[Any], path: Path, format: str | None, what: str) -> An
         if any(name.endswith(extension) for extension in option.extensions):
             return option
     known = ", ".join(sorted(e for o in options for e in o.extensions))
-    raise DataError(f"cannot tell the format of {path} from its extension ({known}); set `format:` explicitly.")
+    raise DataError(f"cannot tell the format of {path} from its extension ({known}); {how_to_say}.")
 
 
 def read_table(path: str | Path, format: str | None = None, *, pm: SynthForgePluginManager | None = None,
@@ -247,16 +270,17 @@ def open_writer(path: Path, format: str | None = None, *, pm: SynthForgePluginMa
 
 @contextlib.contextmanager
 def atomic_table(path: str | Path, format: str | None = None, *, pm: SynthForgePluginManager | None = None,
-                 overwrite: bool = False, protected: Iterable[tuple[str, Path]] = ()) -> Iterator[Sink]:
+                 overwrite: bool = False, protected: Iterable[tuple[str, Path]] = (),
+                 how_to_say: str = "set `format:` explicitly") -> Iterator[Sink]:
     """A sink whose batches go to a hidden file beside ``path``, renamed into place when the block ends.
 
     The writer is chosen from ``path`` (or ``format``) before anything is created, so a bad
-    extension names the file asked for; a block that raises leaves no file behind. An existing
-    file is replaced only with ``overwrite``, and never a folder, a link or one of ``protected``
-    (the inputs of the command, by role).
+    extension names the file asked for (and ``how_to_say`` the format instead); a block that raises
+    leaves no file behind. An existing file is replaced only with ``overwrite``, and never a folder,
+    a link or one of ``protected`` (the inputs of the command, by role).
     """
     path = Path(path)
-    writer = _choose(pm.writers() if pm is not None else WRITERS, path, format, "writer")
+    writer = _choose(pm.writers() if pm is not None else WRITERS, path, format, "writer", how_to_say)
     check_file_destination(path, protected, overwrite=overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
@@ -272,6 +296,16 @@ def atomic_table(path: str | Path, format: str | None = None, *, pm: SynthForgeP
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+@contextlib.contextmanager
+def stream_table(stream: Any, format: str = "csv") -> Iterator[Sink]:
+    """A sink writing to ``stream`` (standard output: ``sample --out -``), flushed when the block ends."""
+    sink = StreamSink(stream, format)
+    try:
+        yield sink
+    finally:
+        sink.close()
 
 
 def write_table_atomic(table: pl.DataFrame, path: str | Path, format: str | None = None, *,

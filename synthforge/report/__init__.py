@@ -206,6 +206,15 @@ def _check_sections(checks: list[dict[str, Any]]) -> list[str]:
                                 "null_rate": {"real": 0, "synthetic": 0}}, width=600, height=160))
         if check["name"] == "constraints" and details.get("rules"):
             sections.append(_rules_section(details))
+        if check["name"] == "detection" and details.get("telling"):
+            rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{details['columns'][name]:.3f}</td></tr>"
+                           for name in details["telling"])
+            sections.append(f"<h2>What gives the synthetic rows away</h2><p>A gradient-boosting classifier tells them "
+                            f"from real rows with ROC AUC {check['score']:.3f} (0.5: it cannot). Shuffling one of "
+                            "these columns among the rows costs it this much AUC:</p><table><tr><th>column</th>"
+                            f"<th>AUC lost</th></tr>{rows}</table>")
+        if check["name"] == "accuracy" and details.get("univariate"):
+            sections.append(_accuracy_section(details))
         if check["name"] == "ml_efficacy" and details.get("synthetic") is not None:
             sections.append(
                 f"<h2>ML efficacy</h2><table><tr><th>predicting</th><th>metric</th><th>trained on synthetic</th>"
@@ -223,6 +232,25 @@ def _profile_table(profile: list[dict[str, Any]]) -> str:
         "</tr>" for c in profile)
     return ("<h2>Source profile</h2><table><tr><th>column</th><th>kind</th><th>nulls</th><th>distinct</th>"
             f"<th>format</th><th>note</th></tr>{rows}</table>") if profile else ""
+
+
+def _accuracy_section(details: dict[str, Any], shown: int = 10) -> str:
+    """Each column's accuracy, and the pairs furthest below the holdout's, synthetic beside holdout."""
+    def rows(scores: dict[str, dict[str, float]]) -> str:
+        return "".join(f"<tr><td>{html.escape(name)}</td><td>{sides['synthetic']:.3f}</td>"
+                       f"<td>{_score(sides.get('holdout'))}</td></tr>" for name, sides in scores.items())
+
+    pairs = sorted(details["bivariate"].items(), key=lambda item: item[1]["synthetic"] - item[1].get("holdout", 1))
+    header = "<tr><th>{}</th><th>synthetic</th><th>holdout (the ceiling)</th></tr>"
+    return ("<h2>Accuracy</h2><p>1 − total variation distance from the training rows' binned values (deciles, the ten "
+            "most frequent categories), for the synthetic rows and for real rows the generator never saw.</p>"
+            f"<table>{header.format('column')}{rows(details['univariate'])}</table>"
+            + (f"<table>{header.format('pair, furthest below the holdout')}{rows(dict(pairs[:shown]))}</table>"
+               if pairs else ""))
+
+
+def _score(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
 
 
 def _rules_section(details: dict[str, Any]) -> str:

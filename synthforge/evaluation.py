@@ -37,7 +37,7 @@ def _everything_null(schema: Schema) -> dict[str, str]:
 def evaluate_frames(real: pl.DataFrame, synthetic: pl.DataFrame, *, holdout: pl.DataFrame | None = None,
                     target: str | None = None, schema: Schema | None = None, out: Path | None = None,
                     pm: SynthForgePluginManager | None = None, checks: list[str] | None = None,
-                    protected: Sequence[tuple[str, Path]] = ()) -> list[CheckResult]:
+                    protected: Sequence[tuple[str, Path]] = (), progress: bool = False) -> list[CheckResult]:
     from synthforge.provenance import package_versions
     from synthforge.recipe import CheckSpec
 
@@ -49,10 +49,11 @@ def evaluate_frames(real: pl.DataFrame, synthetic: pl.DataFrame, *, holdout: pl.
     holdout = align(to_internal(holdout, schema), real, "holdout") if holdout is not None else None
     if target is not None and target not in real.columns:
         raise DataError(f"--target {target!r} is not a column; columns: {', '.join(real.columns)}.")
-    from synthforge.engine import run_checks
+    from synthforge.engine import CheckProgress, run_checks
 
     specs = [CheckSpec(name=name) for name in checks] if checks is not None else None
-    results = run_checks(specs, pm, real, holdout, synthetic, schema, target=target)
+    with CheckProgress(pm, None, lambda message: None, progress) as on_check:
+        results = run_checks(specs, pm, real, holdout, synthetic, schema, target=target, on_check=on_check)
     if out is not None:
         from synthforge.report import write_reports
 
@@ -82,7 +83,8 @@ def _write_reports_folder(out: Path, protected: Sequence[tuple[str, Path]],
 
 def evaluate_tables(real: Path, synthetic: Path, *, holdout: Path | None = None, target: str | None = None,
                     out: Path | None = None, pm: SynthForgePluginManager | None = None,
-                    columns: dict[str, str] | None = None, max_categories: int | None = None) -> list[CheckResult]:
+                    columns: dict[str, str] | None = None, max_categories: int | None = None,
+                    progress: bool = False) -> list[CheckResult]:
     """:func:`evaluate_frames` on files; ``columns`` maps a column to its kind, as a recipe's ``source.columns``."""
     from synthforge.data.schema import DEFAULT_MAX_CATEGORIES, column_overrides
 
@@ -110,4 +112,5 @@ def evaluate_tables(real: Path, synthetic: Path, *, holdout: Path | None = None,
         out=out,
         pm=pm,
         protected=protected,
+        progress=progress,
     )
