@@ -294,6 +294,8 @@ class TablePlan:
     first_fill: dict[str, float] = field(default_factory=dict)  # their median first value, for a drawn null
     # the learned distribution of its count columns (children per row, references to it): schema and encoder state
     count_distribution: dict[str, Any] = field(default_factory=dict)
+    # personal columns that repeat a parent's (a customer's name on each order): column -> {via, parent, column}
+    inherited: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class DatabaseGenerator:
@@ -320,6 +322,7 @@ class DatabaseGenerator:
             generator = self.make_generator(table)
             full, plan = self._training_frame(table, frames, learned, changes=generator.supports_context
                                               and generator.sequence_changes)
+            plan.inherited = self._inherited(table, frames, schemas)
             self.plans_[table] = plan
             learned[table] = full
             plan.count_distribution = _count_distribution(full, [*plan.counts.values(), *plan.referred.values()])
@@ -351,6 +354,30 @@ class DatabaseGenerator:
                 if context.protect_rows_below:
                     self.rare_rows_[table] = rare_row_hashes(frames[table].select(own), context.protect_rows_below)
         return self
+
+    def _inherited(self, table: str, frames: dict[str, pl.DataFrame],
+                   schemas: dict[str, Schema]) -> dict[str, dict[str, str]]:
+        """The table's regenerated personal columns that hold, in every row, the value of a personal column of the
+        row its foreign key names: written from that row's fake value, so one person has one name everywhere."""
+        found: dict[str, dict[str, str]] = {}
+        frame = frames[table]
+        for relation in (r for r in self.relations.relations if r.child == table):
+            parent, key = frames[relation.parent], self.relations.primary_keys[relation.parent]
+            candidates = [c for c in schemas[relation.parent].columns if c.personal and c.name in parent.columns
+                          and c.kind == ColumnKind.identifier]
+            for column in schemas[table].columns:
+                if (column.name in found or not column.personal or column.kind != ColumnKind.identifier
+                        or column.name not in frame.columns or relation.column not in frame.columns):
+                    continue
+                for source in (c for c in candidates if c.personal == column.personal):
+                    joined = frame.select(pl.col(relation.column).alias("__key"), pl.col(column.name).alias("__own")) \
+                        .join(parent.select(pl.col(key).alias("__key"), pl.col(source.name).alias("__theirs")),
+                              on="__key", how="inner").drop_nulls(["__own", "__theirs"])
+                    if joined.height and (joined.get_column("__own") == joined.get_column("__theirs")).all():
+                        found[column.name] = {"via": relation.column, "parent": relation.parent,
+                                              "column": source.name}
+                        break
+        return found
 
     def _source_columns(self, table: str) -> list[str]:
         """The table's learned columns as its source has them, keys left out."""
@@ -696,6 +723,15 @@ class DatabaseGenerator:
         for reference in relations.references(table):
             columns[reference.column] = self._choose_references(table, reference, frame, internal, output, seed)
         frame = frame.with_columns(columns.values())
+        for name, source in plan.inherited.items():  # a parent's person, as that parent's synthetic row has them
+            if name not in frame.columns or source["via"] not in frame.columns or source["parent"] not in output:
+                continue
+            parent = output[source["parent"]]
+            key = relations.primary_keys[source["parent"]]
+            lookup = parent.select(pl.col(key).alias("__key"), pl.col(source["column"]).alias("__value"))
+            values = frame.select(pl.col(source["via"]).alias("__key")).join(
+                lookup, on="__key", how="left", maintain_order="left").get_column("__value")
+            frame = frame.with_columns(values.alias(name))
         schema = self.schemas_[table]
         present = [c for c in plan.columns if c in frame.columns and c in schema.output_names]
         return to_source(frame.select(present), schema)
