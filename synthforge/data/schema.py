@@ -297,7 +297,9 @@ def _personal_finding(series: pl.Series, override: ColumnOverride) -> Finding | 
         if series.dtype not in (pl.String, pl.Categorical) and not isinstance(series.dtype, pl.Enum):
             raise DataError(f"column {series.name!r} has `pii: {override.pii}` but holds {series.dtype} values, not "
                             f"text; remove `pii` or convert the column to text in the source.")
-        return Finding(override.pii, override.locale or "en_US", "the recipe says so")
+        found = find_personal(series)  # the locale its values suggest, where they agree with the recipe
+        suggested = found.locale if found is not None and found.kind == override.pii else "en_US"
+        return Finding(override.pii, override.locale or suggested, "the recipe says so")
     if override.kind in (ColumnKind.datetime, ColumnKind.duration, ColumnKind.free_text):
         return None
     return find_personal(series) or find_by_name_and_values(series)
@@ -306,8 +308,10 @@ def _personal_finding(series: pl.Series, override: ColumnOverride) -> Finding | 
 def _one_locale(columns: list[ColumnSpec], overrides: dict[str, ColumnOverride],
                 locale: str | None) -> list[ColumnSpec]:
     """One locale for the table's personal columns (one person and one address per row): the recipe's, else the
-    one most of them suggest; a column's own ``locale`` in the recipe wins."""
-    personal = [c for c in columns if c.personal is not None and not (c.name in overrides and overrides[c.name].locale)]
+    one most of them suggest; a column's own ``locale`` in the recipe wins, and an IBAN keeps its country's."""
+    # An IBAN keeps the country its values show: a bank's, not the person's.
+    personal = [c for c in columns if c.personal is not None and c.personal != "iban"
+                and not (c.name in overrides and overrides[c.name].locale)]
     if not personal:
         return columns
     if locale is None:
@@ -383,7 +387,7 @@ def _infer_kind(series: pl.Series, n_unique: int, null_count: int, max_categorie
         text = series.cast(pl.String).drop_nulls()
         if finding is not None and finding.kind not in ("city", "postcode", "state"):
             return ColumnKind.identifier, (f"its values look like {describe(finding.kind)} ({finding.reason}): "
-                                           f"written by Faker ({finding.locale}) unless the recipe sets its kind")
+                                           f"written by Faker unless the recipe sets its kind")
         suspected = name_looks_personal(series.name)
         if looks_unique or (named_like_identifier and n_unique >= 0.5 * max(non_null, 1)):
             kind = _identifier_or_text(text)
