@@ -218,14 +218,18 @@ def _templates(locale: str, token: str) -> tuple[np.ndarray, np.ndarray | None] 
 def render(locale: str, token: str, draws: Draws, seed: int, depth: int = 0) -> np.ndarray:
     """Faker's ``{{token}}`` for every row: its list (``first_names``), its templates (``city_formats``), or
     a pool of Faker's own draws."""
-    for plural in (f"{token}s", f"{token}es", f"{token[:-1]}ies" if token.endswith("y") else ""):
+    stem = token.removesuffix("_name")  # de_DE's city_name picks from its `cities`
+    for plural in (f"{token}s", f"{token}es", f"{token[:-1]}ies" if token.endswith("y") else "",
+                   f"{stem[:-1]}ies" if stem != token and stem.endswith("y") else ""):
         found = _listing(locale, plural) if plural else None
         if found is not None:
             values, weights = found
             picked = values[draws.pick(weights, len(values))]
             return _fill_hashes(picked, draws) if _has_hashes(locale, plural) else picked
-    # Postcode templates use each locale's own placeholders (en_GB's "AN NEE"): Faker's draws are taken whole.
-    templates = _templates(locale, token) if depth < 6 and token != "postcode" else None
+    templates = _templates(locale, token) if depth < 6 else None
+    if token == "postcode" and templates is not None and not all(
+            re.fullmatch(r"[#%$!@?0-9 \-]*", str(t)) for t in templates[0]):
+        templates = None  # a locale's own placeholders (en_GB's "AN NEE"): Faker's draws are taken whole
     if templates is not None:
         return render_templates(locale, *templates, draws, seed, depth + 1)
     pool = _pool(locale, token, seed)
