@@ -399,8 +399,9 @@ class Generator:
         else:
             self.identifiers_ = {c.name: plan_identifier(frame.get_column(c.name), c, frame, self.schema_.learned)
                                  for c in regenerated}
-        # Fake personal values equal to a real one are drawn again while this process samples; never saved.
-        self._personal_real = real_values_to_avoid(frame, self.identifiers_)
+        # Fake personal values equal to a real one are drawn again while this process samples; never saved. Not
+        # under a budget: which values may come out would then depend on the rows beyond what the budget pays for.
+        self._personal_real = real_values_to_avoid(frame, self.identifiers_) if context.privacy is None else {}
         self.encoder_ = TableEncoder(config).fit(learned, self.model_schema_, seed=context.seed_for("encoder"),
                                                  released=released)
         self._released = released

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from synthforge.data.identifiers import plan_identifier, regenerate
+from synthforge.data.identifiers import plan_identifier, regenerate_columns
 from synthforge.data.schema import ColumnKind, ColumnOverride, ColumnSpec, Schema, infer_schema, to_internal, to_source
 from synthforge.errors import DataError, ModelError, RecipeError
 from synthforge.generator import matching_rows, rare_row_hashes
@@ -588,7 +588,7 @@ class DatabaseGenerator:
         """A table with nothing learned: its rows (``_ROW`` keeps their number) with regenerated columns."""
         rng = np.random.default_rng(seed)
         return pl.DataFrame([pl.Series(_ROW, np.arange(n, dtype=np.int64)),
-                             *(regenerate(c, p, n, rng) for c, p in self.plans_[table].keys_only.items())])
+                             *regenerate_columns(self.plans_[table].keys_only, n, rng)])
 
     def _sample_children(self, table: str, relation: Relation, parents: pl.DataFrame,
                          seed: int) -> tuple[pl.DataFrame, np.ndarray]:

@@ -360,12 +360,14 @@ def _ssns(draws: Draws) -> np.ndarray:
     area = 1 + draws.integers(899)
     area = np.where(area == 666, 667, area)
     group, serial = 1 + draws.integers(99), 1 + draws.integers(9999)
-    return pl.select(pl.concat_str(pl.lit(_zero_padded(area, 3)), pl.lit("-"), pl.lit(_zero_padded(group, 2)),
-                                   pl.lit("-"), pl.lit(_zero_padded(serial, 4)))).to_series().to_numpy().astype(object)
+    parts = pl.DataFrame({"a": area, "g": group, "s": serial}, schema={"a": pl.Int64, "g": pl.Int64, "s": pl.Int64})
+    return parts.select(pl.concat_str(pl.col("a").cast(pl.String).str.zfill(3), pl.lit("-"),
+                                      pl.col("g").cast(pl.String).str.zfill(2), pl.lit("-"),
+                                      pl.col("s").cast(pl.String).str.zfill(4))).to_series().to_numpy().astype(object)
 
 
 def _zero_padded(numbers: np.ndarray, width: int) -> np.ndarray:
-    return pl.Series(numbers).cast(pl.String).str.zfill(width).to_numpy().astype(object)
+    return pl.Series(numbers, dtype=pl.Int64).cast(pl.String).str.zfill(width).to_numpy().astype(object)
 
 
 def fake_columns(kinds: dict[str, str], locale: str, draws: Draws, seed: int) -> dict[str, np.ndarray]:
