@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from synthforge.data.identifiers import plan_identifier, regenerate_columns
+from synthforge.data.identifiers import plan_identifier, real_values_to_avoid, regenerate_columns
 from synthforge.data.schema import ColumnKind, ColumnOverride, ColumnSpec, Schema, infer_schema, to_internal, to_source
 from synthforge.errors import DataError, ModelError, RecipeError
 from synthforge.generator import matching_rows, rare_row_hashes
@@ -317,6 +317,7 @@ class DatabaseGenerator:
         self.sequence_hashes_: dict[str, pl.Series] = {}
         self.rare_rows_: dict[str, tuple[pl.Schema, pl.Series]] = {}
         self.sequences_redrawn_ = 0
+        self.personal_real_: dict[str, dict[str, pl.Series]] = {}
         learned: dict[str, pl.DataFrame] = {}  # each table's training frame, for its children's context
         for table in self.relations.order():
             generator = self.make_generator(table)
@@ -330,6 +331,7 @@ class DatabaseGenerator:
             schema = self._table_schema(table, frame, plan)
             if not schema.learned:
                 plan.keys_only = {c.name: plan_identifier(frame.get_column(c.name), c) for c in schema.columns}
+                self.personal_real_[table] = real_values_to_avoid(frame, plan.keys_only)  # in memory, never saved
                 log(f"table {table!r}: nothing to learn but its keys; {frame.height:,} rows")
                 continue
             plan.native_context = generator.supports_context
@@ -588,7 +590,8 @@ class DatabaseGenerator:
         """A table with nothing learned: its rows (``_ROW`` keeps their number) with regenerated columns."""
         rng = np.random.default_rng(seed)
         return pl.DataFrame([pl.Series(_ROW, np.arange(n, dtype=np.int64)),
-                             *regenerate_columns(self.plans_[table].keys_only, n, rng)])
+                             *regenerate_columns(self.plans_[table].keys_only, n, rng,
+                                                 avoid=getattr(self, "personal_real_", {}).get(table))])
 
     def _sample_children(self, table: str, relation: Relation, parents: pl.DataFrame,
                          seed: int) -> tuple[pl.DataFrame, np.ndarray]:
@@ -845,7 +848,7 @@ def _renamed(spec: ColumnSpec, name: str, frame: pl.DataFrame) -> ColumnSpec:
     """``spec`` for a copy of its column named ``name``, with that copy's null rate (dates already parsed)."""
     series = frame.get_column(name)
     return spec.model_copy(update={"name": name, "null_rate": series.null_count() / max(series.len(), 1),
-                                   "format": None, "note": None, "pii": False})
+                                   "format": None, "note": None, "pii": False, "personal": None, "locale": None})
 
 
 def _count_distribution(frame: pl.DataFrame, columns: list[str]) -> dict[str, Any]:

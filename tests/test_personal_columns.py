@@ -224,3 +224,22 @@ def test_identifier_leak_counts_a_real_first_and_last_name_together():
                                                        how="anti")
     result = IdentifierLeak().run(table, None, fresh, schema)
     assert fresh.height > 50 and result.passed and result.details["columns"]["given+family"] == 0
+
+
+def test_fake_values_equal_to_a_real_one_are_drawn_again():
+    from synthforge.data.identifiers import real_values_to_avoid, regenerate_columns
+
+    plans = {"who": {"personal": "person_name", "locale": "en_US"}, "mail": {"personal": "email", "locale": "en_US"},
+             "given": {"personal": "first_name", "locale": "en_US"}, "family": {"personal": "last_name",
+                                                                                "locale": "en_US"}}
+    # "Real" rows drawn the very way the run draws: without the guard, most would come out again.
+    real = pl.DataFrame(regenerate_columns(plans, 5000, np.random.default_rng(0)))
+    avoid = real_values_to_avoid(real, plans)
+    assert set(avoid) == {"who", "mail", "given+family"}
+    fresh = pl.DataFrame(regenerate_columns(plans, 5000, np.random.default_rng(0), avoid=avoid))
+    unguarded = pl.DataFrame(regenerate_columns(plans, 5000, np.random.default_rng(0)))
+    assert unguarded["who"].is_in(real["who"].implode()).mean() > 0.9
+    assert not fresh["who"].is_in(real["who"].implode()).any() and not fresh["mail"].is_in(real["mail"].implode()).any()
+    pairs = fresh.select(pl.concat_str("given", "family", separator="\x1f")).to_series()
+    assert not pairs.is_in(avoid["given+family"].implode()).any()
+    assert (fresh["given"] == fresh["who"].str.split(" ").list.first()).all()  # still one person per row
