@@ -243,3 +243,14 @@ def test_fake_values_equal_to_a_real_one_are_drawn_again():
     pairs = fresh.select(pl.concat_str("given", "family", separator="\x1f")).to_series()
     assert not pairs.is_in(avoid["given+family"].implode()).any()
     assert (fresh["given"] == fresh["who"].str.split(" ").list.first()).all()  # still one person per row
+
+
+def test_single_words_are_names_only_when_nearly_all_are_listed_names():
+    rng = np.random.default_rng(0)
+    colours = ["Brown", "Green", "White", "Black", "Gray", "Red", "Blue", "Silver", "Orange", "Pink"]  # 5 surnames
+    months = ["January", "February", "March", "April", "May", "June", "July", "August"]  # 4 first names
+    table = pl.DataFrame({"colour": rng.choice(colours, 300), "month": rng.choice(months, 300),
+                          "x": rng.normal(size=300)})
+    schema = infer_schema(table)
+    assert schema["colour"].kind == schema["month"].kind == ColumnKind.categorical
+    assert schema["colour"].personal is None and schema["month"].personal is None

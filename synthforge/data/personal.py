@@ -76,6 +76,8 @@ SAMPLE_VALUES = 2000
 MIN_DISTINCT = 5
 #: share of distinct values that must look like one kind for the column to be of that kind
 SHARE = 0.8
+#: share of a column of single words that must be listed names for it to be a column of names
+SINGLE_WORD_SHARE = 0.8
 _DESCRIPTIONS = {"person_name": "people's full names", "first_name": "first names", "last_name": "last names",
                  "email": "e-mail addresses", "phone": "phone numbers", "street_address": "street addresses",
                  "city": "cities", "postcode": "postcodes", "iban": "IBANs", "ssn": "US social security numbers"}
@@ -253,6 +255,10 @@ def _names(values: pl.Series) -> Finding | None:
     if known < 0.5:
         return None
     single = sum(len(value) == 1 for value in words) / len(words)
+    # Single words are names only when nearly all are: colours (Brown, Green, White) and months (May, June) are
+    # surnames and first names too, but never all of a column's values.
+    if single >= SHARE and known < SINGLE_WORD_SHARE:
+        return None
     if single >= SHARE:
         firsts = sum(value[0] in all_first for value in words if len(value) == 1)
         lasts = sum(value[0] in all_last for value in words if len(value) == 1)
