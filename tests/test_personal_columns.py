@@ -120,6 +120,9 @@ def test_a_run_writes_realistic_personal_values_none_of_them_real(tmp_path, pm):
     assert out["telephone"].is_in(["A191", "A192"]).all()  # learned as the category it is
     leak = next(c for c in result.checks if c.name == "identifier_leak")
     assert leak.passed and leak.score == 0
+    saved = b"".join(path.read_bytes() for path in (Path(result.output_path) / "model").rglob("*") if path.is_file())
+    assert not any(value.encode() in saved for column in ("full_name", "contact", "mobile", "home", "account")
+                   for value in table[column].to_list())  # the model keeps kinds and locales, no real value
     # Same seed, same values; another seed, others.
     for seed, same in ((5, True), (6, False)):
         (tmp_path / "r2.yaml").write_text(yaml.safe_dump(recipe | {"seed": seed, "output": {"path": f"o{seed}",
