@@ -64,10 +64,13 @@ def test_first_and_last_names_alone_and_the_locale_the_values_suggest():
     fake = Faker("de_DE")
     fake.seed_instance(99)
     table = pl.DataFrame({"a": [fake.first_name() for _ in range(300)], "b": [fake.last_name() for _ in range(300)],
-                          "c": [fake.phone_number() for _ in range(300)], "x": list(range(300))})
+                          "c": [fake.phone_number() for _ in range(300)], "plz": [fake.postcode() for _ in range(300)],
+                          "mail": [f"{fake.user_name()}{i}@example.com" for i in range(300)], "x": list(range(300))})
     schema = infer_schema(table)
     assert (schema["a"].personal, schema["b"].personal, schema["c"].personal) == ("first_name", "last_name", "phone")
-    assert {schema[c].locale for c in "abc"} == {"de_DE"}
+    assert (schema["plz"].personal, schema["mail"].personal) == ("postcode", "email")
+    # Five digits and a .com address suggest no country: they take the one the names and phones suggest.
+    assert {schema[c].locale for c in ("a", "b", "c", "plz", "mail")} == {"de_DE"}
     assert infer_schema(table, locale="fr_FR")["a"].locale == "fr_FR"  # the recipe's source.locale wins
 
 

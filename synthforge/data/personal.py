@@ -88,7 +88,8 @@ class Finding:
     """What personal data a column's values hold, in which locale, and why that was decided."""
 
     kind: str
-    locale: str
+    #: the locale the values suggest; None where they suggest none (a .com address, a 5-digit postcode)
+    locale: str | None
     reason: str
 
     @property
@@ -151,14 +152,14 @@ def find_personal(series: pl.Series) -> Finding | None:
     emails = values.str.contains(_EMAIL)
     if share(emails) >= SHARE:
         tlds = values.filter(emails).str.extract(r"\.([a-zA-Z]+)$").str.to_uppercase().to_list()
-        locale = _majority([t for t in tlds if t], _COUNTRY_LOCALES) or DEFAULT_LOCALE
+        locale = _majority([t for t in tlds if t], _COUNTRY_LOCALES)
         return Finding("email", locale, f"{share(emails):.0%} of its distinct values are e-mail addresses")
     compact = values.str.replace_all(r"\s", "")
     ibans = compact.str.contains(_IBAN)
     if share(ibans) >= SHARE:
         valid = [value for value in compact.filter(ibans).to_list() if _iban_valid(value)]
         if len(valid) >= SHARE * total:
-            locale = _majority([value[:2] for value in valid], _COUNTRY_LOCALES) or DEFAULT_LOCALE
+            locale = _majority([value[:2] for value in valid], _COUNTRY_LOCALES)
             return Finding("iban", locale, f"{len(valid) / total:.0%} of its distinct values are IBANs whose "
                                            f"check digits hold")
     ssns = values.str.contains(_SSN)
@@ -169,7 +170,7 @@ def find_personal(series: pl.Series) -> Finding | None:
     if share(phones) >= SHARE and share(phones & values.str.contains(r"^\+|[\s().\-/]")) >= 0.5:
         prefixes = values.filter(phones).str.extract(r"^\+(\d{1,3})").drop_nulls().to_list()
         locale = next((_PHONE_LOCALES[p[:k]] for p in _common(prefixes) for k in (3, 2, 1)
-                       if p[:k] in _PHONE_LOCALES), DEFAULT_LOCALE)
+                       if p[:k] in _PHONE_LOCALES), None)
         return Finding("phone", locale, f"{share(phones):.0%} of its distinct values are phone numbers")
     streets = values.str.contains(_street_pattern())
     if share(streets) >= SHARE:
@@ -188,7 +189,7 @@ def find_by_name_and_values(series: pl.Series) -> Finding | None:
     if _POSTCODE_NAME.search(series.name):
         shaped = values.str.contains(_POSTCODE).mean() or 0.0
         if shaped >= SHARE:
-            return Finding("postcode", DEFAULT_LOCALE, f"its name says postcodes and {shaped:.0%} of its distinct "
+            return Finding("postcode", None, f"its name says postcodes and {shaped:.0%} of its distinct "
                                                        f"values are shaped like one")
     if _CITY_NAME.search(series.name):
         worded = values.str.contains(r"^\p{Lu}[\p{L}'.\-]*(\s+[\p{L}'.\-]+){0,3}$").mean() or 0.0
@@ -211,11 +212,11 @@ def _city_lists() -> dict[str, frozenset[str]]:
     return found
 
 
-def _city_locale(values: pl.Series) -> str:
+def _city_locale(values: pl.Series) -> str | None:
     lowered = set(values.str.to_lowercase().to_list())
     counts = {locale: len(lowered & cities) for locale, cities in _city_lists().items()}
     best = max(counts, key=counts.__getitem__, default=None)
-    return best if best is not None and counts[best] >= 0.2 * len(lowered) else DEFAULT_LOCALE
+    return best if best is not None and counts[best] >= 0.2 * len(lowered) else None
 
 
 def _common(values: list[str]) -> list[str]:
@@ -225,7 +226,7 @@ def _common(values: list[str]) -> list[str]:
     return sorted(counts, key=counts.__getitem__, reverse=True)
 
 
-def _street_locale(values: pl.Series) -> str:
+def _street_locale(values: pl.Series) -> str | None:
     lowered = " ".join(values.head(200).str.to_lowercase().to_list())
     hints = {"en_US": r"\b(street|st|avenue|ave|road|rd|drive|dr|lane|ln|court|courts|way|suite|apt)\b",
              "de_DE": r"stra(ß|ss)e|weg\b|allee|platz|gasse", "fr_FR": r"\brue\b|chemin|impasse|allée",
@@ -233,7 +234,7 @@ def _street_locale(values: pl.Series) -> str:
              "sv_SE": r"gatan|vägen", "pl_PL": r"ulica|aleja", "pt_BR": r"\brua\b|travessa"}
     counts = {locale: len(re.findall(pattern, lowered)) for locale, pattern in hints.items()}
     best = max(counts, key=counts.__getitem__)
-    return best if counts[best] else DEFAULT_LOCALE
+    return best if counts[best] else None
 
 
 def _names(values: pl.Series) -> Finding | None:

@@ -18,7 +18,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from synthforge.constraints import Constraint
-from synthforge.data.fake import PERSONAL_KINDS, check_locale
+from synthforge.data.fake import DEFAULT_LOCALE, PERSONAL_KINDS, check_locale
 from synthforge.data.personal import Finding, describe, find_by_name_and_values, find_personal, name_looks_personal
 from synthforge.data.temporal import TextFormat, detect_format, parse_text_column, text_format_of
 from synthforge.errors import DataError
@@ -298,7 +298,7 @@ def _personal_finding(series: pl.Series, override: ColumnOverride) -> Finding | 
             raise DataError(f"column {series.name!r} has `pii: {override.pii}` but holds {series.dtype} values, not "
                             f"text; remove `pii` or convert the column to text in the source.")
         found = find_personal(series)  # the locale its values suggest, where they agree with the recipe
-        suggested = found.locale if found is not None and found.kind == override.pii else "en_US"
+        suggested = found.locale if found is not None and found.kind == override.pii else None
         return Finding(override.pii, override.locale or suggested, "the recipe says so")
     if override.kind in (ColumnKind.datetime, ColumnKind.duration, ColumnKind.free_text):
         return None
@@ -308,17 +308,18 @@ def _personal_finding(series: pl.Series, override: ColumnOverride) -> Finding | 
 def _one_locale(columns: list[ColumnSpec], overrides: dict[str, ColumnOverride],
                 locale: str | None) -> list[ColumnSpec]:
     """One locale for the table's personal columns (one person and one address per row): the recipe's, else the
-    one most of them suggest; a column's own ``locale`` in the recipe wins, and an IBAN keeps its country's."""
-    # An IBAN keeps the country its values show: a bank's, not the person's.
-    personal = [c for c in columns if c.personal is not None and c.personal != "iban"
-                and not (c.name in overrides and overrides[c.name].locale)]
+    one most of them suggest (en_US where none suggests one); a column's own ``locale`` in the recipe wins, and an
+    IBAN keeps the country its values show (a bank's, not the person's)."""
+    personal = [c for c in columns if c.personal is not None and not (c.name in overrides and overrides[c.name].locale)
+                and not (c.personal == "iban" and c.locale)]
     if not personal:
         return columns
     if locale is None:
         counts: dict[str, int] = {}
         for column in personal:
-            counts[column.locale or "en_US"] = counts.get(column.locale or "en_US", 0) + 1
-        locale = max(counts, key=counts.__getitem__)
+            if column.locale:
+                counts[column.locale] = counts.get(column.locale, 0) + 1
+        locale = max(counts, key=counts.__getitem__) if counts else DEFAULT_LOCALE
     chosen = {column.name for column in personal}
     return [c.model_copy(update={"locale": locale}) if c.name in chosen else c for c in columns]
 
