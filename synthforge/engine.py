@@ -23,6 +23,7 @@ import polars as pl
 
 from synthforge.checks.base import CheckResult, Gate
 from synthforge.constraints import check_constraints
+from synthforge.data.fake import pseudonyms, run_secret
 from synthforge.data.identifiers import regenerate
 from synthforge.data.io import open_writer, read_table, remove_abandoned_staging, replace_atomically, staging_path
 from synthforge.data.ownership import check_destination
@@ -314,7 +315,8 @@ def _load(recipe: Recipe, path: Path, pm: SynthForgePluginManager) -> pl.DataFra
 
 def _infer(recipe: Recipe, table: pl.DataFrame) -> tuple[pl.DataFrame, Schema]:
     """The source's schema, checked against the recipe, and the source with its text dates parsed."""
-    schema = infer_schema(table, recipe.source.columns, max_categories=recipe.source.max_categories)
+    schema = infer_schema(table, recipe.source.columns, max_categories=recipe.source.max_categories,
+                          locale=recipe.source.locale)
     _check_recipe_against_schema(recipe, schema)
     return to_internal(table, schema, invalid=recipe.source.invalid_policy), schema
 
@@ -502,9 +504,19 @@ def _batches(total: int, size: int) -> Iterator[int]:
 
 def _strip_identifiers(table: pl.DataFrame, schema: Schema, generator: Generator,
                        rng: np.random.Generator) -> pl.DataFrame:
-    """Real rows in the output never carry real identifiers either: regenerate or drop them."""
+    """Real rows in the output never carry real identifiers either: regenerate or drop them. Their personal columns
+    get pseudonyms (:func:`synthforge.data.fake.pseudonyms`): the same real person the same fake name and e-mail in
+    every row, never the row's own."""
+    plans = generator.identifiers_
     table = table.with_columns(regenerate(name, plan, table.height, rng, table)
-                               for name, plan in generator.identifiers_.items())
+                               for name, plan in plans.items() if "personal" not in plan)
+    locales: dict[str, dict[str, str]] = {}
+    for name, plan in plans.items():
+        if "personal" in plan and name in table.columns:
+            locales.setdefault(plan["locale"], {})[name] = plan["personal"]
+    for locale, kinds in locales.items():
+        table = table.with_columns(pseudonyms(table, kinds, locale, run_secret(generator.seed_),
+                                              derive_seed(generator.seed_, "pseudonym pools")).values())
     return table.select([name for name in schema.output_names if name in table.columns])
 
 

@@ -80,7 +80,8 @@ def load_tables(recipe: Recipe, pm: SynthForgePluginManager, read: dict[str, pl.
             if key in table.columns:
                 overrides.setdefault(key, ColumnOverride(kind=ColumnKind.identifier))
         try:
-            schema = infer_schema(table, overrides, max_categories=spec.max_categories, nothing_learned=True)
+            schema = infer_schema(table, overrides, max_categories=spec.max_categories, nothing_learned=True,
+                                  locale=spec.locale)
         except DataError as error:
             raise DataError(f"{where(('source', 'tables', name))}table {name!r}: {error}") from None
         frames[name] = to_internal(table, schema, invalid=spec.invalid_policy)

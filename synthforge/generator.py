@@ -57,7 +57,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from synthforge.constraints import difference_schema, from_differences, orderings_by_construction, to_differences
 from synthforge.data.encoder import RARE, EncoderConfig, Span, TableEncoder
-from synthforge.data.identifiers import plan_identifier, private_identifier_plan, regenerate
+from synthforge.data.identifiers import (
+    plan_identifier,
+    private_identifier_plan,
+    real_values_to_avoid,
+    regenerate_columns,
+)
 from synthforge.data.io import with_umask
 from synthforge.data.schema import (
     ColumnKind,
@@ -394,6 +399,9 @@ class Generator:
         else:
             self.identifiers_ = {c.name: plan_identifier(frame.get_column(c.name), c, frame, self.schema_.learned)
                                  for c in regenerated}
+        # Fake personal values equal to a real one are drawn again while this process samples; never saved. Not
+        # under a budget: which values may come out would then depend on the rows beyond what the budget pays for.
+        self._personal_real = real_values_to_avoid(frame, self.identifiers_) if context.privacy is None else {}
         self.encoder_ = TableEncoder(config).fit(learned, self.model_schema_, seed=context.seed_for("encoder"),
                                                  released=released)
         self._released = released
@@ -953,9 +961,8 @@ class Generator:
         frame = frame.with_columns(
             pl.lit(value, dtype=frame.schema[column]).alias(column) for column, value in conditions.items()
         )
-        frame = frame.with_columns(
-            regenerate(name, plan, n, rng, frame) for name, plan in self.identifiers_.items()
-        )
+        frame = frame.with_columns(regenerate_columns(self.identifiers_, n, rng, frame,
+                                                      getattr(self, "_personal_real", None)))
         frame = frame.with_columns(pl.col(name).replace(RARE, None) for name in self._unreleased_columns())
         frame = enforce(frame, self.schema_)
         for rule in self.schema_.constraints:  # a derived column is computed, so its rule holds by construction

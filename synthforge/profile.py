@@ -46,7 +46,8 @@ class Profile:
 
     def columns_table(self) -> list[dict[str, Any]]:
         return [{"column": c.name, "kind": c.kind.value, "nulls": c.null_rate, "distinct": c.n_unique,
-                 "format": c.format, "note": c.note} for c in self.schema.columns]
+                 "format": c.format, "personal": c.personal, "locale": c.locale, "note": c.note}
+                for c in self.schema.columns]
 
 
 def profile_table(table: pl.DataFrame, *, path: str = "data.csv", overrides: dict[str, ColumnOverride] | None = None,
@@ -170,6 +171,8 @@ def starter_recipe(profile: Profile, *, generator: str = "copula") -> str:
              "#", "# column                         kind         nulls  distinct  format / note"]
     for row in profile.columns_table():
         detail = row["format"] or row["note"] or ""
+        if row["personal"]:
+            detail = f"[{row['personal']}, {row['locale']}] {detail}"
         if row["format"] and row["note"] and "written" not in row["note"]:
             detail += f"; {row['note']}"
         lines.append(f"#   {row['column'][:28]:<28} {row['kind']:<12} {row['nulls']:>5.1%}  {row['distinct']:>8,}  "
@@ -180,14 +183,20 @@ def starter_recipe(profile: Profile, *, generator: str = "copula") -> str:
     lines += ["#", "# Run it: synthforge run <this file>. Other generators: synthforge plugins.", ""]
     stem = Path(profile.path).stem
     columns: dict[str, Any] = {}
+    locale = next((c.locale for c in profile.schema.columns if c.personal and c.personal != "iban"
+                   and not c.kind.learned), None)
     for column in profile.schema.columns:
         if column.format:
             columns[column.name] = {"kind": "datetime", "format": column.format}
         elif not column.kind.learned and column.kind != ColumnKind.constant:
             columns[column.name] = {"kind": column.kind.value}
+        if column.personal and not column.kind.learned:  # spelled out, so the recipe says what Faker writes
+            columns[column.name] |= {"pii": column.personal} | (
+                {"locale": column.locale} if column.locale and column.locale != locale else {})
     recipe: dict[str, Any] = {
         "version": 1, "name": stem, "seed": 0,
-        "source": {"path": profile.path, **({"columns": columns} if columns else {})},
+        "source": {"path": profile.path, **({"locale": locale} if locale else {}),
+                   **({"columns": columns} if columns else {})},
         "holdout": 0.2,
         "generator": {"name": generator},
         "output": {"path": f"{stem}-synthetic", "format": Path(profile.path).suffix.lstrip(".") or "csv"},

@@ -70,9 +70,20 @@ class _TableOptions(_Strict):
     drop: list[str] = Field(default_factory=list, description="Columns to leave out entirely.")
     nan_as_null: bool = Field(False, description="Treat NaN and ±inf in float columns as missing values.")
     max_categories: int = Field(1000, ge=2, description="Above this many distinct values, text needs a `kind`.")
+    locale: str | None = Field(
+        None, description="The Faker locale its personal columns (names, e-mails, phones, addresses) are written in: "
+                          "en_US, en_GB, de_DE, fr_FR, …; default: the one their values suggest. "
+                          "`columns.NAME.locale` sets one column's.")
     ragged_rows: Literal["refuse", "allow"] = Field(
         "refuse", description="CSV lines with another number of fields than the header: refused with their line "
                               "numbers, or allowed (missing fields read as nulls, extra ones dropped).")
+
+    @field_validator("locale")
+    @classmethod
+    def _known_locale(cls, value: str | None) -> str | None:
+        from synthforge.data.fake import check_locale
+
+        return None if value is None else check_locale(value)
 
     @property
     def invalid_policy(self) -> dict[str, str]:

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from synthforge.data.identifiers import plan_identifier, regenerate
+from synthforge.data.identifiers import plan_identifier, real_values_to_avoid, regenerate_columns
 from synthforge.data.schema import ColumnKind, ColumnOverride, ColumnSpec, Schema, infer_schema, to_internal, to_source
 from synthforge.errors import DataError, ModelError, RecipeError
 from synthforge.generator import matching_rows, model_directory, rare_row_hashes
@@ -323,6 +323,8 @@ class TablePlan:
     first_fill: dict[str, float] = field(default_factory=dict)  # their median first value, for a drawn null
     # the learned distribution of its count columns (children per row, references to it): schema and encoder state
     count_distribution: dict[str, Any] = field(default_factory=dict)
+    # personal columns that repeat a parent's (a customer's name on each order): column -> {via, parent, column}
+    inherited: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 class DatabaseGenerator:
@@ -344,11 +346,13 @@ class DatabaseGenerator:
         self.sequence_hashes_: dict[str, pl.Series] = {}
         self.rare_rows_: dict[str, tuple[pl.Schema, pl.Series]] = {}
         self.sequences_redrawn_ = 0
+        self.personal_real_: dict[str, dict[str, pl.Series]] = {}
         learned: dict[str, pl.DataFrame] = {}  # each table's training frame, for its children's context
         for table in self.relations.order():
             generator = self.make_generator(table)
             full, plan = self._training_frame(table, frames, learned, changes=generator.supports_context
                                               and generator.sequence_changes)
+            plan.inherited = self._inherited(table, frames, schemas)
             self.plans_[table] = plan
             learned[table] = full
             plan.count_distribution = _count_distribution(full, [*plan.counts.values(), *plan.referred.values()])
@@ -356,6 +360,7 @@ class DatabaseGenerator:
             schema = self._table_schema(table, frame, plan)
             if not schema.learned:
                 plan.keys_only = {c.name: plan_identifier(frame.get_column(c.name), c) for c in schema.columns}
+                self.personal_real_[table] = real_values_to_avoid(frame, plan.keys_only)  # in memory, never saved
                 log(f"table {table!r}: nothing to learn but its keys; {frame.height:,} rows")
                 continue
             plan.native_context = generator.supports_context
@@ -380,6 +385,30 @@ class DatabaseGenerator:
                 if context.protect_rows_below:
                     self.rare_rows_[table] = rare_row_hashes(frames[table].select(own), context.protect_rows_below)
         return self
+
+    def _inherited(self, table: str, frames: dict[str, pl.DataFrame],
+                   schemas: dict[str, Schema]) -> dict[str, dict[str, str]]:
+        """The table's regenerated personal columns that hold, in every row, the value of a personal column of the
+        row its foreign key names: written from that row's fake value, so one person has one name everywhere."""
+        found: dict[str, dict[str, str]] = {}
+        frame = frames[table]
+        for relation in (r for r in self.relations.relations if r.child == table):
+            parent, key = frames[relation.parent], self.relations.primary_keys[relation.parent]
+            candidates = [c for c in schemas[relation.parent].columns if c.personal and c.name in parent.columns
+                          and c.kind == ColumnKind.identifier]
+            for column in schemas[table].columns:
+                if (column.name in found or not column.personal or column.kind != ColumnKind.identifier
+                        or column.name not in frame.columns or relation.column not in frame.columns):
+                    continue
+                for source in (c for c in candidates if c.personal == column.personal):
+                    joined = frame.select(pl.col(relation.column).alias("__key"), pl.col(column.name).alias("__own")) \
+                        .join(parent.select(pl.col(key).alias("__key"), pl.col(source.name).alias("__theirs")),
+                              on="__key", how="inner").drop_nulls(["__own", "__theirs"])
+                    if joined.height and (joined.get_column("__own") == joined.get_column("__theirs")).all():
+                        found[column.name] = {"via": relation.column, "parent": relation.parent,
+                                              "column": source.name}
+                        break
+        return found
 
     def _source_columns(self, table: str) -> list[str]:
         """The table's learned columns as its source has them, keys left out."""
@@ -590,7 +619,8 @@ class DatabaseGenerator:
         """A table with nothing learned: its rows (``_ROW`` keeps their number) with regenerated columns."""
         rng = np.random.default_rng(seed)
         return pl.DataFrame([pl.Series(_ROW, np.arange(n, dtype=np.int64)),
-                             *(regenerate(c, p, n, rng) for c, p in self.plans_[table].keys_only.items())])
+                             *regenerate_columns(self.plans_[table].keys_only, n, rng,
+                                                 avoid=getattr(self, "personal_real_", {}).get(table))])
 
     def _sample_children(self, table: str, relation: Relation, parents: pl.DataFrame,
                          seed: int) -> tuple[pl.DataFrame, np.ndarray]:
@@ -725,6 +755,15 @@ class DatabaseGenerator:
         for reference in relations.references(table):
             columns[reference.column] = self._choose_references(table, reference, frame, internal, output, seed)
         frame = frame.with_columns(columns.values())
+        for name, source in plan.inherited.items():  # a parent's person, as that parent's synthetic row has them
+            if name not in frame.columns or source["via"] not in frame.columns or source["parent"] not in output:
+                continue
+            parent = output[source["parent"]]
+            key = relations.primary_keys[source["parent"]]
+            lookup = parent.select(pl.col(key).alias("__key"), pl.col(source["column"]).alias("__value"))
+            values = frame.select(pl.col(source["via"]).alias("__key")).join(
+                lookup, on="__key", how="left", maintain_order="left").get_column("__value")
+            frame = frame.with_columns(values.alias(name))
         schema = self.schemas_[table]
         present = [c for c in plan.columns if c in frame.columns and c in schema.output_names]
         return to_source(frame.select(present), schema)
@@ -838,7 +877,7 @@ def _renamed(spec: ColumnSpec, name: str, frame: pl.DataFrame) -> ColumnSpec:
     """``spec`` for a copy of its column named ``name``, with that copy's null rate (dates already parsed)."""
     series = frame.get_column(name)
     return spec.model_copy(update={"name": name, "null_rate": series.null_count() / max(series.len(), 1),
-                                   "format": None, "note": None, "pii": False})
+                                   "format": None, "note": None, "pii": False, "personal": None, "locale": None})
 
 
 def _count_distribution(frame: pl.DataFrame, columns: list[str]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from synthforge.checks import metrics
 from synthforge.checks.base import Check
 from synthforge.checks.builtin import copy_share, rate_ceiling
 from synthforge.data.encoder import RARE
+from synthforge.data.fake import COMPONENT_KINDS
 from synthforge.data.schema import ColumnKind
 from synthforge.hookspecs import hookimpl
 
@@ -433,12 +434,18 @@ class IdentifierLeak(Check):
         personal = [c for c in schema.columns if c.name in train.columns
                     and (c.kind in (ColumnKind.identifier, ColumnKind.free_text) or c.pii)]
         text_outputs = [name for name, dtype in synthetic.schema.items() if dtype in (pl.String, pl.Categorical)]
+        # Columns Faker writes hold values from public lists, drawn without reading the rows: a first name or a
+        # city they share with a real row is chance, not a leak. Their own column is still searched for a value
+        # that names someone alone (a full name, an e-mail: the run draws those again when they equal a real one).
+        faker = {c.name for c in schema.columns if c.personal and c.kind == ColumnKind.identifier
+                 and c.handling == "regenerate"}
         leaks: dict[str, int] = {}
         for column in personal:
             real = train.get_column(column.name).drop_nulls().unique()
             if real.dtype in (pl.String, pl.Categorical):
                 real = real.cast(pl.String).filter(real.cast(pl.String).str.len_chars() > 0)
-                outputs = text_outputs
+                outputs = [o for o in text_outputs if o not in faker or (
+                    o == column.name and column.personal not in COMPONENT_KINDS)]
             else:
                 outputs = [column.name] if column.name in synthetic.columns else []
             for output in outputs:
@@ -451,11 +458,27 @@ class IdentifierLeak(Check):
                 key = column.name if output == column.name else f"{column.name} in {output}"
                 if found or output == column.name:
                     leaks[key] = int(found)
+        leaks |= _name_pairs_found(train, synthetic, schema)
         total = sum(leaks.values())
         checked = ", ".join(f"{k}: {v}" for k, v in leaks.items() if v) or (
             f"none of {len(personal)} personal/identifier column(s)" if personal else "no identifier columns")
         return float(total), f"{total} real identifier values in the output ({checked})", {
             "columns": leaks, "personal_columns": [c.name for c in personal]}
+
+
+def _name_pairs_found(train: pl.DataFrame, synthetic: pl.DataFrame, schema: Any) -> dict[str, int]:
+    """Synthetic rows whose first and last name together are a real row's: each alone is a common word, together
+    they name someone."""
+    firsts = [c.name for c in schema.columns if c.personal == "first_name" and c.name in synthetic.columns
+              and c.name in train.columns]
+    lasts = [c.name for c in schema.columns if c.personal == "last_name" and c.name in synthetic.columns
+             and c.name in train.columns]
+    if not firsts or not lasts:
+        return {}
+    pair = [firsts[0], lasts[0]]
+    real = train.select(pl.struct(pl.col(pair).cast(pl.String)).alias("pair")).drop_nulls().unique().get_column("pair")
+    drawn = synthetic.select(pl.struct(pl.col(pair).cast(pl.String)).alias("pair")).get_column("pair")
+    return {f"{pair[0]}+{pair[1]}": int(drawn.is_in(real.implode()).sum())}
 
 
 def _dcr_histogram(synthetic: np.ndarray, holdout: np.ndarray, bins: int = 30) -> dict[str, Any]:

@@ -5,6 +5,11 @@ is only their *shape* with every letter and digit masked (``"AB-1234"`` becomes
 ``"AA-9999"``), plus a prefix chosen so that no real value starts with it: every
 regenerated value carries that prefix, so none can equal a real value, whatever
 the identifier space. Integer identifiers continue above the largest real one.
+
+A personal column (names, e-mails, phones, addresses, IBANs: ``ColumnSpec.personal``) keeps only its kind and
+locale, and is written by Faker (:mod:`synthforge.data.fake`): one person and one address per row across the
+table's personal columns. Where the real values are at hand (the run that fitted the model), a fake value equal
+to a real one of its column is drawn again (:func:`real_values_to_avoid`); nothing of them is saved.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from synthforge.data.fake import COMPONENT_KINDS, DEFAULT_LOCALE, Draws, fake_columns
 from synthforge.data.schema import ColumnKind, ColumnSpec, _polars_dtype
 
 _MAX_SHAPES = 20
@@ -40,6 +46,8 @@ def plan_identifier(series: pl.Series, spec: ColumnSpec, table: pl.DataFrame | N
     if values.dtype.is_integer():
         plan["integer_above"] = int(values.max()) if values.len() else 0  # type: ignore[arg-type]
         return plan
+    if spec.personal is not None and spec.kind == ColumnKind.identifier:
+        return plan | {"personal": spec.personal, "locale": spec.locale or DEFAULT_LOCALE}
     text = values.cast(pl.String)
     prefix = "syn_"
     counter = 0
@@ -74,6 +82,8 @@ def private_identifier_plan(spec: ColumnSpec, released: Any | None) -> dict[str,
     if spec.kind == ColumnKind.constant:
         return {"constant": spec.value, "dtype": spec.dtype}
     null_rate = released.null_rate if released is not None else 0.0
+    if spec.personal is not None and spec.kind == ColumnKind.identifier:
+        return {"null_rate": null_rate, "personal": spec.personal, "locale": spec.locale or DEFAULT_LOCALE}
     if released is not None and released.edges is not None:
         return {"null_rate": null_rate, "integer_above": int(max(released.high, 0))}
     if spec.kind == ColumnKind.free_text:
@@ -122,9 +132,75 @@ def _null_pattern(nulls: pl.Series, table: pl.DataFrame, learned: list[ColumnSpe
     return best[1]
 
 
+def regenerate_columns(plans: dict[str, dict[str, Any]], n: int, rng: np.random.Generator,
+                       frame: pl.DataFrame | None = None, avoid: dict[str, pl.Series] | None = None) -> list[pl.Series]:
+    """``n`` fresh values for each column of ``plans``: the personal ones together, one person and one address per
+    row (per locale), none equal to a value of ``avoid`` (:func:`real_values_to_avoid`); the others one by one."""
+    out = {name: regenerate(name, plan, n, rng, frame) for name, plan in plans.items() if "personal" not in plan}
+    locales: dict[str, dict[str, str]] = {}
+    for name, plan in plans.items():
+        if "personal" in plan:
+            locales.setdefault(plan["locale"], {})[name] = plan["personal"]
+    for locale, kinds in locales.items():
+        values = _fake(kinds, locale, n, rng, avoid or {})
+        for name, array in values.items():
+            series = pl.Series(name, array, dtype=pl.String)
+            if plans[name].get("null_rate", 0) > 0 and n:
+                series = series.set(pl.Series(rng.random(n) < _null_rates(plans[name], n, frame)), None)
+            out[name] = series
+    return [out[name] for name in plans]
+
+
+# A row whose fake value equals a real one is drawn again at most this many times (each time far rarer).
+MAX_REDRAWS = 20
+
+
+def _fake(kinds: dict[str, str], locale: str, n: int, rng: np.random.Generator,
+          avoid: dict[str, pl.Series]) -> dict[str, np.ndarray]:
+    seed = int(rng.integers(2**62))
+    values = fake_columns(kinds, locale, Draws(n, rng=rng), seed)
+    for _ in range(MAX_REDRAWS):
+        again = np.zeros(n, dtype=bool)
+        for key, real in avoid.items():
+            if all(part in values for part in key.split("+")):
+                again |= _row_keys(values, key).is_in(real.implode()).to_numpy()
+        if not again.any():
+            break
+        fresh = fake_columns(kinds, locale, Draws(int(again.sum()), rng=rng), seed)
+        for name in values:
+            values[name][again] = fresh[name]
+    return values
+
+
+def _row_keys(values: dict[str, Any], key: str) -> pl.Series:
+    parts = [pl.Series(values[part], dtype=pl.String) for part in key.split("+")]
+    if len(parts) == 1:
+        return parts[0]
+    return pl.select(pl.concat_str([pl.lit(part) for part in parts], separator="\x1f")).to_series()
+
+
+def real_values_to_avoid(frame: pl.DataFrame, plans: dict[str, dict[str, Any]]) -> dict[str, pl.Series]:
+    """The real values a personal column's fake ones must never equal, by key: a column that names someone alone (a
+    full name, an e-mail, a phone), and a first name with a last name together (``"given+family"``). Kept in memory
+    for the run's own sampling, never saved."""
+    avoid: dict[str, pl.Series] = {}
+    for name, plan in plans.items():
+        if "personal" in plan and plan["personal"] not in COMPONENT_KINDS and name in frame.columns:
+            avoid[name] = frame.get_column(name).cast(pl.String).drop_nulls().unique()
+    firsts = [n for n, p in plans.items() if p.get("personal") == "first_name" and n in frame.columns]
+    lasts = [n for n, p in plans.items() if p.get("personal") == "last_name" and n in frame.columns]
+    if firsts and lasts:
+        key = f"{firsts[0]}+{lasts[0]}"
+        avoid[key] = _row_keys({firsts[0]: frame.get_column(firsts[0]).to_numpy(),
+                                lasts[0]: frame.get_column(lasts[0]).to_numpy()}, key).drop_nulls().unique()
+    return avoid
+
+
 def regenerate(name: str, plan: dict[str, Any], n: int, rng: np.random.Generator,
                frame: pl.DataFrame | None = None) -> pl.Series:
     """``n`` fresh values for the column described by ``plan``, with its null rate (given ``frame``'s rows)."""
+    if "personal" in plan:
+        return regenerate_columns({name: plan}, n, rng, frame)[0]
     if "constant" in plan:
         return pl.repeat(plan["constant"], n, eager=True).cast(_polars_dtype(plan["dtype"])).alias(name)
     if "integer_above" in plan:

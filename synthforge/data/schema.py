@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from synthforge.constraints import Constraint
-from synthforge.data.personal import content_looks_personal as _content_looks_personal
-from synthforge.data.personal import name_looks_personal
+from synthforge.data.fake import DEFAULT_LOCALE, PERSONAL_KINDS, check_locale
+from synthforge.data.personal import Finding, describe, find_by_name_and_values, find_personal, name_looks_personal
 from synthforge.data.temporal import (
     TextFormat,
     detect_format,
@@ -82,6 +82,11 @@ class ColumnSpec(BaseModel):
     #: holds (or is named like) people's names, contact details or addresses: identifier_leak looks for
     #: its real values in every output column, whatever kind it was learned as
     pii: bool = False
+    #: what personal data the column holds (person_name, email, phone, …: synthforge.data.fake.PERSONAL_KINDS); a
+    #: regenerated column of a personal kind is written by Faker in ``locale``
+    personal: str | None = None
+    #: the Faker locale its values are written in (en_US, de_DE, …)
+    locale: str | None = None
     #: why inference chose this kind, when a person would ask (shown by ``profile`` and the report)
     note: str | None = None
 
@@ -169,6 +174,17 @@ class ColumnOverride(BaseModel):
                                                  "outputs are written in the first.")
     invalid: Literal["error", "null"] = Field(
         "error", description="Text a date/time format cannot read: an error (default) or read as missing.")
+    pii: Literal[PERSONAL_KINDS] | None = Field(  # type: ignore[valid-type]
+        None, description="The personal data this text column holds, whatever its values look like: "
+                          + ", ".join(PERSONAL_KINDS) + ". As an identifier it is written by Faker; learned (a "
+                          "`kind` such as categorical), identifier_leak still looks for its real values.")
+    locale: str | None = Field(None, description="The Faker locale of its fake values (en_US, de_DE, fr_FR, …); "
+                                                 "default: the table's, else the one its values suggest.")
+
+    @field_validator("locale")
+    @classmethod
+    def _known_locale(cls, value: str | None) -> str | None:
+        return None if value is None else check_locale(value)
 
 
 def column_overrides(kinds: dict[str, str], option: str = "--column") -> dict[str, ColumnOverride]:
@@ -198,6 +214,7 @@ def infer_schema(
     *,
     max_categories: int = DEFAULT_MAX_CATEGORIES,
     nothing_learned: bool = False,
+    locale: str | None = None,
 ) -> Schema:
     """Infer each column's kind and statistics; raise :class:`DataError` on data that cannot be learned.
 
@@ -205,13 +222,16 @@ def infer_schema(
     fix, so a messy table takes one run to put right, not one per column. Text that holds dates
     or times is recognised (:mod:`synthforge.data.temporal`) and described as the parsed column,
     with its text ``format``; :func:`to_internal` parses a table the same way. Columns that look
-    like people's names, e-mails, phone numbers or addresses, by header or by content, are
-    identifiers (never learned) unless the recipe names their kind.
+    like people's names, e-mails, phone numbers, addresses or IBANs by their content
+    (:mod:`synthforge.data.personal`; a header only raises a suspicion) are identifiers, written by
+    Faker, unless the recipe names their kind.
 
     :param overrides: per-column kind/handling/format chosen by the user; they win over inference.
     :param max_categories: a text column with more distinct values that is not an
         identifier is an error unless the recipe names its kind.
     :param nothing_learned: allow a table of identifiers only (a lookup table of related tables).
+    :param locale: the Faker locale of the table's personal columns (``source.locale``); default: the one most
+        of their values suggest.
     """
     overrides = overrides or {}
     if table.width == 0:
@@ -238,6 +258,7 @@ def infer_schema(
             raise DataError(problems[0])
         raise DataError(f"{len(problems)} columns cannot be learned as they are; each with its fix:\n"
                         + "\n".join(f"  - {problem}" for problem in problems))
+    columns = _one_locale(columns, overrides, locale)
     if not nothing_learned and not any(column.kind.learned for column in columns):
         raise DataError(
             "every column is an identifier, free text or constant, so there is nothing to learn. "
@@ -259,18 +280,56 @@ def _infer_column(series: pl.Series, override: ColumnOverride, null_count: int, 
         if null_count == series.len():
             return _constant(series, null_count)
     note = None
-    personal = _content_looks_personal(series)  # what personal data the values look like, if any
+    finding = _personal_finding(series, override)  # what personal data the values hold, if any
     kind = override.kind
     if kind is None:
-        kind, note = _infer_kind(series, n_unique, null_count, max_categories, personal)
+        kind, note = _infer_kind(series, n_unique, null_count, max_categories, finding)
     _reject_unlearnable(series, kind)
     spec = _describe_column(series, kind, null_count, n_unique, handling)
     updates: dict[str, Any] = {"note": note}
     if text_format is not None:
         updates |= {"format": text_format.format, "note": f"dates/times written {text_format.format!r}"}
-    if name_looks_personal(name) or (kind != ColumnKind.free_text and personal):
+    if finding is not None and kind != ColumnKind.free_text:
+        updates |= {"personal": finding.kind, "locale": override.locale or finding.locale}
+        # A city or a postcode names no one: learned as what it is, and looked for by no check.
+        updates["pii"] = finding.identifying or finding.kind in ("first_name", "last_name")
+        if override.kind is not None or kind != ColumnKind.identifier:
+            updates["note"] = note or f"holds {describe(finding.kind)} ({finding.reason})"
+    elif name_looks_personal(name) and kind == ColumnKind.identifier:
         updates["pii"] = True
     return spec.model_copy(update=updates)
+
+
+def _personal_finding(series: pl.Series, override: ColumnOverride) -> Finding | None:
+    if override.pii is not None:
+        if series.dtype not in (pl.String, pl.Categorical) and not isinstance(series.dtype, pl.Enum):
+            raise DataError(f"column {series.name!r} has `pii: {override.pii}` but holds {series.dtype} values, not "
+                            f"text; remove `pii` or convert the column to text in the source.")
+        found = find_personal(series)  # the locale its values suggest, where they agree with the recipe
+        suggested = found.locale if found is not None and found.kind == override.pii else None
+        return Finding(override.pii, override.locale or suggested, "the recipe says so")
+    if override.kind in (ColumnKind.datetime, ColumnKind.duration, ColumnKind.free_text):
+        return None
+    return find_personal(series) or find_by_name_and_values(series)
+
+
+def _one_locale(columns: list[ColumnSpec], overrides: dict[str, ColumnOverride],
+                locale: str | None) -> list[ColumnSpec]:
+    """One locale for the table's personal columns (one person and one address per row): the recipe's, else the
+    one most of them suggest (en_US where none suggests one); a column's own ``locale`` in the recipe wins, and an
+    IBAN keeps the country its values show (a bank's, not the person's)."""
+    personal = [c for c in columns if c.personal is not None and not (c.name in overrides and overrides[c.name].locale)
+                and not (c.personal == "iban" and c.locale)]
+    if not personal:
+        return columns
+    if locale is None:
+        counts: dict[str, int] = {}
+        for column in personal:
+            if column.locale:
+                counts[column.locale] = counts.get(column.locale, 0) + 1
+        locale = max(counts, key=counts.__getitem__) if counts else DEFAULT_LOCALE
+    chosen = {column.name for column in personal}
+    return [c.model_copy(update={"locale": locale}) if c.name in chosen else c for c in columns]
 
 
 def _constant(series: pl.Series, null_count: int) -> ColumnSpec:
@@ -316,7 +375,7 @@ def _column_stats(table: pl.DataFrame) -> dict[str, tuple[int, int]]:
 
 
 def _infer_kind(series: pl.Series, n_unique: int, null_count: int, max_categories: int,
-                personal: str | None) -> tuple[ColumnKind, str | None]:
+                finding: Finding | None) -> tuple[ColumnKind, str | None]:
     dtype = series.dtype
     non_null = series.len() - null_count
     looks_unique = non_null >= 20 and n_unique >= 0.95 * non_null
@@ -335,21 +394,30 @@ def _infer_kind(series: pl.Series, n_unique: int, null_count: int, max_categorie
         return ColumnKind.continuous, None
     if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
         text = series.cast(pl.String).drop_nulls()
-        if name_looks_personal(series.name):
-            return ColumnKind.identifier, ("its name says it holds names, contact details or addresses: never "
-                                           "learned unless the recipe sets its kind")
-        if personal:
-            return ColumnKind.identifier, (f"its values look like {personal}: never learned unless the recipe "
-                                           f"sets its kind")
+        if finding is not None and finding.kind not in ("city", "postcode", "state"):
+            return ColumnKind.identifier, (f"its values look like {describe(finding.kind)} ({finding.reason}): "
+                                           f"written by Faker unless the recipe sets its kind")
+        suspected = name_looks_personal(series.name)
         if looks_unique or (named_like_identifier and n_unique >= 0.5 * max(non_null, 1)):
             kind = _identifier_or_text(text)
-            return kind, "almost every value is distinct" if looks_unique else "its name says it identifies records"
+            why = "almost every value is distinct" if looks_unique else "its name says it identifies records"
+            if finding is not None:  # a city or postcode column of distinct values: written by Faker
+                why += f"; its values look like {describe(finding.kind)} ({finding.reason})"
+            elif suspected:
+                why += "; its name suggests personal data, so identifier_leak looks for its values everywhere"
+            return kind, why
         rare = _rare_share(text)
         if non_null >= 20 and rare >= MOSTLY_RARE:
             return _identifier_or_text(text), (
                 f"{rare:.0%} of its rows hold a value that fewer than {MIN_CATEGORY_ROWS} rows share: learned as "
                 f"categories those would all be pooled as rare, so it is regenerated like an identifier (set "
                 f"`kind: categorical` to learn its common values)")
+        if suspected or finding is not None:
+            # The name (or a city's or postcode's shape) raised a suspicion; repeated values decide: a category.
+            what = describe(finding.kind) if finding is not None else "personal data"
+            return ColumnKind.categorical, (f"its name suggests {what}, but its {n_unique:,} distinct values repeat "
+                                            f"(each in {non_null / max(n_unique, 1):,.0f} rows on average): "
+                                            f"learned as a category")
         if n_unique > max_categories:
             raise DataError(
                 f"column {series.name!r} has {n_unique:,} distinct values, more than the "
