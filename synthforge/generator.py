@@ -73,6 +73,7 @@ from synthforge.data.streaming import EncodedRows, TrainingStream
 from synthforge.data.temporal import detect_format, text_format_of
 from synthforge.errors import ConditionError, DataError, ModelError, SynthForgeError
 from synthforge.provenance import own_version
+from synthforge.rule_repair import plan_repairs, repair
 from synthforge.seeds import RandomStreams, derive_seed
 
 MODEL_FORMAT = "synthforge-model"
@@ -571,7 +572,7 @@ class Generator:
         drawn = from_differences(drawn, self.orderings_, self.schema_)
         drawn = drawn.with_columns(context.get_column(c).cast(drawn.schema[c], strict=False).alias(c)
                                    for c in context.columns if c in drawn.columns)
-        return self._finish(drawn, {}, rng)
+        return self._finish(drawn, {}, rng, pinned=set(context.columns))
 
     def _context_groups(self, context: pl.DataFrame) -> Iterator[tuple[dict[str, Any], np.ndarray, int]]:
         """The fallback's (conditions, row positions, rows) per distinct categorical context."""
@@ -915,7 +916,8 @@ class Generator:
                 )
         return pl.concat(matches).head(n)
 
-    def _finish(self, frame: pl.DataFrame, conditions: dict[str, Any], rng: np.random.Generator) -> pl.DataFrame:
+    def _finish(self, frame: pl.DataFrame, conditions: dict[str, Any], rng: np.random.Generator,
+                pinned: set[str] | None = None) -> pl.DataFrame:
         n = frame.height
         # Decoding round-trips conditioned values to float precision; pin them exactly.
         frame = frame.with_columns(
@@ -926,6 +928,8 @@ class Generator:
         )
         frame = frame.with_columns(pl.col(name).replace(RARE, None) for name in self._unreleased_columns())
         frame = enforce(frame, self.schema_)
+        # Comparisons and `fixed:` rules are mended in place (rule_repair), given the columns the caller holds.
+        frame = repair(frame, plan_repairs(self.schema_, set(conditions) | (pinned or set())), self.schema_, rng)
         for rule in self.schema_.constraints:  # a derived column is computed, so its rule holds by construction
             frame = rule.apply(frame)
         return frame.select([c for c in self.schema_.output_names if c in frame.columns])
