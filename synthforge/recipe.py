@@ -58,6 +58,12 @@ class GeneratorSpec(_Strict):
     ray_address: str | None = Field(None, description="With workers: the Ray cluster to join (default: "
                                                       "$RAY_ADDRESS, else a local Ray started here).")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        # `generator: copula` (or `-p generator=copula`, to run a recipe with another installed generator)
+        return {"name": value} if isinstance(value, str) else value
+
 
 class _TableOptions(_Strict):
     """How one table is read and described; shared by a flat source and each table of a dataset."""
