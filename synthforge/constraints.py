@@ -147,12 +147,21 @@ class Constraint(BaseModel):
 
 
 def check_constraints(constraints: list[Constraint], columns: list[str], where: str = "constraints") -> None:
-    """Raise :class:`RecipeError` if a rule names a column the table lacks."""
+    """Raise :class:`RecipeError` if a rule names a column the table lacks (every such rule in one message)."""
+    problems = constraint_problems(constraints, columns, where)
+    if problems:
+        raise RecipeError("\n".join(problems))
+
+
+def constraint_problems(constraints: list[Constraint], columns: list[str], where: str = "constraints") -> list[str]:
+    """One line per rule that names a column the table lacks."""
+    problems = []
     for constraint in constraints:
         missing = [c for c in constraint.columns() if c not in columns]
         if missing:
-            raise RecipeError(f"{where}: the rule {constraint.describe()!r} names {', '.join(map(repr, missing))}, "
-                              f"not a learned column; the learned columns are: {', '.join(columns)}.")
+            problems.append(f"{where}: the rule {constraint.describe()!r} names {', '.join(map(repr, missing))}, "
+                            f"not a learned column; the learned columns are: {', '.join(columns)}.")
+    return problems
 
 
 # --- the expression language ---------------------------------------------------------------

@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from synthforge.checks.base import CheckResult, Gate
-from synthforge.constraints import check_constraints
+from synthforge.constraints import check_constraints, constraint_problems
 from synthforge.data.identifiers import regenerate
 from synthforge.data.io import open_writer, read_table, remove_abandoned_staging, replace_atomically, staging_path
 from synthforge.data.schema import ColumnKind, Schema, infer_schema, prepare_source, to_internal, to_source
@@ -159,8 +159,11 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
 
         dataset = temporary / f"data.{FORMAT_EXTENSIONS.get(output.format, output.format)}"
         with timer("sample"):
+            # By default as many rows as the source holds, not its training share (1,169 of a 1,461-day table).
+            source_rows = streamed.rows if streamed is not None else (
+                table.height if recipe.holdout.path is None else train.height)
             synthetic_for_checks, rows = _write_dataset(recipe, generator, train, schema, dataset, pm, log,
-                                                        training_rows)
+                                                        source_rows)
         result.rows = {"training": training_rows, "holdout": holdout_rows, **rows}
         if streamed is not None:
             result.rows |= {"checked_training": train.height,
@@ -249,12 +252,36 @@ def commit_output(temporary: Path, output_path: Path, result: RunResult, timer: 
     replace_atomically(temporary, output_path)
 
 
-def validate_recipe(recipe: Recipe, pm: SynthForgePluginManager | None = None) -> list[str]:
-    """Read a recipe's source and check it as a run would, without training; raise on the first step that fails.
+def header_problems(recipe: Recipe) -> list[str]:
+    """The columns a recipe names that its flat source's header lacks: the part of :func:`recipe_problems` read
+    from a file's header alone, cheap enough to ask as a recipe is typed (the web editor). Empty where the
+    source is related tables, missing, or in a format polars cannot scan."""
+    if recipe.source.relational or recipe.source.path is None:
+        return []
+    path = recipe.resolve(recipe.source.path)
+    scans = {".csv": pl.scan_csv, ".parquet": pl.scan_parquet, ".ndjson": pl.scan_ndjson, ".jsonl": pl.scan_ndjson,
+             ".arrow": pl.scan_ipc, ".ipc": pl.scan_ipc, ".feather": pl.scan_ipc}
+    scan = scans.get(path.suffix.lower())
+    if scan is None or not path.is_file():
+        return []
+    try:
+        columns = [c for c in scan(path).collect_schema().names() if c not in (recipe.source.drop or [])]
+    except (pl.exceptions.PolarsError, OSError):
+        return []  # the run's own reader says what is wrong with the file
+    output = recipe.output
+    named = {"output.column": [output.column] if output.column else [],
+             "output.conditions": list(output.conditions), "target": [recipe.target] if recipe.target else []}
+    problems = [f"{key} names column {column!r}, not in the source; its columns are: {', '.join(columns)}."
+                for key, names in named.items() for column in names if column not in columns]
+    return problems + constraint_problems(recipe.constraints, columns, where="constraints")
 
-    Every column's problem is reported at once (:func:`infer_schema`), then the recipe's columns and
-    rules against the schema. Returns notes: the columns written back as they are, the text dates, and
-    each rule's share in the real rows.
+
+def validate_recipe(recipe: Recipe, pm: SynthForgePluginManager | None = None) -> list[str]:
+    """Read a recipe's source and check it as a run would, without training.
+
+    Every column's problem is reported at once (:func:`infer_schema`), then, in one error, every way the
+    recipe's columns, rules and rebalance shares do not fit the source (:func:`recipe_problems`). Returns notes:
+    the columns written back as they are, the text dates, and each rule's share in the real rows.
     """
     pm = pm or get_plugin_manager()
     validate_plugins(recipe, pm)
@@ -292,28 +319,52 @@ def _load(recipe: Recipe, path: Path, pm: SynthForgePluginManager) -> pl.DataFra
 def _infer(recipe: Recipe, table: pl.DataFrame) -> tuple[pl.DataFrame, Schema]:
     """The source's schema, checked against the recipe, and the source with its text dates parsed."""
     schema = infer_schema(table, recipe.source.columns, max_categories=recipe.source.max_categories)
-    _check_recipe_against_schema(recipe, schema)
+    _check_recipe_against_schema(recipe, schema, table)
     return to_internal(table, schema, invalid=recipe.source.invalid_policy), schema
 
 
-def _check_recipe_against_schema(recipe: Recipe, schema: Schema) -> None:
+def _check_recipe_against_schema(recipe: Recipe, schema: Schema, table: pl.DataFrame | None = None) -> None:
+    """Raise one :class:`RecipeError` naming every way the recipe does not fit its source (five mistakes, one
+    run), before anything is trained."""
+    problems = recipe_problems(recipe, schema, table)
+    if len(problems) == 1:
+        raise RecipeError(f"{recipe.file}: {problems[0]}")
+    if problems:
+        raise RecipeError(f"{recipe.file}: {len(problems)} problems with this recipe and its source:\n"
+                          + "\n".join(f"  - {problem}" for problem in problems))
+
+
+def recipe_problems(recipe: Recipe, schema: Schema, table: pl.DataFrame | None = None) -> list[str]:
+    """Every way the recipe's columns, rules and rebalance shares do not fit the source's ``schema`` (and its
+    rows, ``table``, where given), each with what to do."""
     output = recipe.output
-    where = recipe.file
+    problems: list[str] = []
     referenced = {"output.column": [output.column] if output.column else [],
                   "output.conditions": list(output.conditions), "target": [recipe.target] if recipe.target else []}
     for key, columns in referenced.items():
         for column in columns:
             if column not in schema:
-                raise RecipeError(f"{where}: {key} names column {column!r}, not in the source; "
-                                  f"its columns are: {', '.join(schema.names)}.")
-            if not schema[column].kind.learned:
-                raise RecipeError(f"{where}: {key} names {column!r}, an identifier/free-text column that is "
-                                  f"never learned; name a learned column.")
-    if output.mode == "rebalance" and schema[output.column].kind not in (ColumnKind.categorical, ColumnKind.boolean):
-        raise RecipeError(f"{where}: output.column {output.column!r} is {schema[output.column].kind.value}; "
-                          f"rebalancing needs a categorical or boolean column.")
+                problems.append(f"{key} names column {column!r}, not in the source; its columns are: "
+                                f"{', '.join(schema.names)}.")
+            elif not schema[column].kind.learned:
+                problems.append(f"{key} names {column!r}, an identifier/free-text column that is never learned; "
+                                f"name a learned column.")
+    rebalanced = output.column if output.mode == "rebalance" and output.column in schema else None
+    if rebalanced is not None and schema[rebalanced].kind not in (ColumnKind.categorical, ColumnKind.boolean):
+        problems.append(f"output.column {rebalanced!r} is {schema[rebalanced].kind.value}; rebalancing needs a "
+                        f"categorical or boolean column.")
+    elif rebalanced is not None and isinstance(output.shares, dict) and table is not None \
+            and rebalanced in table.columns:
+        values = [str(v) for v in table.get_column(rebalanced).drop_nulls().unique(maintain_order=True).to_list()]
+        unknown = [key for key in output.shares if key not in values]
+        if unknown:
+            shown = ", ".join(map(repr, sorted(values)[:30])) + (", …" if len(values) > 30 else "")
+            problems.append(f"output.shares names {', '.join(map(repr, unknown))}, not a value of {rebalanced!r} "
+                            f"(values are matched exactly, case included); its values: {shown}.")
     if output.label_column and output.label_column in schema:
-        raise RecipeError(f"{where}: output.label_column {output.label_column!r} already is a column of the source.")
+        problems.append(f"output.label_column {output.label_column!r} already is a column of the source.")
+    problems += constraint_problems(recipe.constraints, [c.name for c in schema.learned], where="constraints")
+    return problems
 
 
 def _with_constraints(recipe: Recipe, schema: Schema, train: pl.DataFrame) -> Schema:
@@ -346,10 +397,11 @@ def _split(recipe: Recipe, table: pl.DataFrame, pm: SynthForgePluginManager,
 
 
 def sampling_plan(recipe: Recipe, generator: Generator, train: pl.DataFrame,
-                  training_rows: int | None = None) -> list[tuple[int, dict[str, Any]]]:
-    """(rows, conditions) segments that, with the real rows when included, make the output."""
+                  source_rows: int | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """(rows, conditions) segments that, with the real rows when included, make the output; ``source_rows``
+    (default: the training rows') is the output's size when the recipe sets no ``output.rows``."""
     output = recipe.output
-    default_rows = output.rows if output.rows is not None else training_rows or train.height
+    default_rows = output.rows if output.rows is not None else source_rows or train.height
     if output.mode in ("synthesize", "augment"):
         return [(default_rows, {})]
     if output.mode == "conditions":
@@ -388,9 +440,9 @@ def _shares(recipe: Recipe, categories: list[Any]) -> dict[Any, float]:
 
 def _write_dataset(recipe: Recipe, generator: Generator, train: pl.DataFrame, schema: Schema, path: Path,
                    pm: SynthForgePluginManager, log: Callable[[str], None],
-                   training_rows: int | None = None) -> tuple[pl.DataFrame, dict[str, int]]:
+                   source_rows: int | None = None) -> tuple[pl.DataFrame, dict[str, int]]:
     """Stream real (if asked) and synthetic batches to ``path``; return the synthetic rows kept for checks.
-    ``training_rows``: how many rows the model learned, when ``train`` is a sample of them (a streamed run)."""
+    ``source_rows``: how many rows the source holds (the default output size)."""
     output = recipe.output
     if output.mode == "impute":
         return _write_imputed(recipe, generator, schema, path, pm, log)
@@ -404,7 +456,7 @@ def _write_dataset(recipe: Recipe, generator: Generator, train: pl.DataFrame, sc
             real = to_source(_strip_identifiers(train, schema, generator, rng), schema)
             sink.write(_label(real, output.label_column, False))
             rows["real"] = real.height
-        plan = sampling_plan(recipe, generator, train, training_rows)
+        plan = sampling_plan(recipe, generator, train, source_rows)
         base_seed = output.sample_seed if output.sample_seed is not None else derive_seed(recipe.seed, "sample")
         for segment, (count, conditions) in enumerate(plan):
             for batch_index, batch_rows in enumerate(_batches(count, output.batch_size)):

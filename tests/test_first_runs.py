@@ -6,10 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+import pytest
+import yaml
 
 from synthforge.checks.builtin import ExactCopies
 from synthforge.data.schema import infer_schema
-from synthforge.engine import run
+from synthforge.engine import header_problems, run
+from synthforge.errors import RecipeError
 from synthforge.recipe import apply_overrides, load_recipe, parse_overrides
 
 ROOT = Path(__file__).parents[1]
@@ -31,7 +34,7 @@ def test_an_output_that_repeats_real_rows_less_than_the_holdout_does_is_a_qualit
 
 def test_a_recipe_runs_with_another_generator_named_on_the_command_line(tmp_path):
     recipe = ROOT / "recipes" / "nycflights13-tables.yaml"
-    data = apply_overrides(__import__("yaml").safe_load(recipe.read_text()), parse_overrides(["generator=copula"]))
+    data = apply_overrides(yaml.safe_load(recipe.read_text()), parse_overrides(["generator=copula"]))
     assert data["generator"] == "copula"
     (tmp_path / "r.yaml").write_text(f"source: {{path: {PLANES}}}\ngenerator: copula\nseed: 13\n"
                                      f"output: {{path: {tmp_path / 'out'}}}\n")
@@ -43,3 +46,68 @@ def test_a_recipe_runs_with_another_generator_named_on_the_command_line(tmp_path
     far = [c for c in checks.values() if not c.passed and c.name in ("exact_copies", "dcr_share")]
     assert "exact_copies" in {c.name for c in far}  # 95% of its holdout rows repeat a training row, 1% of the output
     assert all(c.kind == "quality" and "fidelity problem" in c.summary for c in far)
+
+
+# --- validate: every problem at once, before anything is trained (item 7) -------------------------------------
+
+
+def _adult_recipe(tmp_path: Path, **more) -> Path:
+    (tmp_path / "adult.csv").write_bytes((ROOT / "tests" / "data" / "adult_4k.csv").read_bytes())
+    recipe = {"source": {"path": "adult.csv"}, "generator": "copula", "seed": 0,
+              "output": {"path": str(tmp_path / "out")}, **more}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    return tmp_path / "r.yaml"
+
+
+def test_validate_names_every_mistake_at_once_and_a_share_of_a_value_the_column_lacks(tmp_path):
+    from typer.testing import CliRunner
+
+    from synthforge.cli import app
+
+    path = _adult_recipe(
+        tmp_path, target="salary", constraints=["capital_gain >= 0", "hours <= 99"],
+        output={"path": str(tmp_path / "out"), "mode": "rebalance", "column": "income",
+                "shares": {">50k": 0.5, "<=50K": 0.5}, "label_column": "age"})
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert isinstance(result.exception, RecipeError)  # the installed `synthforge` prints it and exits 2
+    message = str(result.exception)
+    assert "5 problems" in message
+    for part in ("'salary'", "'>50k', not a value of 'income'", "'>50K'", "label_column 'age'", "'capital_gain'",
+                 "'hours'"):
+        assert part in message, part
+    lines: list[str] = []
+    with pytest.raises(RecipeError, match="'>50k', not a value of 'income'"):
+        run(load_recipe(_adult_recipe(tmp_path, output={
+            "path": str(tmp_path / "out"), "mode": "rebalance", "column": "income",
+            "shares": {">50k": 0.5, "<=50K": 0.5}})), log=lines.append)
+    assert not any("fitting" in line for line in lines)  # refused before any training
+    assert header_problems(load_recipe(_adult_recipe(tmp_path, target="salary"))) == [
+        "target names column 'salary', not in the source; its columns are: " + ", ".join(
+            pl.read_csv(tmp_path / "adult.csv", n_rows=1).columns) + "."]  # what the web editor asks as one types
+
+
+def test_the_default_output_has_as_many_rows_as_the_source(tmp_path):
+    result = run(load_recipe(_adult_recipe(tmp_path, holdout=0.25, checks=[{"name": "column_shapes"}])))
+    assert result.rows["training"] == 3000 and result.rows["synthetic"] == 4000
+
+
+def test_the_web_editor_calls_a_recipe_naming_a_missing_column_invalid_and_the_jobs_list_shows_warnings(tmp_path):
+    pytest.importorskip("fastapi")
+    from .test_service import bearer, make_service
+
+    client, tokens, folders = make_service(tmp_path, f"sqlite:///{tmp_path / 'jobs.db'}")
+    with client:
+        recipe = yaml.safe_load((folders.recipes / "job.yaml").read_text())
+        ask = lambda text: client.post("/api/v1/recipes/validate", json={"recipe_yaml": text},  # noqa: E731
+                                       headers=bearer(tokens["member"])).json()
+        assert ask(yaml.safe_dump(recipe))["valid"]
+        verdict = ask(yaml.safe_dump({**recipe, "target": "salary"}))
+        assert not verdict["valid"] and "target names column 'salary', not in the source" in verdict["error"]
+        store = client.app.state.store
+        store.submit(folders.recipes / "job.yaml")
+        job = store.claim("tests", 60)
+        store.complete(job, "tests", {"output_path": str(folders.outputs / "x"), "checks": [
+            {"name": "column_shapes", "kind": "quality", "passed": False},
+            {"name": "dcr_share", "kind": "quality", "passed": False}, {"name": "nndr", "passed": True}]})
+        listed = client.get("/fragments/jobs", headers=bearer(tokens["viewer"])).text
+        assert "succeeded" in listed and "2 warnings" in listed and "column_shapes, dcr_share" in listed

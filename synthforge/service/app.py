@@ -206,6 +206,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
             "submitted_by": job.submitted_by, "schedule_id": job.schedule_id, "created_at": job.created_at,
             "started_at": job.started_at, "finished_at": job.finished_at, "error": job.error,
             "cancel_requested": job.cancel_requested, "progress": progress_view(job),
+            # a run that wrote its dataset while some gates only warned is not a plain success: say which
+            "warnings": [c["name"] for c in (job.result or {}).get("checks", []) if not c.get("passed", True)],
         }
         if detail:
             result = job.result or {}
@@ -380,10 +382,15 @@ def create_app(config: ServiceConfig) -> FastAPI:
     @api.post("/recipes/validate")
     def validate_recipe(body: ValidateRequest, _: Caller = viewer) -> dict[str, Any]:
         """Check a recipe's text as a submit would (schema, plugins, paths); never runs it."""
+        from synthforge.engine import header_problems
+
         try:
             loaded = _check_text(body.recipe_yaml, body.params, folders, load_checked)
         except SynthForgeError as error:
             return {"valid": False, "error": str(error)}
+        problems = header_problems(loaded)  # a `target:` that is not a column is no valid recipe
+        if problems:
+            return {"valid": False, "error": "\n".join(problems)}
         return {"valid": True, "name": loaded.name, "generator": loaded.generator.name,
                 "output": str(loaded.resolve(loaded.output.path))}
 
