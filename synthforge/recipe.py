@@ -139,7 +139,9 @@ class SourceSpec(_TableOptions):
     streaming: bool | Literal["auto"] = Field(
         "auto", description="Read the source in chunks and train from disk, for a table larger than memory "
                             "(parquet, ipc, csv, ndjson; generators autoregressive, diffusion, vae; modes synthesize "
-                            "and conditions). `auto`: when the file is over a tenth of the machine's memory.")
+                            "and conditions). `auto`: when a run in memory would outgrow half the machine's memory, "
+                            "judged on the rows and their width in memory (parquet/IPC metadata, the first rows), "
+                            "not on the bytes on disk.")
     sample_rows: int = Field(200_000, ge=1_000, description="Streaming: the seeded sample of training rows the "
                                                             "schema, the encoding and the checks are learned on.")
     chunk_rows: int = Field(100_000, ge=1_000, description="Streaming: rows read from the file at a time.")
@@ -170,7 +172,7 @@ class HoldoutSpec(_Strict):
 class OutputSpec(_Strict):
     mode: Mode = Field("synthesize", description="synthesize | augment | rebalance | conditions | impute.")
     path: Path = Field(description="Output folder; written atomically.")
-    rows: int | None = Field(None, ge=0, description="Synthetic rows (default: as many as the training rows); "
+    rows: int | None = Field(None, ge=0, description="Synthetic rows (default: as many as the source holds); "
                                                      "related tables: rows of the first root table with children, "
                                                      "the other roots scaled alike, children as learned.")
     format: str = Field("csv", description="Format of the dataset file: csv, parquet, ndjson or ipc.")
