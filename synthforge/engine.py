@@ -8,6 +8,7 @@ finished. A failed gate leaves its reports, and nothing else, in ``<path>.failed
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import time
@@ -27,7 +28,7 @@ from synthforge.data.identifiers import regenerate
 from synthforge.data.io import open_writer, read_table, remove_abandoned_staging, replace_atomically, staging_path
 from synthforge.data.schema import ColumnKind, Schema, infer_schema, prepare_source, to_internal, to_source
 from synthforge.engine_streamed import TrainingChunks, streamed_samples, streamed_source
-from synthforge.errors import GateFailed, RecipeError, SynthForgeError
+from synthforge.errors import GateFailed, Memorised, RecipeError, SynthForgeError
 from synthforge.generator import FitContext, Generator, as_polars
 from synthforge.plugins import SynthForgePluginManager, get_plugin_manager
 from synthforge.provenance import file_sha256, machine, package_versions
@@ -58,6 +59,8 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     generator: Generator | None = field(default=None, repr=False)
+    #: the refits a privacy gate asked for: what refused the output and what each refit changed
+    retries: list[dict[str, Any]] = field(default_factory=list)
     #: the default privacy protections this run's recipe turned off or weakened, in words
     privacy_off: list[str] = field(default_factory=list)
     #: CPU threads the run used (synthforge.threads)
@@ -137,47 +140,72 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
             + (f" (checked on samples of {train.height:,} and {holdout.height if holdout is not None else 0:,})"
                if streamed is not None else ""))
 
-    generator = generator_class(recipe.generator.params)
     context = fit_context(recipe, pm, info, recipe.seed, recipe.generator, log, progress)
     if recipe.privacy is not None:
         context = _with_privacy(context, recipe, train.height, log)
     output = recipe.output
     temporary = open_staging(info.output_path, log)
+    params = dict(recipe.generator.params)
+    fitting_seconds = 0.0
     try:
-        with timer("fit"):
-            log(f"fitting {generator!r}")
-            if streamed is None:
-                generator.fit(train, schema, context)
-            else:  # the encoded rows and the hash buckets go in the staging folder, on the output's disk
-                generator.fit_streamed(TrainingChunks(streamed, train), schema, replace(context, scratch=temporary))
-        result.generator = generator
-        if context.privacy is not None:
-            result.privacy = context.privacy.summary()
-            spent = result.privacy["spent"]
-            log(f"privacy: spent ε = {spent['epsilon']:.4g}, δ = {spent['delta']:.3g} of the budget "
-                f"ε = {recipe.privacy.epsilon:g}, δ = {context.privacy.delta:.3g}")
+        for attempt in itertools.count():
+            generator = generator_class(params)
+            memorised: Memorised | None = None
+            with timer("fit"):
+                log(f"fitting {generator!r}")
+                if streamed is None:
+                    generator.fit(train, schema, context)
+                else:  # the encoded rows and the hash buckets go in the staging folder, on the output's disk
+                    generator.fit_streamed(TrainingChunks(streamed, train), schema,
+                                           replace(context, scratch=temporary))
+            fitting_seconds += result.timings["fit"]
+            result.generator = generator
+            if context.privacy is not None:
+                result.privacy = context.privacy.summary()
+                spent = result.privacy["spent"]
+                log(f"privacy: spent ε = {spent['epsilon']:.4g}, δ = {spent['delta']:.3g} of the budget "
+                    f"ε = {recipe.privacy.epsilon:g}, δ = {context.privacy.delta:.3g}")
 
-        dataset = temporary / f"data.{FORMAT_EXTENSIONS.get(output.format, output.format)}"
-        with timer("sample"):
-            # By default as many rows as the source holds, not its training share (1,169 of a 1,461-day table).
-            source_rows = streamed.rows if streamed is not None else (
-                table.height if recipe.holdout.path is None else train.height)
-            synthetic_for_checks, rows = _write_dataset(recipe, generator, train, schema, dataset, pm, log,
-                                                        source_rows)
-        result.rows = {"training": training_rows, "holdout": holdout_rows, **rows}
-        if streamed is not None:
-            result.rows |= {"checked_training": train.height,
-                            "checked_holdout": holdout.height if holdout is not None else 0}
-            schema = schema.model_copy(update={"training_rows": training_rows})  # the checks see a sample
-        with timer("checks"):
-            output_rows = None
-            if output.real_rows_included and output.mode != "impute":
-                learned = [c.name for c in schema.learned]
-                output_rows = pl.concat([train.select(learned), synthetic_for_checks.select(learned)],
-                                        how="vertical_relaxed")
-            result.checks = run_checks(recipe.checks, pm, train, holdout, synthetic_for_checks, schema,
-                                       target=recipe.target, impute=output.mode == "impute",
-                                       output_rows=output_rows, shifted=output.mode in ("rebalance", "conditions"))
+            dataset = temporary / f"data.{FORMAT_EXTENSIONS.get(output.format, output.format)}"
+            with timer("sample"):
+                # By default as many rows as the source holds, not its training share (1,169 of a 1,461-day table).
+                source_rows = streamed.rows if streamed is not None else (
+                    table.height if recipe.holdout.path is None else train.height)
+                try:
+                    synthetic_for_checks, rows = _write_dataset(recipe, generator, train, schema, dataset, pm, log,
+                                                                source_rows)
+                except Memorised as error:
+                    memorised = error
+            if memorised is None:
+                result.rows = {"training": training_rows, "holdout": holdout_rows, **rows}
+                if streamed is not None:
+                    result.rows |= {"checked_training": train.height,
+                                    "checked_holdout": holdout.height if holdout is not None else 0}
+                    schema = schema.model_copy(update={"training_rows": training_rows})  # the checks see a sample
+                with timer("checks"):
+                    output_rows = None
+                    if output.real_rows_included and output.mode != "impute":
+                        learned = [c.name for c in schema.learned]
+                        output_rows = pl.concat([train.select(learned), synthetic_for_checks.select(learned)],
+                                                how="vertical_relaxed")
+                    result.checks = run_checks(recipe.checks, pm, train, holdout, synthetic_for_checks, schema,
+                                               target=recipe.target, impute=output.mode == "impute",
+                                               output_rows=output_rows,
+                                               shifted=output.mode in ("rebalance", "conditions"))
+            refused = [str(memorised)] if memorised is not None else [
+                f"{c.name} {c.score:.4g} (gate {c.gate})" for c in result.checks
+                if not c.passed and c.on_fail == "error" and c.kind == "privacy"]
+            change = _more_private(generator, attempt, refused, fitting_seconds, context, streamed is not None)
+            if change is None:
+                if memorised is not None:
+                    raise _with_retries(memorised, result.retries)
+                break
+            params |= change
+            result.retries.append({"refused": refused, "changed": change,
+                                   "fit_seconds": round(result.timings["fit"], 2)})
+            log(f"privacy: {'; '.join(refused)}: refitting with {', '.join(f'{k} {v}' for k, v in change.items())} "
+                f"(retry {attempt + 1} of at most {MAX_PRIVATE_RETRIES})")
+        result.timings["fit"] = fitting_seconds
         _log_checks(result.checks, log)
         from synthforge.report import write_reports
 
@@ -194,6 +222,32 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
     finally:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)
+
+
+#: refits a run tries, each one step more private (Generator.more_private), before a privacy gate stops it
+MAX_PRIVATE_RETRIES = 3
+
+
+def _more_private(generator: Generator, attempt: int, refused: list[str], fitting_seconds: float,
+                  context: FitContext, streamed: bool) -> dict[str, Any] | None:
+    """The params to refit with when a privacy gate refused this fit's output (or it kept copying rare rows), or
+    None: nothing refused, nothing left to try, no time left (``max_training_time`` bounds every fit together,
+    the next one assumed as long as the last), or a fit that cannot be repeated (a privacy budget is spent once;
+    a streamed fit rereads the whole file)."""
+    if not refused or attempt >= MAX_PRIVATE_RETRIES or context.privacy is not None or streamed:
+        return None
+    budget = getattr(generator.params, "max_training_time", None)
+    if budget is not None and fitting_seconds * (attempt + 2) / (attempt + 1) > budget:
+        return None
+    return generator.more_private(attempt + 1)
+
+
+def _with_retries(error: SynthForgeError, retries: list[dict[str, Any]]) -> SynthForgeError:
+    """``error`` naming the refits tried before it (what each changed), if any."""
+    if not retries:
+        return error
+    tried = "; ".join(", ".join(f"{k} {v}" for k, v in r["changed"].items()) for r in retries)
+    return type(error)(f"{error}\nTried {len(retries)} more private refit(s) first: {tried}.")
 
 
 def fit_context(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, seed: int, spec: GeneratorSpec,
@@ -244,7 +298,7 @@ def commit_output(temporary: Path, output_path: Path, result: RunResult, timer: 
     failures = [c for c in result.failed_checks if c.on_fail == "error"]
     if failures:
         _keep_failed_reports(temporary, output_path)
-        raise GateFailed(_gate_message(failures, output_path), failures)
+        raise GateFailed(_gate_message(failures, output_path, result.retries), failures)
     if save is not None:
         with timer("save"):
             save(temporary / "model")
@@ -601,9 +655,11 @@ def _log_checks(results: list[CheckResult], log: Callable[[str], None]) -> None:
         log(f"check {check.name}: {score} (gate {check.gate}) {verdict}: {check.summary}")
 
 
-def _gate_message(failures: list[CheckResult], path: Path) -> str:
+def _gate_message(failures: list[CheckResult], path: Path, retries: list[dict[str, Any]] | None = None) -> str:
     lines = [f"{c.kind} check {c.name!r} scored {c.score:.4g}, outside its gate {c.gate}: {c.summary}"
              for c in failures]
+    lines += [f"(before: refitted with {', '.join(f'{k} {v}' for k, v in r['changed'].items())} after "
+              f"{'; '.join(r['refused'])})" for r in retries or []]
     return ("the run failed its gates, so no dataset was written:\n  " + "\n  ".join(lines)
             + f"\nReports are in {path.parent / (path.name + '.failed')}. Change the generator or its params, "
               "or adjust the gate under `checks:` if the threshold is wrong for this data.")
@@ -636,6 +692,7 @@ def _describe_run(info: RunInfo, recipe: Recipe, source: Path, generator: Genera
         "rows": result.rows,
         "timings": result.timings,
         "privacy_turned_off": result.privacy_off,
+        "privacy_retries": result.retries,
         "differential_privacy": result.privacy,
         "started_at": info.started_at,
         "versions": versions,
@@ -662,10 +719,12 @@ def _manifest(info: RunInfo, recipe: Recipe, source: Path, generator: Generator,
         "source_sha256": file_sha256(source),
         "seed": recipe.seed,
         "generator": generator.name,
+        "params": generator.params.model_dump(mode="json"),
         "rows": result.rows,
         "timings_seconds": {k: round(v, 4) for k, v in result.timings.items()},
         "checks": [{"name": c.name, "score": c.score, "passed": c.passed} for c in result.checks],
         "privacy_turned_off": result.privacy_off,
+        "privacy_retries": result.retries,
         "differential_privacy": result.privacy,
         "threads": result.threads,
         "versions": versions,

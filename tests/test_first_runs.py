@@ -3,16 +3,20 @@ output *farther* from the training rows than fresh real rows are (a fidelity pro
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 import yaml
 
+from synthforge import hookimpl
 from synthforge.checks.builtin import ExactCopies
 from synthforge.data.schema import infer_schema
 from synthforge.engine import header_problems, run
-from synthforge.errors import RecipeError
+from synthforge.errors import Memorised, RecipeError
+from synthforge.plugins import get_plugin_manager
 from synthforge.recipe import apply_overrides, load_recipe, parse_overrides
 
 ROOT = Path(__file__).parents[1]
@@ -111,3 +115,71 @@ def test_the_web_editor_calls_a_recipe_naming_a_missing_column_invalid_and_the_j
             {"name": "dcr_share", "kind": "quality", "passed": False}, {"name": "nndr", "passed": True}]})
         listed = client.get("/fragments/jobs", headers=bearer(tokens["viewer"])).text
         assert "succeeded" in listed and "2 warnings" in listed and "column_shapes, dcr_share" in listed
+
+
+# --- a privacy gate's refusal: refit more privately, say what changed (item 4) ------------------------------
+
+
+class _Forgetful:
+    """A 'generator' that copies training rows while it trains for more than 2 'epochs', and draws each column on
+    its own below that: the memorised small table a privacy gate refuses, and the fix a refit can find."""
+
+    @hookimpl
+    def synthforge_generators(self):
+        from pydantic import Field
+
+        from synthforge.baseline import GaussianCopula
+
+        class Params(GaussianCopula.Params):
+            epochs: int = Field(8, ge=1)
+            max_training_time: float | None = None
+
+        class Forgetful(GaussianCopula):
+            name = "forgetful"
+
+            def _fit(self, data, context):
+                super()._fit(data, context)
+                self.rows_ = data
+
+            def _sample(self, n, conditions, rng):
+                if self.params.epochs > 2:
+                    return self.rows_[rng.integers(0, len(self.rows_), n)]
+                return np.column_stack([self.rows_[rng.integers(0, len(self.rows_), n), j]
+                                        for j in range(self.rows_.shape[1])])
+
+            def more_private(self, step):
+                return {"epochs": self.params.epochs // 2} if self.params.epochs > 1 else None
+
+        Forgetful.Params = Params
+        return [Forgetful]
+
+
+def test_a_refused_memorising_fit_is_refitted_more_privately_and_the_run_says_what_changed(tmp_path):
+    pm = get_plugin_manager(entry_points=False, extra_plugins=[_Forgetful()])
+    lines: list[str] = []
+    path = _adult_recipe(tmp_path, generator={"name": "forgetful"}, checks=[{"name": "column_shapes"}])
+    result = run(load_recipe(path, pm=pm), pm=pm, log=lines.append)
+    assert [r["changed"] for r in result.retries] == [{"epochs": 4}, {"epochs": 2}]
+    assert "keeps reproducing rare training rows" in result.retries[0]["refused"][0]
+    assert result.generator.params.epochs == 2 and result.dataset_path.exists()
+    manifest = json.loads((result.output_path / "manifest.json").read_text())
+    assert manifest["privacy_retries"] == json.loads(json.dumps(result.retries))
+    assert manifest["params"]["epochs"] == 2  # the run can be repeated from its manifest
+    assert any("refitting with epochs 4" in line for line in lines)
+    # within max_training_time only, and a run with nothing left to try fails naming what it tried
+    timed = _adult_recipe(tmp_path, generator={"name": "forgetful", "params": {"max_training_time": 1e-9}})
+    with pytest.raises(Memorised, match="keeps reproducing rare training rows"):
+        run(load_recipe(timed, pm=pm), pm=pm)
+    stubborn = _adult_recipe(tmp_path, generator={"name": "forgetful", "params": {"epochs": 64}})
+    with pytest.raises(Memorised, match=r"Tried 3 more private refit\(s\) first: epochs 32; epochs 16; epochs 8"):
+        run(load_recipe(stubborn, pm=pm), pm=pm)
+
+
+def test_the_torch_generators_say_what_is_more_private():
+    pm = get_plugin_manager()
+    autoregressive = pm.get_generator("autoregressive")
+    assert autoregressive({"epochs": 10}).more_private(1) == {"smoothing": 0.3}  # what the sweeps measured
+    assert autoregressive({"epochs": 10, "smoothing": 0.3}).more_private(2) == {"epochs": 5}
+    assert autoregressive({"epochs": 1, "smoothing": 0.3}).more_private(3) is None
+    assert pm.get_generator("vae")({"epochs": 9}).more_private(1) == {"epochs": 4}
+    assert pm.get_generator("copula")().more_private(1) is None  # nothing to trade: the gate's verdict stands
