@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from synthforge.autopick import AUTO, candidates, choose_generator
 from synthforge.checks.base import CheckResult, Gate
 from synthforge.constraints import check_constraints, constraint_problems
 from synthforge.data.identifiers import regenerate
@@ -61,6 +62,8 @@ class RunResult:
     generator: Generator | None = field(default=None, repr=False)
     #: the refits a privacy gate asked for: what refused the output and what each refit changed
     retries: list[dict[str, Any]] = field(default_factory=list)
+    #: ``generator: auto``: what was tried and what was chosen (synthforge.autopick)
+    choice: dict[str, Any] | None = None
     #: the default privacy protections this run's recipe turned off or weakened, in words
     privacy_off: list[str] = field(default_factory=list)
     #: CPU threads the run used (synthforge.threads)
@@ -115,8 +118,11 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
     result.privacy_off = privacy_turned_off(recipe, pm)
     for line in result.privacy_off:
         log(f"PRIVACY OFF: {line}")
-    generator_class = pm.get_generator(recipe.generator.name)
-    streamed = streamed_source(recipe, source_path, pm, generator_class.supports_streaming, log)
+    auto = recipe.generator.name == AUTO  # synthforge.autopick chooses once the training rows are split
+    generator_class = None if auto else pm.get_generator(recipe.generator.name)
+    streamable = any(pm.get_generator(n).supports_streaming for n in candidates(recipe, pm)) if auto \
+        else generator_class.supports_streaming
+    streamed = streamed_source(recipe, source_path, pm, streamable, log)
     with timer("load"):
         if streamed is None:
             table = _load(recipe, source_path, pm)
@@ -140,6 +146,11 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
             + (f" (checked on samples of {train.height:,} and {holdout.height if holdout is not None else 0:,})"
                if streamed is not None else ""))
 
+    if auto:
+        recipe, result.choice = choose_generator(
+            recipe, pm, train, schema, streamed is not None,
+            lambda seed: fit_context(recipe, pm, info, seed, recipe.generator, log, progress), log)
+        generator_class = pm.get_generator(recipe.generator.name)
     context = fit_context(recipe, pm, info, recipe.seed, recipe.generator, log, progress)
     if recipe.privacy is not None:
         context = _with_privacy(context, recipe, train.height, log)
@@ -351,7 +362,8 @@ def validate_recipe(recipe: Recipe, pm: SynthForgePluginManager | None = None) -
         return validate_tables(recipe, pm)
     assert recipe.source.path is not None
     path = recipe.resolve(recipe.source.path)
-    streamed = streamed_source(recipe, path, pm, pm.get_generator(recipe.generator.name).supports_streaming,
+    streamed = streamed_source(recipe, path, pm, any(pm.get_generator(n).supports_streaming for n in candidates(
+        recipe, pm)) if recipe.generator.name == AUTO else pm.get_generator(recipe.generator.name).supports_streaming,
                                lambda message: None)
     if streamed is None:
         table, schema = _infer(recipe, _load(recipe, path, pm))
@@ -699,6 +711,7 @@ def _describe_run(info: RunInfo, recipe: Recipe, source: Path, generator: Genera
         "timings": result.timings,
         "privacy_turned_off": result.privacy_off,
         "privacy_retries": result.retries,
+        "generator_choice": result.choice,
         "differential_privacy": result.privacy,
         "started_at": info.started_at,
         "versions": versions,
@@ -731,6 +744,7 @@ def _manifest(info: RunInfo, recipe: Recipe, source: Path, generator: Generator,
         "checks": [{"name": c.name, "score": c.score, "passed": c.passed} for c in result.checks],
         "privacy_turned_off": result.privacy_off,
         "privacy_retries": result.retries,
+        "generator_choice": result.choice,
         "differential_privacy": result.privacy,
         "threads": result.threads,
         "versions": versions,

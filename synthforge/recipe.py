@@ -431,6 +431,18 @@ def validate_plugins(recipe: Recipe, pm: SynthForgePluginManager) -> None:
 
     lines: dict[tuple, int] = getattr(recipe, "_lines", {})
     where = _locator(lines, recipe.file)
+    if recipe.generator.name == "auto":  # synthforge.autopick: checked here, chosen once the data is read
+        from synthforge.autopick import AutoParams, candidates
+
+        if recipe.source.relational:
+            raise RecipeError(f"{where(('generator', 'name'))}generator.name: auto chooses for one table; name a "
+                              f"generator for related tables.")
+        try:
+            validate_params(AutoParams, recipe.generator.params, "generator 'auto'")
+        except SynthForgeError as error:
+            raise RecipeError(f"{where(('generator', 'params'))}generator.params: {error}") from None
+        candidates(recipe, pm)
+        return
     try:
         generator = pm.get_generator(recipe.generator.name)
     except SynthForgeError as error:

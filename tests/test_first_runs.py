@@ -184,3 +184,42 @@ def test_the_torch_generators_say_what_is_more_private():
     assert autoregressive({"epochs": 1, "smoothing": 0.3}).more_private(3) is None
     assert pm.get_generator("vae")({"epochs": 9}).more_private(1) == {"epochs": 4}
     assert pm.get_generator("copula")().more_private(1) is None  # nothing to trade: the gate's verdict stands
+
+
+# --- generator: auto (item 6) ------------------------------------------------------------------------------------
+
+
+def test_auto_tries_the_candidates_on_a_validation_split_and_the_manifest_repeats_its_choice(tmp_path):
+    table = pl.read_csv(ROOT / "tests" / "data" / "adult_4k.csv").head(400)
+    table.write_csv(tmp_path / "small.csv")
+    recipe = {"source": {"path": "small.csv"}, "seed": 3, "target": "income",
+              "generator": {"name": "auto",
+                            "params": {"budget_seconds": 4, "candidates": ["copula", "autoregressive"]}},
+              "checks": [{"name": "column_shapes"}, {"name": "pair_trends"}, {"name": "detection"}],
+              "output": {"path": str(tmp_path / "out")}}
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(recipe))
+    lines: list[str] = []
+    result = run(load_recipe(tmp_path / "r.yaml"), log=lines.append)
+    choice = result.choice
+    assert [t["generator"] for t in choice["trials"]] == ["copula", "autoregressive"]
+    assert all("quality" in t and "refused" in t for t in choice["trials"])
+    assert result.generator.name == choice["chosen"] and choice["validation_rows"] == 64  # a fifth of 320
+    assert any(line.startswith("auto: chose ") for line in lines)
+    manifest = json.loads((result.output_path / "manifest.json").read_text())
+    assert manifest["generator_choice"]["chosen"] == manifest["generator"] == manifest["recipe"]["generator"]["name"]
+    again = {**manifest["recipe"], "output": {**manifest["recipe"]["output"], "path": str(tmp_path / "again")}}
+    (tmp_path / "again.yaml").write_text(yaml.safe_dump(again))
+    repeated = run(load_recipe(tmp_path / "again.yaml"))  # the manifest's recipe: the chosen generator, no search
+    assert repeated.choice is None
+    assert pl.read_csv(repeated.dataset_path).equals(pl.read_csv(result.dataset_path))
+
+
+def test_auto_refuses_what_it_cannot_choose_for(tmp_path):
+    path = _adult_recipe(tmp_path, generator={"name": "auto", "params": {"candidates": ["nope"]}})
+    with pytest.raises(RecipeError, match="'nope', not an installed generator"):
+        load_recipe(path, pm=get_plugin_manager())
+    tables = tmp_path / "tables.yaml"
+    tables.write_text(yaml.safe_dump({"source": {"tables": {"a": {"path": "adult.csv"}}}, "generator": "auto",
+                                      "output": {"path": "out"}}))
+    with pytest.raises(RecipeError, match="auto chooses for one table"):
+        load_recipe(tables, pm=get_plugin_manager())
