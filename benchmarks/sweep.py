@@ -89,6 +89,7 @@ def run_one(csv: Path, generator: str, params: list[str], seed: int | None = Non
     if report is None:
         row["error"] = (run.stderr.strip().splitlines() or [""])[-1][:300]
         return row
+    row["retried"] = _retried(output / "manifest.json", run.stderr)
     written = json.loads(report.read_text())
     checks = {check["name"]: check for check in written["checks"]}
     row["rows"] = written.get("rows", {}).get("train")
@@ -98,6 +99,16 @@ def run_one(csv: Path, generator: str, params: list[str], seed: int | None = Non
             score = check.get("score")
             row[name] = ("n/a" if score is None else f"{score:.3f}") + ("" if check.get("passed", True) else "*")
     return row
+
+
+def _retried(manifest: Path, stderr: str) -> str:
+    """What the run's refits after a privacy gate's refusal changed (engine.MAX_PRIVATE_RETRIES), from its manifest
+    when it wrote, else from the error it stopped on."""
+    if manifest.exists():
+        retries = json.loads(manifest.read_text()).get("privacy_retries", [])
+        return "; ".join(", ".join(f"{k} {v}" for k, v in r["changed"].items()) for r in retries)
+    tried = [line.strip() for line in stderr.splitlines() if "refitted with" in line or "more private refit" in line]
+    return " ".join(tried)[:200]
 
 
 def _scores(rows: list[dict], name: str) -> list[float]:
@@ -128,7 +139,7 @@ def main() -> None:
 
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             rows = list(pool.map(one, runs))
-    header = ["table", "seed", "rows", "status", "seconds", *SCORES]
+    header = ["table", "seed", "rows", "status", "seconds", *SCORES, "retried"]
     settings = " ".join([*args.set, *([f"seeds {args.seeds}"] if args.seeds else [])])
     lines = [f"# Sweep: {args.generator} {settings} — {date.today()}", "",
              f"{platform.machine()}, Python {platform.python_version()}; `*`: the check failed its gate.", "",

@@ -18,9 +18,11 @@ CHECK), so nulls stay a matter for ``null_together``.
 
 How each is kept: ``derive`` by construction (the column is computed from the sampled ones
 after decoding); ``a <= b`` between two columns by construction too (the model learns ``b - a >= 0``
-in place of ``b``: :func:`orderings_by_construction`); the others by drawing the rows that break
-them again, with the same conditions, inside :meth:`synthforge.Generator.sample`, so every
-generator, first- or third-party, keeps them. A model that keeps breaking a rule after a bounded
+in place of ``b``: :func:`orderings_by_construction`); the other comparisons of columns and constants
+(chains of dates, flags) and ``fixed`` by mending the one column that breaks them in each sampled row
+(:mod:`synthforge.rule_repair`); what is left by drawing the rows that break them again, with the same
+conditions, inside :meth:`synthforge.Generator.sample`, so every generator, first- or third-party,
+keeps them. A model that keeps breaking a rule after a bounded
 number of fresh draws is an error that names the rule and how often it held. The
 ``constraints`` check reports, per rule, the share of output rows that hold it (1.0 required) and
 the real table's own share.
@@ -36,6 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from synthforge.errors import RecipeError
 
+#: an integer column with at most this many values is a flag or a small count: its rules are kept by value
+FEW_VALUES = 20
 KINDS = ("check", "fixed", "null_together", "derive", "unique")
 FUNCTIONS = {"abs": 1, "min": 2, "max": 2, "round": 2}
 _TOKEN = re.compile(r"""\s*(?:
@@ -146,12 +150,21 @@ class Constraint(BaseModel):
 
 
 def check_constraints(constraints: list[Constraint], columns: list[str], where: str = "constraints") -> None:
-    """Raise :class:`RecipeError` if a rule names a column the table lacks."""
+    """Raise :class:`RecipeError` if a rule names a column the table lacks (every such rule in one message)."""
+    problems = constraint_problems(constraints, columns, where)
+    if problems:
+        raise RecipeError("\n".join(problems))
+
+
+def constraint_problems(constraints: list[Constraint], columns: list[str], where: str = "constraints") -> list[str]:
+    """One line per rule that names a column the table lacks."""
+    problems = []
     for constraint in constraints:
         missing = [c for c in constraint.columns() if c not in columns]
         if missing:
-            raise RecipeError(f"{where}: the rule {constraint.describe()!r} names {', '.join(map(repr, missing))}, "
-                              f"not a learned column; the learned columns are: {', '.join(columns)}.")
+            problems.append(f"{where}: the rule {constraint.describe()!r} names {', '.join(map(repr, missing))}, "
+                            f"not a learned column; the learned columns are: {', '.join(columns)}.")
+    return problems
 
 
 # --- the expression language ---------------------------------------------------------------
@@ -369,8 +382,9 @@ def orderings_by_construction(schema: Any) -> list[dict[str, Any]]:
     """The ``a <= b`` rules of ``schema`` learned as differences: [{"column": b, "base": a, "rule": text}].
 
     Only a plain comparison of two columns (``<=`` or ``>=``) whose base has no nulls (``b - a`` must not
-    lose a ``b``), both numbers or both dates of one type; each column changed once, and never a column
-    another difference is built on, so that decoding can rebuild them in order.
+    lose a ``b``), both numbers (not flags or small counts: ``FEW_VALUES``) or both dates of one type; each
+    column changed once, and never a column another difference is built on, so that decoding can rebuild
+    them in order. The rules left out are mended after sampling (:mod:`synthforge.rule_repair`).
     """
     from synthforge.data.schema import ColumnKind
 
@@ -388,7 +402,10 @@ def orderings_by_construction(schema: Any) -> list[dict[str, Any]]:
         numbers = (ColumnKind.continuous, ColumnKind.integer)
         same_family = (a.kind in numbers and b.kind in numbers) or (
             a.kind == b.kind == ColumnKind.datetime and a.dtype == b.dtype)
-        if not same_family or a.null_rate > 0 or high in changed or high in bases or low == high:
+        # Flags and small counts keep their rules by value instead (rule_repair): a 0/1 column learned as a
+        # difference could no longer be conditioned on, and the sum of two learned flags can leave {0, 1}.
+        few = any(s.kind == ColumnKind.integer and 0 < s.n_unique <= FEW_VALUES for s in (a, b))
+        if not same_family or few or a.null_rate > 0 or high in changed or high in bases or low == high:
             continue
         plans.append({"column": high, "base": low, "rule": rule.describe()})
         changed.add(high)

@@ -8,6 +8,7 @@ finished. A failed gate leaves its reports, and nothing else, in ``<path>.failed
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import time
@@ -21,15 +22,16 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from synthforge.autopick import AUTO, candidates, choose_generator
 from synthforge.checks.base import CheckResult, Gate
-from synthforge.constraints import check_constraints
+from synthforge.constraints import check_constraints, constraint_problems
 from synthforge.data.fake import pseudonyms, run_secret
 from synthforge.data.identifiers import regenerate
 from synthforge.data.io import open_writer, read_table, remove_abandoned_staging, replace_atomically, staging_path
 from synthforge.data.ownership import check_destination
 from synthforge.data.schema import ColumnKind, Schema, infer_schema, prepare_source, to_internal, to_source
 from synthforge.engine_streamed import TrainingChunks, streamed_samples, streamed_source
-from synthforge.errors import GateFailed, RecipeError, SynthForgeError
+from synthforge.errors import GateFailed, Memorised, RecipeError, SynthForgeError
 from synthforge.generator import FitContext, Generator, as_polars
 from synthforge.plugins import SynthForgePluginManager, get_plugin_manager
 from synthforge.provenance import file_sha256, machine, package_versions
@@ -60,6 +62,10 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     generator: Generator | None = field(default=None, repr=False)
+    #: the refits a privacy gate asked for: what refused the output and what each refit changed
+    retries: list[dict[str, Any]] = field(default_factory=list)
+    #: ``generator: auto``: what was tried and what was chosen (synthforge.autopick)
+    choice: dict[str, Any] | None = None
     #: the default privacy protections this run's recipe turned off or weakened, in words
     privacy_off: list[str] = field(default_factory=list)
     #: CPU threads the run used (synthforge.threads)
@@ -119,8 +125,11 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
     result.privacy_off = privacy_turned_off(recipe, pm)
     for line in result.privacy_off:
         log(f"PRIVACY OFF: {line}")
-    generator_class = pm.get_generator(recipe.generator.name)
-    streamed = streamed_source(recipe, source_path, pm, generator_class.supports_streaming, log)
+    auto = recipe.generator.name == AUTO  # synthforge.autopick chooses once the training rows are split
+    generator_class = None if auto else pm.get_generator(recipe.generator.name)
+    streamable = any(pm.get_generator(n).supports_streaming for n in candidates(recipe, pm)) if auto \
+        else generator_class.supports_streaming
+    streamed = streamed_source(recipe, source_path, pm, streamable, log)
     with timer("load"):
         if streamed is None:
             table = _load(recipe, source_path, pm)
@@ -144,46 +153,83 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
             + (f" (checked on samples of {train.height:,} and {holdout.height if holdout is not None else 0:,})"
                if streamed is not None else ""))
 
-    generator = generator_class(recipe.generator.params)
+    if auto:
+        recipe, result.choice = choose_generator(
+            recipe, pm, train, schema, streamed is not None,
+            lambda seed: fit_context(recipe, pm, info, seed, recipe.generator, log, progress), log)
+        generator_class = pm.get_generator(recipe.generator.name)
     context = fit_context(recipe, pm, info, recipe.seed, recipe.generator, log, progress)
     if recipe.privacy is not None:
         context = _with_privacy(context, recipe, train.height, log)
     output = recipe.output
     temporary = open_staging(info.output_path, log)
+    params = dict(recipe.generator.params)
+    fitting_seconds = 0.0
     try:
-        with timer("fit"):
-            log(f"fitting {generator!r}")
-            if streamed is None:
-                generator.fit(train, schema, context)
-            else:  # the encoded rows and the hash buckets go in the staging folder, on the output's disk
-                generator.fit_streamed(TrainingChunks(streamed, train), schema, replace(context, scratch=temporary))
-        result.generator = generator
-        if context.privacy is not None:
-            result.privacy = context.privacy.summary()
-            spent = result.privacy["spent"]
-            log(f"privacy: spent ε = {spent['epsilon']:.4g}, δ = {spent['delta']:.3g} of the budget "
-                f"ε = {recipe.privacy.epsilon:g}, δ = {context.privacy.delta:.3g}")
+        for attempt in itertools.count():
+            generator = generator_class(params)
+            memorised: Memorised | None = None
+            with timer("fit"):
+                log(f"fitting {generator!r}")
+                try:  # a calibration on emitted rows (autoregressive) meets a memorised row while fitting
+                    if streamed is None:
+                        generator.fit(train, schema, context)
+                    else:  # the encoded rows and the hash buckets go in the staging folder, on the output's disk
+                        generator.fit_streamed(TrainingChunks(streamed, train), schema,
+                                               replace(context, scratch=temporary))
+                except Memorised as error:
+                    memorised = error
+            fitting_seconds += result.timings["fit"]
+            result.generator = generator
+            if context.privacy is not None:
+                result.privacy = context.privacy.summary()
+                spent = result.privacy["spent"]
+                log(f"privacy: spent ε = {spent['epsilon']:.4g}, δ = {spent['delta']:.3g} of the budget "
+                    f"ε = {recipe.privacy.epsilon:g}, δ = {context.privacy.delta:.3g}")
 
-        dataset = temporary / f"data.{FORMAT_EXTENSIONS.get(output.format, output.format)}"
-        with timer("sample"):
-            synthetic_for_checks, rows = _write_dataset(recipe, generator, train, schema, dataset, pm, log,
-                                                        training_rows)
-        result.rows = {"training": training_rows, "holdout": holdout_rows, **rows}
-        if streamed is not None:
-            result.rows |= {"checked_training": train.height,
-                            "checked_holdout": holdout.height if holdout is not None else 0}
-            schema = schema.model_copy(update={"training_rows": training_rows})  # the checks see a sample
-        with timer("checks"):
-            output_rows = None
-            if output.real_rows_included and output.mode != "impute":
-                learned = [c.name for c in schema.learned]
-                output_rows = pl.concat([train.select(learned), synthetic_for_checks.select(learned)],
-                                        how="vertical_relaxed")
-            with CheckProgress(pm, info, log, progress) as on_check:
-                result.checks = run_checks(recipe.checks, pm, train, holdout, synthetic_for_checks, schema,
-                                           target=recipe.target, impute=output.mode == "impute",
-                                           output_rows=output_rows,
-                                           shifted=output.mode in ("rebalance", "conditions"), on_check=on_check)
+            dataset = temporary / f"data.{FORMAT_EXTENSIONS.get(output.format, output.format)}"
+            with timer("sample"):
+                # By default as many rows as the source holds, not its training share (1,169 of a 1,461-day table).
+                source_rows = streamed.rows if streamed is not None else (
+                    table.height if recipe.holdout.path is None else train.height)
+                try:
+                    if memorised is None:
+                        synthetic_for_checks, rows = _write_dataset(recipe, generator, train, schema, dataset, pm,
+                                                                    log, source_rows)
+                except Memorised as error:
+                    memorised = error
+            if memorised is None:
+                result.rows = {"training": training_rows, "holdout": holdout_rows, **rows}
+                if streamed is not None:
+                    result.rows |= {"checked_training": train.height,
+                                    "checked_holdout": holdout.height if holdout is not None else 0}
+                    schema = schema.model_copy(update={"training_rows": training_rows})  # the checks see a sample
+                with timer("checks"):
+                    output_rows = None
+                    if output.real_rows_included and output.mode != "impute":
+                        learned = [c.name for c in schema.learned]
+                        output_rows = pl.concat([train.select(learned), synthetic_for_checks.select(learned)],
+                                                how="vertical_relaxed")
+                    with CheckProgress(pm, info, log, progress) as on_check:
+                        result.checks = run_checks(recipe.checks, pm, train, holdout, synthetic_for_checks, schema,
+                                                   target=recipe.target, impute=output.mode == "impute",
+                                                   output_rows=output_rows,
+                                                   shifted=output.mode in ("rebalance", "conditions"),
+                                                   on_check=on_check)
+            refused = [str(memorised).split(". ")[0]] if memorised is not None else [
+                f"{c.name} {c.score:.4g} (gate {c.gate})" for c in result.checks
+                if not c.passed and c.on_fail == "error" and c.kind == "privacy"]
+            change = _more_private(generator, attempt, refused, fitting_seconds, context, streamed is not None)
+            if change is None:
+                if memorised is not None:
+                    raise _with_retries(memorised, result.retries)
+                break
+            params |= change
+            result.retries.append({"refused": refused, "changed": change,
+                                   "fit_seconds": round(result.timings["fit"], 2)})
+            log(f"privacy: {'; '.join(refused)}: refitting with {', '.join(f'{k} {v}' for k, v in change.items())} "
+                f"(retry {attempt + 1} of at most {MAX_PRIVATE_RETRIES})")
+        result.timings["fit"] = fitting_seconds
         from synthforge.report import write_reports
 
         with timer("report"):
@@ -199,6 +245,34 @@ def _run(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, result: Run
     finally:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)
+
+
+#: refits a run tries, each one step more private (Generator.more_private), before a privacy gate stops it: ggplot2's
+#: mpg (234 rows) with the autoregressive backend passes at the fourth (smoothing 0.3 and a trunk of 64, then 50, 25
+#: and 12 epochs: membership AUC 0.70 at 25, 0.63 at 12)
+MAX_PRIVATE_RETRIES = 4
+
+
+def _more_private(generator: Generator, attempt: int, refused: list[str], fitting_seconds: float,
+                  context: FitContext, streamed: bool) -> dict[str, Any] | None:
+    """The params to refit with when a privacy gate refused this fit's output (or it kept copying rare rows), or
+    None: nothing refused, nothing left to try, no time left (``max_training_time`` bounds every fit together,
+    the next one assumed as long as the last), or a fit that cannot be repeated (a privacy budget is spent once;
+    a streamed fit rereads the whole file)."""
+    if not refused or attempt >= MAX_PRIVATE_RETRIES or context.privacy is not None or streamed:
+        return None
+    budget = getattr(generator.params, "max_training_time", None)
+    if budget is not None and fitting_seconds * (attempt + 2) / (attempt + 1) > budget:
+        return None
+    return generator.more_private(attempt + 1)
+
+
+def _with_retries(error: SynthForgeError, retries: list[dict[str, Any]]) -> SynthForgeError:
+    """``error`` naming the refits tried before it (what each changed), if any."""
+    if not retries:
+        return error
+    tried = "; ".join(", ".join(f"{k} {v}" for k, v in r["changed"].items()) for r in retries)
+    return type(error)(f"{error}\nTried {len(retries)} more private refit(s) first: {tried}.")
 
 
 def fit_context(recipe: Recipe, pm: SynthForgePluginManager, info: RunInfo, seed: int, spec: GeneratorSpec,
@@ -259,7 +333,7 @@ def commit_output(temporary: Path, output_path: Path, result: RunResult, timer: 
     failures = [c for c in result.failed_checks if c.on_fail == "error"]
     if failures:
         _keep_failed_reports(temporary, output_path, inputs)
-        raise GateFailed(_gate_message(failures, output_path), failures)
+        raise GateFailed(_gate_message(failures, output_path, result.retries), failures)
     if gates_passed is not None:
         gates_passed()
     if save is not None:
@@ -269,12 +343,36 @@ def commit_output(temporary: Path, output_path: Path, result: RunResult, timer: 
     replace_atomically(temporary, output_path, protected=inputs)
 
 
-def validate_recipe(recipe: Recipe, pm: SynthForgePluginManager | None = None) -> list[str]:
-    """Read a recipe's source and check it as a run would, without training; raise on the first step that fails.
+def header_problems(recipe: Recipe) -> list[str]:
+    """The columns a recipe names that its flat source's header lacks: the part of :func:`recipe_problems` read
+    from a file's header alone, cheap enough to ask as a recipe is typed (the web editor). Empty where the
+    source is related tables, missing, or in a format polars cannot scan."""
+    if recipe.source.relational or recipe.source.path is None:
+        return []
+    path = recipe.resolve(recipe.source.path)
+    scans = {".csv": pl.scan_csv, ".parquet": pl.scan_parquet, ".ndjson": pl.scan_ndjson, ".jsonl": pl.scan_ndjson,
+             ".arrow": pl.scan_ipc, ".ipc": pl.scan_ipc, ".feather": pl.scan_ipc}
+    scan = scans.get(path.suffix.lower())
+    if scan is None or not path.is_file():
+        return []
+    try:
+        columns = [c for c in scan(path).collect_schema().names() if c not in (recipe.source.drop or [])]
+    except (pl.exceptions.PolarsError, OSError):
+        return []  # the run's own reader says what is wrong with the file
+    output = recipe.output
+    named = {"output.column": [output.column] if output.column else [],
+             "output.conditions": list(output.conditions), "target": [recipe.target] if recipe.target else []}
+    problems = [f"{key} names column {column!r}, not in the source; its columns are: {', '.join(columns)}."
+                for key, names in named.items() for column in names if column not in columns]
+    return problems + constraint_problems(recipe.constraints, columns, where="constraints")
 
-    Every column's problem is reported at once (:func:`infer_schema`), then the recipe's columns and
-    rules against the schema. Returns notes: the columns written back as they are, the text dates, and
-    each rule's share in the real rows.
+
+def validate_recipe(recipe: Recipe, pm: SynthForgePluginManager | None = None) -> list[str]:
+    """Read a recipe's source and check it as a run would, without training.
+
+    Every column's problem is reported at once (:func:`infer_schema`), then, in one error, every way the
+    recipe's columns, rules and rebalance shares do not fit the source (:func:`recipe_problems`). Returns notes:
+    the columns written back as they are, the text dates, and each rule's share in the real rows.
     """
     pm = pm or get_plugin_manager()
     validate_plugins(recipe, pm)
@@ -288,7 +386,8 @@ def validate_recipe(recipe: Recipe, pm: SynthForgePluginManager | None = None) -
         return validate_images(recipe)
     assert recipe.source.path is not None
     path = recipe.resolve(recipe.source.path)
-    streamed = streamed_source(recipe, path, pm, pm.get_generator(recipe.generator.name).supports_streaming,
+    streamed = streamed_source(recipe, path, pm, any(pm.get_generator(n).supports_streaming for n in candidates(
+        recipe, pm)) if recipe.generator.name == AUTO else pm.get_generator(recipe.generator.name).supports_streaming,
                                lambda message: None)
     if streamed is None:
         table, schema = _infer(recipe, _load(recipe, path, pm))
@@ -317,28 +416,52 @@ def _infer(recipe: Recipe, table: pl.DataFrame) -> tuple[pl.DataFrame, Schema]:
     """The source's schema, checked against the recipe, and the source with its text dates parsed."""
     schema = infer_schema(table, recipe.source.columns, max_categories=recipe.source.max_categories,
                           locale=recipe.source.locale)
-    _check_recipe_against_schema(recipe, schema)
+    _check_recipe_against_schema(recipe, schema, table)
     return to_internal(table, schema, invalid=recipe.source.invalid_policy), schema
 
 
-def _check_recipe_against_schema(recipe: Recipe, schema: Schema) -> None:
+def _check_recipe_against_schema(recipe: Recipe, schema: Schema, table: pl.DataFrame | None = None) -> None:
+    """Raise one :class:`RecipeError` naming every way the recipe does not fit its source (five mistakes, one
+    run), before anything is trained."""
+    problems = recipe_problems(recipe, schema, table)
+    if len(problems) == 1:
+        raise RecipeError(f"{recipe.file}: {problems[0]}")
+    if problems:
+        raise RecipeError(f"{recipe.file}: {len(problems)} problems with this recipe and its source:\n"
+                          + "\n".join(f"  - {problem}" for problem in problems))
+
+
+def recipe_problems(recipe: Recipe, schema: Schema, table: pl.DataFrame | None = None) -> list[str]:
+    """Every way the recipe's columns, rules and rebalance shares do not fit the source's ``schema`` (and its
+    rows, ``table``, where given), each with what to do."""
     output = recipe.output
-    where = recipe.file
+    problems: list[str] = []
     referenced = {"output.column": [output.column] if output.column else [],
                   "output.conditions": list(output.conditions), "target": [recipe.target] if recipe.target else []}
     for key, columns in referenced.items():
         for column in columns:
             if column not in schema:
-                raise RecipeError(f"{where}: {key} names column {column!r}, not in the source; "
-                                  f"its columns are: {', '.join(schema.names)}.")
-            if not schema[column].kind.learned:
-                raise RecipeError(f"{where}: {key} names {column!r}, an identifier/free-text column that is "
-                                  f"never learned; name a learned column.")
-    if output.mode == "rebalance" and schema[output.column].kind not in (ColumnKind.categorical, ColumnKind.boolean):
-        raise RecipeError(f"{where}: output.column {output.column!r} is {schema[output.column].kind.value}; "
-                          f"rebalancing needs a categorical or boolean column.")
+                problems.append(f"{key} names column {column!r}, not in the source; its columns are: "
+                                f"{', '.join(schema.names)}.")
+            elif not schema[column].kind.learned:
+                problems.append(f"{key} names {column!r}, an identifier/free-text column that is never learned; "
+                                f"name a learned column.")
+    rebalanced = output.column if output.mode == "rebalance" and output.column in schema else None
+    if rebalanced is not None and schema[rebalanced].kind not in (ColumnKind.categorical, ColumnKind.boolean):
+        problems.append(f"output.column {rebalanced!r} is {schema[rebalanced].kind.value}; rebalancing needs a "
+                        f"categorical or boolean column.")
+    elif rebalanced is not None and isinstance(output.shares, dict) and table is not None \
+            and rebalanced in table.columns:
+        values = [str(v) for v in table.get_column(rebalanced).drop_nulls().unique(maintain_order=True).to_list()]
+        unknown = [key for key in output.shares if key not in values]
+        if unknown:
+            shown = ", ".join(map(repr, sorted(values)[:30])) + (", …" if len(values) > 30 else "")
+            problems.append(f"output.shares names {', '.join(map(repr, unknown))}, not a value of {rebalanced!r} "
+                            f"(values are matched exactly, case included); its values: {shown}.")
     if output.label_column and output.label_column in schema:
-        raise RecipeError(f"{where}: output.label_column {output.label_column!r} already is a column of the source.")
+        problems.append(f"output.label_column {output.label_column!r} already is a column of the source.")
+    problems += constraint_problems(recipe.constraints, [c.name for c in schema.learned], where="constraints")
+    return problems
 
 
 def _with_constraints(recipe: Recipe, schema: Schema, train: pl.DataFrame) -> Schema:
@@ -371,10 +494,11 @@ def _split(recipe: Recipe, table: pl.DataFrame, pm: SynthForgePluginManager,
 
 
 def sampling_plan(recipe: Recipe, generator: Generator, train: pl.DataFrame,
-                  training_rows: int | None = None) -> list[tuple[int, dict[str, Any]]]:
-    """(rows, conditions) segments that, with the real rows when included, make the output."""
+                  source_rows: int | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """(rows, conditions) segments that, with the real rows when included, make the output; ``source_rows``
+    (default: the training rows') is the output's size when the recipe sets no ``output.rows``."""
     output = recipe.output
-    default_rows = output.rows if output.rows is not None else training_rows or train.height
+    default_rows = output.rows if output.rows is not None else source_rows or train.height
     if output.mode in ("synthesize", "augment"):
         return [(default_rows, {})]
     if output.mode == "conditions":
@@ -413,9 +537,9 @@ def _shares(recipe: Recipe, categories: list[Any]) -> dict[Any, float]:
 
 def _write_dataset(recipe: Recipe, generator: Generator, train: pl.DataFrame, schema: Schema, path: Path,
                    pm: SynthForgePluginManager, log: Callable[[str], None],
-                   training_rows: int | None = None) -> tuple[pl.DataFrame, dict[str, int]]:
+                   source_rows: int | None = None) -> tuple[pl.DataFrame, dict[str, int]]:
     """Stream real (if asked) and synthetic batches to ``path``; return the synthetic rows kept for checks.
-    ``training_rows``: how many rows the model learned, when ``train`` is a sample of them (a streamed run)."""
+    ``source_rows``: how many rows the source holds (the default output size)."""
     output = recipe.output
     if output.mode == "impute":
         return _write_imputed(recipe, generator, schema, path, pm, log)
@@ -429,7 +553,7 @@ def _write_dataset(recipe: Recipe, generator: Generator, train: pl.DataFrame, sc
             real = to_source(_strip_identifiers(train, schema, generator, rng), schema)
             sink.write(_label(real, output.label_column, False))
             rows["real"] = real.height
-        plan = sampling_plan(recipe, generator, train, training_rows)
+        plan = sampling_plan(recipe, generator, train, source_rows)
         base_seed = output.sample_seed if output.sample_seed is not None else derive_seed(recipe.seed, "sample")
         for segment, (count, conditions) in enumerate(plan):
             for batch_index, batch_rows in enumerate(_batches(count, output.batch_size)):
@@ -628,9 +752,11 @@ def _log_checks(results: list[CheckResult], log: Callable[[str], None]) -> None:
         log(f"check {check.name}: {score} (gate {check.gate}) {verdict}: {check.summary}")
 
 
-def _gate_message(failures: list[CheckResult], path: Path) -> str:
+def _gate_message(failures: list[CheckResult], path: Path, retries: list[dict[str, Any]] | None = None) -> str:
     lines = [f"{c.kind} check {c.name!r} scored {c.score:.4g}, outside its gate {c.gate}: {c.summary}"
              for c in failures]
+    lines += [f"(before: refitted with {', '.join(f'{k} {v}' for k, v in r['changed'].items())} after "
+              f"{'; '.join(r['refused'])})" for r in retries or []]
     return ("the run failed its gates, so no dataset was written:\n  " + "\n  ".join(lines)
             + f"\nReports are in {path.parent / (path.name + '.failed')}. Change the generator or its params, "
               "or adjust the gate under `checks:` if the threshold is wrong for this data.")
@@ -671,6 +797,8 @@ def _describe_run(info: RunInfo, recipe: Recipe, source: Path, generator: Genera
         "rows": result.rows,
         "timings": result.timings,
         "privacy_turned_off": result.privacy_off,
+        "privacy_retries": result.retries,
+        "generator_choice": result.choice,
         "differential_privacy": result.privacy,
         "started_at": info.started_at,
         "versions": versions,
@@ -697,10 +825,13 @@ def _manifest(info: RunInfo, recipe: Recipe, source: Path, generator: Generator,
         "source_sha256": file_sha256(source),
         "seed": recipe.seed,
         "generator": generator.name,
+        "params": generator.params.model_dump(mode="json"),
         "rows": result.rows,
         "timings_seconds": {k: round(v, 4) for k, v in result.timings.items()},
         "checks": [{"name": c.name, "score": c.score, "passed": c.passed} for c in result.checks],
         "privacy_turned_off": result.privacy_off,
+        "privacy_retries": result.retries,
+        "generator_choice": result.choice,
         "differential_privacy": result.privacy,
         "threads": result.threads,
         "versions": versions,

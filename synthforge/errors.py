@@ -33,6 +33,10 @@ class ConditionError(SynthForgeError):
     """Conditions that name unknown columns or values, or that a generator cannot honour."""
 
 
+class Memorised(SynthForgeError):
+    """A generator that keeps reproducing rare training rows after its redraws: it has memorised them."""
+
+
 class GateFailed(SynthForgeError):
     """One or more quality/privacy checks failed a gate with ``on_fail: error``."""
 

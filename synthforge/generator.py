@@ -76,8 +76,9 @@ from synthforge.data.schema import (
 )
 from synthforge.data.streaming import EncodedRows, TrainingStream
 from synthforge.data.temporal import detect_format, text_format_of
-from synthforge.errors import ConditionError, DataError, ModelError, SynthForgeError
+from synthforge.errors import ConditionError, DataError, Memorised, ModelError, SynthForgeError
 from synthforge.provenance import own_version
+from synthforge.rule_repair import plan_repairs, repair
 from synthforge.seeds import RandomStreams, derive_seed
 
 MODEL_FORMAT = "synthforge-model"
@@ -93,7 +94,7 @@ ROW_INDEX = "__row__"
 
 #: What a plugin implements or may override: the model, and how its state is saved.
 PLUGIN_METHODS = ("_fit", "_sample", "_impute", "_sample_given", "_get_state", "_set_state", "encoder_config",
-                  "_calibrate_output")
+                  "_calibrate_output", "more_private")
 #: What the base class owns, the same for every plugin; a subclass defining one of these fails when it is
 #: created, so a helper of the same name cannot silently replace the machinery that keeps the promises.
 RESERVED_NAMES = frozenset({
@@ -354,6 +355,12 @@ class Generator:
         self.copies_redrawn_ = self.pooled_redrawn_ = self.constraint_redrawn_ = 0
         return protected
 
+    def more_private(self, step: int) -> dict[str, Any] | None:
+        """Params for a refit one step more private than this fitted generator's (``step`` 1, 2, …), asked by a
+        run whose privacy gate refused the output or whose model kept copying rare rows; None: nothing left to
+        try (the default). A run refits within the params' ``max_training_time`` and reports what changed."""
+        return None
+
     def _calibrate_output(self, emitted: Callable[[int], np.ndarray], context: FitContext) -> None:
         """Fit what depends on the rows a run emits (see the module's docstring); nothing by default."""
 
@@ -611,7 +618,7 @@ class Generator:
         drawn = from_differences(drawn, self.orderings_, self.schema_)
         drawn = drawn.with_columns(context.get_column(c).cast(drawn.schema[c], strict=False).alias(c)
                                    for c in context.columns if c in drawn.columns)
-        return self._finish(drawn, {}, rng)
+        return self._finish(drawn, {}, rng, pinned=set(context.columns))
 
     def _context_groups(self, context: pl.DataFrame) -> Iterator[tuple[dict[str, Any], np.ndarray, int]]:
         """The fallback's (conditions, row positions, rows) per distinct categorical context."""
@@ -869,7 +876,7 @@ class Generator:
             pooled_left = int((holds_pool & ~copies & ~singled_out).sum())
             broken_left = int((broken & ~copies & ~singled_out & ~holds_pool).sum())
             if copies_left and round_ >= MAX_REDRAWS:
-                raise SynthForgeError(
+                raise Memorised(
                     f"generator {self.name!r} keeps reproducing rare training rows: {copies_left:,} of "
                     f"{first_draw:,} rows still copied one after {MAX_REDRAWS} fresh draws, so it has memorised "
                     f"them. Train it for fewer epochs or with more regularisation; `protect_rows_below: off` "
@@ -955,7 +962,8 @@ class Generator:
                 )
         return pl.concat(matches).head(n)
 
-    def _finish(self, frame: pl.DataFrame, conditions: dict[str, Any], rng: np.random.Generator) -> pl.DataFrame:
+    def _finish(self, frame: pl.DataFrame, conditions: dict[str, Any], rng: np.random.Generator,
+                pinned: set[str] | None = None) -> pl.DataFrame:
         n = frame.height
         # Decoding round-trips conditioned values to float precision; pin them exactly.
         frame = frame.with_columns(
@@ -965,6 +973,8 @@ class Generator:
                                                       getattr(self, "_personal_real", None)))
         frame = frame.with_columns(pl.col(name).replace(RARE, None) for name in self._unreleased_columns())
         frame = enforce(frame, self.schema_)
+        # Comparisons and `fixed:` rules are mended in place (rule_repair), given the columns the caller holds.
+        frame = repair(frame, plan_repairs(self.schema_, set(conditions) | (pinned or set())), self.schema_, rng)
         for rule in self.schema_.constraints:  # a derived column is computed, so its rule holds by construction
             frame = rule.apply(frame)
         return frame.select([c for c in self.schema_.output_names if c in frame.columns])

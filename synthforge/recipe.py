@@ -59,6 +59,12 @@ class GeneratorSpec(_Strict):
     ray_address: str | None = Field(None, description="With workers: the Ray cluster to join (default: "
                                                       "$RAY_ADDRESS, else a local Ray started here).")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        # `generator: copula` (or `-p generator=copula`, to run a recipe with another installed generator)
+        return {"name": value} if isinstance(value, str) else value
+
 
 class _TableOptions(_Strict):
     """How one table is read and described; shared by a flat source and each table of a dataset."""
@@ -159,7 +165,9 @@ class SourceSpec(_TableOptions):
     streaming: bool | Literal["auto"] = Field(
         "auto", description="Read the source in chunks and train from disk, for a table larger than memory "
                             "(parquet, ipc, csv, ndjson; generators autoregressive, diffusion, vae; modes synthesize "
-                            "and conditions). `auto`: when the file is over a tenth of the machine's memory.")
+                            "and conditions). `auto`: when a run in memory would outgrow half the machine's memory, "
+                            "judged on the rows and their width in memory (parquet/IPC metadata, the first rows), "
+                            "not on the bytes on disk.")
     sample_rows: int = Field(200_000, ge=1_000, description="Streaming: the seeded sample of training rows the "
                                                             "schema, the encoding and the checks are learned on.")
     chunk_rows: int = Field(100_000, ge=1_000, description="Streaming: rows read from the file at a time.")
@@ -225,7 +233,7 @@ class OutputSpec(_Strict):
 
     mode: Mode = Field("synthesize", description="synthesize | augment | rebalance | conditions | impute.")
     path: Path = Field(description="Output folder; written atomically.")
-    rows: int | None = Field(None, ge=0, description="Synthetic rows (default: as many as the training rows); "
+    rows: int | None = Field(None, ge=0, description="Synthetic rows (default: as many as the source holds); "
                                                      "related tables: rows of the first root table with children, "
                                                      "the other roots scaled alike, children as learned.")
     format: str = Field("csv", description="Format of the dataset file: csv, parquet, ndjson or ipc.")
@@ -541,6 +549,18 @@ def validate_plugins(recipe: Recipe, pm: SynthForgePluginManager) -> None:
 
     lines: dict[tuple, int] = getattr(recipe, "_lines", {})
     where = _locator(lines, recipe.file)
+    if recipe.generator.name == "auto":  # synthforge.autopick: checked here, chosen once the data is read
+        from synthforge.autopick import AutoParams, candidates
+
+        if recipe.source.relational:
+            raise RecipeError(f"{where(('generator', 'name'))}generator.name: auto chooses for one table; name a "
+                              f"generator for related tables.")
+        try:
+            validate_params(AutoParams, recipe.generator.params, "generator 'auto'")
+        except SynthForgeError as error:
+            raise RecipeError(f"{where(('generator', 'params'))}generator.params: {error}") from None
+        candidates(recipe, pm)
+        return
     try:
         generator = pm.get_generator(recipe.generator.name)
     except SynthForgeError as error:

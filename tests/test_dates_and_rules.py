@@ -272,7 +272,8 @@ def test_every_problem_of_a_recipe_and_its_data_in_one_validate(tmp_path):
 # --- honest checks ------------------------------------------------------------------------------
 
 
-def test_a_privacy_score_far_on_the_good_side_fails_as_implausible():
+def test_a_privacy_score_far_on_the_good_side_is_a_quality_warning_not_a_privacy_failure():
+    from synthforge.checks.base import Gate
     from synthforge.checks.suite import DCRShare, MembershipInference
 
     adult = pl.read_csv(DATA / "adult_4k.csv")
@@ -281,8 +282,11 @@ def test_a_privacy_score_far_on_the_good_side_fails_as_implausible():
     mismatched = holdout.head(600)  # "synthetic" rows that are holdout rows: closer to the holdout than to training
     for check in (DCRShare(), MembershipInference()):
         result = check.run(train, holdout, mismatched, schema)
-        assert not result.passed and "implausibly far on the good side" in result.summary, check.name
+        assert not result.passed and "far on the good side" in result.summary, check.name
         assert result.minimum is not None and result.score < result.minimum
+        assert (result.kind, result.on_fail) == ("quality", "warn")  # issue 40: fidelity, never a privacy failure
+        chosen = check.run(train, holdout, mismatched, schema, Gate(min=0.45))  # a recipe's own minimum is its gate
+        assert (chosen.kind, chosen.on_fail, chosen.passed) == ("privacy", "error", False)
 
 
 def test_detection_gates_every_run_without_a_target_and_warns_by_default():

@@ -268,6 +268,34 @@ def test_auto_streams_a_file_over_its_share_of_memory_and_otherwise_reads_it(tmp
     assert engine_streamed.streamed_source(recipe, tmp_path / "missing.parquet", pm, True, messages.append) is None
 
 
+def test_auto_judges_the_rows_and_their_width_in_memory_not_the_compressed_bytes(tmp_path: Path):
+    """Issue 40: a 10,000,000-row parquet of 72 MB was read whole (9.4 GB and rising). Here 2,000,000 rows of few
+    distinct values: about 0.1 MB on disk, 70 MB in memory."""
+    from synthforge import engine_streamed
+    from synthforge.data.streaming import estimate_in_memory
+    from synthforge.recipe import load_recipe
+
+    rows = 2_000_000
+    adult = pl.read_csv(DATA / "adult_4k.csv").select("workclass", "education", "sex", "age", "hours-per-week")
+    table = pl.concat([adult] * (rows // adult.height))
+    table.write_parquet(tmp_path / "big.parquet", row_group_size=200_000)
+    disk = (tmp_path / "big.parquet").stat().st_size
+    estimate = estimate_in_memory(tmp_path / "big.parquet", "parquet")
+    assert estimate is not None and estimate.rows == rows and estimate.exact_rows  # from the metadata
+    assert estimate.bytes == pytest.approx(table.estimated_size(), rel=0.2) and estimate.bytes > 20 * disk
+    memory = 2**30  # a 1 GiB machine: the file is a ten-thousandth of it, a run in memory about 0.9 GB
+    assert disk < 0.01 * memory and engine_streamed.streams_by_size(estimate, disk, memory)
+    assert not engine_streamed.streams_by_size(estimate, disk, 64 * 2**30)
+    pm = get_plugin_manager()
+    recipe = load_recipe(_recipe(tmp_path, tmp_path / "big.parquet", source__streaming="auto"), pm=pm)
+    source = engine_streamed.streamed_source(recipe, tmp_path / "big.parquet", pm, True, print, memory=memory)
+    assert source is not None and source.rows == rows
+    # text: the rows are estimated from the first rows' bytes
+    table.head(60_000).write_csv(tmp_path / "big.csv")
+    text = estimate_in_memory(tmp_path / "big.csv", "csv")
+    assert text is not None and text.rows == pytest.approx(60_000, rel=0.05) and not text.exact_rows
+
+
 def test_validate_checks_a_streamed_source_on_its_sample(tmp_path: Path, adult_parquet: Path):
     from synthforge.engine import validate_recipe
     from synthforge.recipe import load_recipe

@@ -80,6 +80,10 @@ class Check:
     relational: ClassVar[bool] = False
     #: looks at labelled images (:class:`synthforge.checks.images.ImageCheck`), in a run whose source is `images:`
     images: ClassVar[bool] = False
+    #: a privacy check whose own minimum (from the data, not a recipe's) marks the output as *farther* from the
+    #: training rows than fresh real rows are: below it the output resembles its source too little, a fidelity
+    #: problem, so the result is a quality warning and never fails a run on privacy's account
+    below_is_fidelity: ClassVar[bool] = False
 
     def __init__(self, params: BaseModel | dict[str, Any] | None = None) -> None:
         self.params = validate_params(self.Params, params, f"check {self.name!r}")
@@ -121,5 +125,15 @@ class Check:
         passed = bool(score is None or (
             (minimum is None or score >= minimum - 1e-12) and (maximum is None or score <= maximum + 1e-12)
         ))
-        return CheckResult(self.name, self.kind, score, minimum, maximum, gate.on_fail or self.default_on_fail,
-                           passed, summary, details, seconds)
+        kind, on_fail = self.kind, gate.on_fail or self.default_on_fail
+        if (not passed and self.below_is_fidelity and gate.min is None and minimum is not None
+                and score is not None and score < minimum and (maximum is None or score <= maximum + 1e-12)):
+            kind, on_fail = "quality", gate.on_fail or "warn"
+            summary += FIDELITY
+        return CheckResult(self.name, kind, score, minimum, maximum, on_fail, passed, summary, details, seconds)
+
+
+#: what a result of a ``below_is_fidelity`` check below its own minimum adds to its summary
+FIDELITY = (" — far on the good side of ideal: the output resembles the training rows less than fresh real rows "
+            "do (or the holdout is not from the same population), a fidelity problem reported as a quality "
+            "warning, not a privacy risk")

@@ -287,6 +287,7 @@ class ParentDCR(RelationalCheck):
     default = True
     needs_holdout = True
     default_max = DCRShare.default_max
+    below_is_fidelity = DCRShare.below_is_fidelity
 
     @classmethod
     def applies_to(cls, database):

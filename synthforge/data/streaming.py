@@ -45,6 +45,51 @@ def can_stream(format: str) -> bool:
     return format in _SCANNERS or format == "csv"
 
 
+#: Rows read from the top of a file to learn how wide a row is in memory.
+WIDTH_SAMPLE_ROWS = 10_000
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """How large a table is once read: its rows (exact from parquet/IPC metadata, else estimated from the bytes
+    of the first rows) and the bytes a row takes in memory (polars' estimate over the first rows)."""
+
+    rows: int
+    row_bytes: float
+    exact_rows: bool
+
+    @property
+    def bytes(self) -> float:
+        return self.rows * self.row_bytes
+
+
+def estimate_in_memory(path: Path, format: str) -> MemoryEstimate | None:
+    """The table's size in memory, read from its metadata and its first rows, never the whole file; None for a
+    format that cannot be scanned. A compressed parquet file can be 20 times smaller on disk than in memory
+    (10 million rows of Adult: 72 MB on disk, about 1.3 GB read), so its bytes on disk say little."""
+    if format in ("parquet", "ipc"):
+        scan = _SCANNERS[format](path)
+        rows = int(scan.select(pl.len()).collect().item())  # from the footer's metadata: no data is read
+        head = scan.head(WIDTH_SAMPLE_ROWS).collect()
+        return MemoryEstimate(rows, head.estimated_size() / max(head.height, 1), True)
+    if format not in ("csv", "ndjson"):
+        return None
+    # Text: the first rows' bytes on disk against their size in memory, scaled to the file's size.
+    header = 1 if format == "csv" else 0
+    with path.open("rb") as handle:
+        lines = [handle.readline() for _ in range(WIDTH_SAMPLE_ROWS + header)]
+    lines = [line for line in lines if line]
+    body = sum(map(len, lines[header:]))
+    if body == 0:
+        return MemoryEstimate(0, 0.0, True)
+    head = (pl.read_csv(path, n_rows=WIDTH_SAMPLE_ROWS, infer_schema_length=WIDTH_SAMPLE_ROWS)
+            if format == "csv" else pl.read_ndjson(path, n_rows=WIDTH_SAMPLE_ROWS))
+    sampled = len(lines) - header
+    exact = sampled < WIDTH_SAMPLE_ROWS  # the whole file was read
+    rows = sampled if exact else round((path.stat().st_size - sum(map(len, lines[:header]))) * sampled / body)
+    return MemoryEstimate(rows, head.estimated_size() / max(head.height, 1), exact)
+
+
 def row_uniforms(seed: int, start: int, count: int) -> np.ndarray:
     """A uniform number in [0, 1) for each row position ``start … start+count-1``, from the seed alone
     (splitmix64 of seed and position): the same row gets the same number in any chunk."""

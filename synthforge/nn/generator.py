@@ -90,6 +90,14 @@ class TorchGenerator(Generator):
         user: ``self.params.model_fields_set``); applied with them before ``_prepare``."""
         return {}
 
+    def more_private(self, step: int) -> dict[str, Any] | None:
+        """Half the epochs this fit trained (a torch model memorises the rows of a small table over its epochs:
+        on 12 small public tables, 180 epochs failed a privacy gate in 10 runs, 100 in 5, 60 in 4), down to 1."""
+        epochs = getattr(self.params, "epochs", None)
+        if not isinstance(epochs, int) or epochs <= 1:
+            return None
+        return {"epochs": max(1, epochs // 2)}
+
     def _private_defaults(self, rows: int) -> dict[str, Any]:
         """Params that suit DP-SGD better than the defaults (fewer, larger steps; a smaller network), applied
         under a privacy budget to those the user did not set."""

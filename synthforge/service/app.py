@@ -248,6 +248,8 @@ def create_app(config: ServiceConfig) -> FastAPI:
             "error": folders.redact(job.error) if job.error else job.error,
             "cancel_requested": job.cancel_requested, "progress": progress_view(job),
             "output": folders.describe(job.output_path) if job.output_path else None,
+            # a run that wrote its dataset while some gates only warned is not a plain success: say which
+            "warnings": [c["name"] for c in (job.result or {}).get("checks", []) if not c.get("passed", True)],
         }
         if detail:
             result = job.result or {}
@@ -439,10 +441,15 @@ def create_app(config: ServiceConfig) -> FastAPI:
     @api.post("/recipes/validate")
     def validate_recipe(body: ValidateRequest, _: Caller = viewer) -> dict[str, Any]:
         """Check a recipe's text as a submit would (schema, plugins, paths); never runs it."""
+        from synthforge.engine import header_problems
+
         try:
             loaded = _check_text(body.recipe_yaml, body.params, folders, load_checked)
         except SynthForgeError as error:
             return {"valid": False, "error": folders.redact(str(error))}
+        problems = header_problems(loaded)  # a `target:` that is not a column is no valid recipe
+        if problems:
+            return {"valid": False, "error": folders.redact("\n".join(problems))}
         return {"valid": True, "name": loaded.name, "generator": loaded.generator.name,
                 "output": f"outputs/job-<id>/{_output_name(loaded.output.path)}"}
 

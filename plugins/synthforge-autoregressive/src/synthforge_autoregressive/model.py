@@ -63,6 +63,8 @@ OUTPUT_ROUNDS = 3  # raking what a run emits to the training marginals (rows: ca
 # ROWS_PER_BIN rows, at least MIN_BINS.
 SMALL_TABLE_ROWS, SMALL_TABLE_HIDDEN, HIDDEN_PER_COLUMN = 2_000, 64, 8
 ROWS_PER_BIN, MIN_BINS = 50, 20
+#: the smoothing a refit tries first when a run's privacy gate refused the model's output (more_private)
+SMOOTHING_WHEN_MEMORISED = 0.3
 
 
 class AutoregressiveParams(TrainingParams, EarlyStopping, PrecisionTrainingParams):
@@ -324,6 +326,15 @@ class AutoregressiveGenerator(TorchGenerator):
         return total.mean()
 
     # --- the Generator contract ---------------------------------------------------------------
+
+    def more_private(self, step: int) -> dict[str, Any] | None:
+        """First ordinal smoothing of 0.3 and a trunk of at most 64 (on 8 small public tables at 4 seeds, 32 runs:
+        13 failed a privacy gate with the small-table defaults, 7 with these two; pair trends 0.01-0.05 lower),
+        then half the epochs."""
+        if self.params.smoothing == 0:
+            return {"smoothing": SMOOTHING_WHEN_MEMORISED} | (
+                {"hidden_dim": SMALL_TABLE_HIDDEN} if self.params.hidden_dim > SMALL_TABLE_HIDDEN else {})
+        return super().more_private(step)
 
     def _adapt_to_table(self, rows: int, columns: int) -> dict[str, Any]:
         """Less capacity on a small table: below 2,000 rows a trunk of 8 units per column (64 to the default
