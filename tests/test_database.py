@@ -212,6 +212,12 @@ def test_sqlite_into_sqlite_and_a_failed_gate_leaves_the_target_as_it_was(tmp_pa
         before = {t: connection.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall()
                   for t in ("airlines", "airports", "planes", "flights")}
 
+    # a gate fails on a target that did not exist: no file appears (a new user found a 0-byte database there)
+    with pytest.raises(GateFailed):
+        run(_recipe(tmp_path, {"database": source}, {"database": "sqlite:///fresh.db", "path": "fresh"},
+                    checks=[{"name": "exact_copies", "max": -1.0}]))
+    assert not (tmp_path / "fresh.db").exists()
+
     # replace, but a gate fails: nothing of the target changes
     with pytest.raises(GateFailed):
         run(_recipe(tmp_path, {"database": source}, {"database": target, "if_exists": "replace", "path": "gated"},

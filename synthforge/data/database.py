@@ -572,6 +572,9 @@ def check_target(url: sa.URL, schema: str | None, names: list[str], if_exists: s
     (:func:`open_target` looks again, in its transaction)."""
     if if_exists == "replace":
         return
+    file = _sqlite_file(url)
+    if file is not None and not file.exists():  # nothing to refuse; connecting would create the file
+        return
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
@@ -594,6 +597,9 @@ def open_target(url: sa.URL, metadata: sa.MetaData, if_exists: str, *, where: st
     rolled back otherwise — the target then is as it was."""
     import sqlalchemy as sa
 
+    file = _sqlite_file(url)
+    created = file is not None and not file.exists()  # a failed write removes it: the target was no file
+    committed = False
     engine = create_engine(url)
     try:
         with engine.begin() as connection:
@@ -622,6 +628,7 @@ def open_target(url: sa.URL, metadata: sa.MetaData, if_exists: str, *, where: st
             yield Target(connection, metadata, url)
             for key in later:
                 connection.execute(sa.schema.AddConstraint(key))
+        committed = True
     except (DataError, RecipeError):
         raise
     except Exception as error:
@@ -631,6 +638,15 @@ def open_target(url: sa.URL, metadata: sa.MetaData, if_exists: str, *, where: st
                                          f"written") from None
     finally:
         engine.dispose()
+        if created and not committed and file is not None:
+            file.unlink(missing_ok=True)
+
+
+def _sqlite_file(url: sa.URL) -> Path | None:
+    """The file of a SQLite URL (None for another database or an in-memory one)."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
 
 
 # --- profile ---------------------------------------------------------------------------------------
