@@ -128,7 +128,10 @@ def run(
             f" + {result.rows['real']:,} real" if result.rows.get("real") else "") + (
             f" ({result.rows['copies_redrawn']:,} copies of rare training rows drawn again)"
             if result.rows.get("copies_redrawn") else "")
-    console.print(f"[bold green]done[/bold green] in {sum(result.timings.values()):.1f} s — {made}")
+    warned = [c.name for c in result.checks if not c.passed and c.on_fail == "warn"]
+    console.print(f"[bold green]done[/bold green] in {sum(result.timings.values()):.1f} s — {made}" + (
+        f"; [yellow]{len(warned)} quality gate{'s' if len(warned) != 1 else ''} warned[/yellow] "
+        f"({', '.join(warned)}: see the report)" if warned else ""))
     console.print(f"dataset: {result.dataset_path}")
     console.print(f"report:  {result.output_path / 'report.html'}")
 
@@ -140,7 +143,8 @@ def validate(
                                                                "rule against it (default).")] = True,
     plugins_dir: PluginsDir = None,
 ) -> None:
-    """Check a recipe and its data without training: every problem at once, each with its fix."""
+    """Check a recipe and its data without training: every mistake in its keys at once (with their lines), then every
+    way it does not fit its data, each with its fix."""
     from synthforge.engine import validate_recipe
     from synthforge.recipe import load_recipe
 

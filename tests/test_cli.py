@@ -141,3 +141,13 @@ def test_quiet_run_prints_the_result_without_the_checks_table(write_recipe, tmp_
     assert result.returncode == 0, result.stderr
     assert "column_shapes" not in result.stdout and "checks" not in result.stdout
     assert "done" in result.stdout and f"dataset: {tmp_path / 'out' / 'data.csv'}" in result.stdout
+
+
+def test_a_run_whose_quality_gate_warned_says_so_in_its_last_line_and_its_report(write_recipe, tmp_path):
+    recipe = basic_recipe()
+    recipe["checks"] = [{"name": "column_shapes", "min": 1.01, "on_fail": "warn"}, {"name": "pair_trends"}]
+    result = synthforge("run", str(write_recipe(recipe)))
+    assert result.returncode == 0, result.stderr
+    assert "1 quality gate warned (column_shapes: see the report)" in " ".join(result.stdout.split())
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["passed"] and report["warnings"] == ["column_shapes"]
