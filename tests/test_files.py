@@ -42,7 +42,10 @@ def _dead_pid() -> int:
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "synthforge.cli", *args], cwd=cwd, capture_output=True, text=True)
+    # the environment as os.environ has it: a library imported by the suite leaves COLUMNS=80 in the C environment
+    # a bare subprocess inherits, and the CLI honours $COLUMNS when piped
+    return subprocess.run([sys.executable, "-m", "synthforge.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          env=dict(os.environ))
 
 
 def test_outputs_and_models_get_the_users_umask_like_any_file(write_recipe, pm, tmp_path, umask_022):

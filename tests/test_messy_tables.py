@@ -78,6 +78,7 @@ def test_ragged_csv_lines_are_refused_with_their_line_numbers_unless_allowed(tmp
 
 
 def test_evaluate_takes_column_kinds_as_a_recipe_does(tmp_path):
+    import os
     import subprocess
     import sys
 
@@ -90,7 +91,8 @@ def test_evaluate_takes_column_kinds_as_a_recipe_does(tmp_path):
 
     def evaluate(*options: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "synthforge.cli", "evaluate", str(tmp_path / "real.csv"),
-                               str(tmp_path / "synthetic.csv"), *options], capture_output=True, text=True)
+                               str(tmp_path / "synthetic.csv"), *options], capture_output=True, text=True,
+                              env=dict(os.environ))  # not the COLUMNS=80 a library leaves in the C environment
 
     def leak_line(done: subprocess.CompletedProcess) -> str:
         return next(line for line in done.stdout.splitlines() if "identifier_leak" in line)

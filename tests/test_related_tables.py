@@ -268,7 +268,7 @@ def test_bad_related_tables_get_clear_errors(tmp_path):
     fails(lambda r: r["source"]["tables"]["customers"].update(foreign_keys={"age": "tickets"}), "cycle",
           "customers → tickets → customers")
     fails(lambda r: r["source"]["tables"]["accounts"].pop("primary_key"), "'accounts' has no primary_key")
-    fails(lambda r: r["source"].update(path="x.csv"), "either `path`")
+    fails(lambda r: r["source"].update(path="x.csv"), "give one of `path`")
     fails(lambda r: r["output"].update(mode="augment"), "related tables are synthesized whole")
     fails(lambda r: r["source"]["tables"]["accounts"].update(generator={"name": "copulaa"}),
           "source.tables.accounts.generator", "copula")
