@@ -154,3 +154,16 @@ def test_a_column_all_in_one_offset_keeps_it():
     schema = infer_schema(table)
     internal = to_internal(table, schema)
     assert to_source(internal, schema).get_column("at").to_list() == values
+
+
+def test_a_column_of_several_offsets_is_written_in_its_most_common_one_at_the_same_instants():
+    values = ["2024-01-05T10:00:00+01:00", "2024-02-01T08:30:00+01:00", "2024-07-05T11:30:00+02:00"] * 20
+    table = pl.DataFrame({"at": values})
+    schema = infer_schema(table)
+    assert schema["at"].format == "%Y-%m-%dT%H:%M:%S%:z@+01:00"
+    internal = to_internal(table, schema)
+    written = to_source(internal, schema).get_column("at")
+    assert written.str.ends_with("+01:00").all()
+    assert written.head(3).to_list() == ["2024-01-05T10:00:00+01:00", "2024-02-01T08:30:00+01:00",
+                                         "2024-07-05T10:30:00+01:00"]
+    assert to_internal(pl.DataFrame({"at": written}), schema).get_column("at").equals(internal.get_column("at"))

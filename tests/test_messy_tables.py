@@ -44,7 +44,7 @@ def test_columns_named_like_a_count_of_values_are_learned_and_checked(tmp_path):
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     result = run(tmp_path / "recipe.yaml")
     synthetic = pl.read_csv(result.dataset_path)
-    assert synthetic.columns == table.columns and synthetic.height == result.rows["training"]
+    assert synthetic.columns == table.columns and synthetic.height == rows  # as many rows as the source, by default
     assert {check.name for check in result.checks} >= {"column_shapes", "ml_efficacy", "rare_combinations"}
 
 

@@ -14,7 +14,9 @@ Real exports mix formats (``2024-01-05`` beside ``05/01/2024``, ``…Z`` beside 
 that several formats read together is one format written ``"A|B"``, read by whichever alternative
 reads a value and written back in the first (the one most values use). A column whose values all
 carry one UTC offset (``+02:00``) keeps it: the offset becomes literal text of its format, so the
-times are learned as the local times they are and written back with the same offset.
+times are learned as the local times they are and written back with the same offset. Values with
+several offsets (summer and winter time) are read as instants and written in the most common offset,
+said after ``@`` (``"%Y-%m-%dT%H:%M:%S%:z@+01:00"``).
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ MIN_READ_SHARE = 0.9
 SAMPLE_VALUES = 2000
 # Alternatives of one column's format are joined with this (no strftime format holds it).
 ALTERNATIVES = "|"
+# A zoned column whose values carry several UTC offsets is written in its most common one: ``…%:z@+02:00``.
+WRITTEN_IN = "@"
 # At most this many formats make up one mixed column; each must read at least MIN_ALTERNATIVE_SHARE of it.
 MAX_ALTERNATIVES = 4
 MIN_ALTERNATIVE_SHARE = 0.01
@@ -86,7 +90,7 @@ class TextFormat:
     @property
     def alternatives(self) -> list[str]:
         """The formats this column is read with, the one it is written with first."""
-        return self.format.split(ALTERNATIVES)
+        return self.format.split(WRITTEN_IN)[0].split(ALTERNATIVES)
 
     @property
     def writing(self) -> str:
@@ -109,7 +113,7 @@ class TextFormat:
 
 def detect_format(series: pl.Series) -> TextFormat | None:
     """The text format of a string column of dates or times, or None if it does not hold them."""
-    values = series.cast(pl.String).drop_nulls().unique().head(SAMPLE_VALUES)
+    values = series.cast(pl.String).drop_nulls().unique(maintain_order=True).head(SAMPLE_VALUES)
     values = values.filter(values.str.len_chars() > 0)
     if values.len() == 0 or (values.str.contains(r"^\s*\d|^\s*[A-Za-z]{3,9}\s+\d").mean() or 0) < MIN_READ_SHARE:
         return None
@@ -156,13 +160,19 @@ def _best_format(values: pl.Series, exclude: set[str]) -> tuple[int, TextFormat]
 
 
 def _with_fixed_offset(values: pl.Series, found: TextFormat) -> TextFormat:
-    """``found`` with its ``%:z`` written as the literal offset every value carries, when they all carry one."""
+    """``found`` with its ``%:z`` written as the literal offset every value carries, when they all carry one; when
+    they carry several (a summer and a winter offset), read as instants and written in the most common offset."""
     if len(found.alternatives) != 1 or "%:z" not in found.format:
         return found
-    offsets = values.str.extract(r"([+-]\d{2}:\d{2})\s*$").unique()
-    if offsets.len() != 1 or offsets.null_count():
+    offsets = values.str.extract(r"([+-]\d{2}:\d{2})\s*$")
+    if offsets.null_count():
         return found
-    return TextFormat(found.format.replace("%:z", offsets.item()), found.dtype)
+    if offsets.n_unique() > 1:
+        common = (offsets.alias("offset").to_frame().with_row_index()
+                  .group_by("offset").agg(pl.len().alias("n"), pl.col("index").min())
+                  .sort(["n", "index"], descending=[True, False]).get_column("offset").item(0))  # ties: the first
+        return TextFormat(f"{found.format}{WRITTEN_IN}{common}", found.dtype)
+    return TextFormat(found.format.replace("%:z", offsets.item(0)), found.dtype)
 
 
 def _zoned(format_: str) -> bool:
@@ -216,7 +226,11 @@ def parse_text_column(series: pl.Series, text_format: TextFormat, *, invalid: st
 
 
 def write_text_column(expression: pl.Expr, format_: str) -> pl.Expr:
-    """A parsed date/time column written back as text, in the first of its format's alternatives."""
+    """A parsed date/time column written back as text, in the first of its format's alternatives (and in the offset
+    its format names after ``@``, a zoned column's most common one)."""
+    format_, _, offset = format_.partition(WRITTEN_IN)
+    if offset:
+        expression = expression.dt.convert_time_zone(offset)
     return expression.dt.strftime(format_.split(ALTERNATIVES)[0])
 
 
@@ -232,8 +246,9 @@ def text_format_of(format_: str, dtype: str | None = None) -> TextFormat:
     if dtype is not None:
         kind = "Date" if dtype == "Date" else "Time" if dtype == "Time" else "Datetime"
         return TextFormat(format_, kind)
-    if ALTERNATIVES in format_:
-        kinds = {text_format_of(alternative).dtype for alternative in format_.split(ALTERNATIVES)}
+    if ALTERNATIVES in format_ or WRITTEN_IN in format_:
+        alternatives = format_.split(WRITTEN_IN)[0].split(ALTERNATIVES)
+        kinds = {text_format_of(alternative).dtype for alternative in alternatives}
         return TextFormat(format_, kinds.pop() if len(kinds) == 1 else "Datetime")
     has_date = any(field in format_ for field in ("%Y", "%y", "%d", "%m", "%b", "%B", "%j", "%-d", "%-m"))
     has_time = any(field in format_ for field in ("%H", "%I", "%M", "%S", "%T", "%-H", "%-I"))
