@@ -44,7 +44,7 @@ def train_classifier(pixels: np.ndarray, labels: np.ndarray, classes: int, *, ep
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-    network.eval()
+    network.train(False)  # inference mode: normalisation and dropout as at prediction
     return Classifier(network, device)
 
 

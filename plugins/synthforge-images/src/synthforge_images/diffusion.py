@@ -19,7 +19,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from synthforge.generator import FitContext, GeneratorParams
-from synthforge.image_generator import ImageGenerator
+from synthforge_images.network import NetworkImageGenerator
 from synthforge_images.shapes import pad, padded_size
 
 
@@ -57,7 +57,7 @@ class ImageDiffusionSampleParams(GeneratorParams):
     batch_size: int = Field(256, ge=1, le=100_000, description="Images denoised at once.")
 
 
-class ImageDiffusion(ImageGenerator):
+class ImageDiffusion(NetworkImageGenerator):
     """Class-conditional DDPM on a diffusers UNet2DModel, sampled with DDIM/DDPM/DPM-Solver and guidance."""
 
     name: ClassVar[str] = "image_diffusion"
@@ -75,12 +75,12 @@ class ImageDiffusion(ImageGenerator):
         params: ImageDiffusionParams = self.params  # type: ignore[assignment]
         self.device_ = resolve_device(context.device)
         self.padded_ = padded_size(self.shape_[:2], len(params.channels))
-        self.unet_ = self._build().to(self.device_)
+        self.network_ = self._build().to(self.device_)
         scheduler = self._training_scheduler()
         data = torch.from_numpy(pad(images, self.padded_)).to(self.device_)
         targets = torch.from_numpy(labels).to(self.device_)
         null = len(self.classes_)
-        optimiser = torch.optim.AdamW(self.unet_.parameters(), lr=params.learning_rate)
+        optimiser = torch.optim.AdamW(self.network_.parameters(), lr=params.learning_rate)
         steps_per_epoch = math.ceil(len(data) / params.batch_size)
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=params.epochs * steps_per_epoch,
                                                               eta_min=params.learning_rate / 10)
@@ -88,7 +88,7 @@ class ImageDiffusion(ImageGenerator):
         noise_generator = context.torch_generator("noise", device=self.device_)
         alphas = scheduler.alphas_cumprod.to(self.device_)
         started = time.perf_counter()
-        self.unet_.train()
+        self.network_.train()
         for epoch in range(1, params.epochs + 1):
             total = 0.0
             for index in np.array_split(order.permutation(len(data)), steps_per_epoch):
@@ -101,25 +101,16 @@ class ImageDiffusion(ImageGenerator):
                                           device=self.device_)
                 alpha = alphas[timesteps].view(-1, 1, 1, 1)
                 noisy = alpha.sqrt() * batch + (1 - alpha).sqrt() * noise
-                predicted = self.unet_(noisy, timesteps, class_labels=classes).sample
+                predicted = self.network_(noisy, timesteps, class_labels=classes).sample
                 loss = functional.mse_loss(predicted, noise)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
                 schedule.step()
                 total += float(loss.detach()) * len(batch)
-            metrics = {"loss": total / len(data)}
-            if context.on_epoch_end is not None:
-                context.on_epoch_end(epoch, metrics)
-            if context.on_progress is not None:
-                context.on_progress(epoch, params.epochs)
-            if context.log is not None and (epoch == params.epochs or epoch % max(params.epochs // 10, 1) == 0):
-                context.log(f"epoch {epoch}/{params.epochs}: loss {metrics['loss']:.4f}")
-            if params.max_training_time is not None and time.perf_counter() - started > params.max_training_time:
-                if context.log is not None:
-                    context.log(f"stopped after epoch {epoch}: max_training_time {params.max_training_time:g}s")
+            if self._epoch_ended(epoch, total / len(data), context, started):
                 break
-        self.unet_.eval()
+        self.network_.train(False)
 
     def _sample(self, labels: np.ndarray, seed: int) -> np.ndarray:
         import torch
@@ -141,26 +132,11 @@ class ImageDiffusion(ImageGenerator):
                 both = torch.cat([wanted, torch.full_like(wanted, null)])
                 for t in scheduler.timesteps:
                     model_in = scheduler.scale_model_input(torch.cat([x, x]), t)
-                    conditional, unconditional = self.unet_(model_in, t, class_labels=both).sample.chunk(2)
+                    conditional, unconditional = self.network_(model_in, t, class_labels=both).sample.chunk(2)
                     guided = unconditional + chosen.guidance * (conditional - unconditional)
                     x = scheduler.step(guided, t, x, generator=generator).prev_sample
                 out.append(x[:, :, :self.shape_[0], :self.shape_[1]].float().cpu().numpy())
         return np.concatenate(out)
-
-    def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        arrays = {k: v.detach().float().cpu().numpy() for k, v in self.unet_.state_dict().items()}
-        return arrays, {"padded": list(self.padded_)}
-
-    def _set_state(self, arrays: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
-        import torch
-
-        from synthforge.nn.training import resolve_device
-
-        self.device_ = resolve_device("auto")
-        self.padded_ = tuple(extra["padded"])
-        self.unet_ = self._build()
-        self.unet_.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()})
-        self.unet_.to(self.device_).eval()
 
     def _build(self) -> Any:
         from diffusers import UNet2DModel

@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import Field
 
 from synthforge.generator import FitContext, GeneratorParams
-from synthforge.image_generator import ImageGenerator
+from synthforge_images.network import NetworkImageGenerator
 from synthforge_images.shapes import pad, padded_size
 
 
@@ -39,7 +39,7 @@ class ImageVAESampleParams(GeneratorParams):
     batch_size: int = Field(1024, ge=1, le=100_000, description="Images decoded at once.")
 
 
-class ImageVAE(ImageGenerator):
+class ImageVAE(NetworkImageGenerator):
     """Conditional convolutional VAE with Bernoulli pixels."""
 
     name: ClassVar[str] = "image_vae"
@@ -80,16 +80,9 @@ class ImageVAE(ImageGenerator):
                 loss.backward()
                 optimiser.step()
                 total += float(loss.detach()) * len(batch)
-            metrics = {"loss": total / len(data)}
-            if context.on_epoch_end is not None:
-                context.on_epoch_end(epoch, metrics)
-            if context.on_progress is not None:
-                context.on_progress(epoch, params.epochs)
-            if context.log is not None and (epoch == params.epochs or epoch % max(params.epochs // 10, 1) == 0):
-                context.log(f"epoch {epoch}/{params.epochs}: loss {metrics['loss']:.4f}")
-            if params.max_training_time is not None and time.perf_counter() - started > params.max_training_time:
+            if self._epoch_ended(epoch, total / len(data), context, started):
                 break
-        self.network_.eval()
+        self.network_.train(False)
 
     def _sample(self, labels: np.ndarray, seed: int) -> np.ndarray:
         import torch
@@ -104,21 +97,6 @@ class ImageVAE(ImageGenerator):
                 images = torch.sigmoid(self.network_.decode(z * chosen.temperature, label)) * 2 - 1
                 out.append(images[:, :, :self.shape_[0], :self.shape_[1]].float().cpu().numpy())
         return np.concatenate(out)
-
-    def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        arrays = {k: v.detach().float().cpu().numpy() for k, v in self.network_.state_dict().items()}
-        return arrays, {"padded": list(self.padded_)}
-
-    def _set_state(self, arrays: dict[str, np.ndarray], extra: dict[str, Any]) -> None:
-        import torch
-
-        from synthforge.nn.training import resolve_device
-
-        self.device_ = resolve_device("auto")
-        self.padded_ = tuple(extra["padded"])
-        self.network_ = self._build()
-        self.network_.load_state_dict({k: torch.from_numpy(v) for k, v in arrays.items()})
-        self.network_.to(self.device_).eval()
 
     def _build(self) -> Any:
         from synthforge_images.vae_network import ConditionalConvVAE
