@@ -137,6 +137,25 @@ class GeneratorParams(BaseModel):
 NoParams = GeneratorParams
 
 
+class Parameterised:
+    """What every generator class, of tables or of images, does with its params: validated when it is made
+    (``Model(params, **more)``), shown by ``repr`` where they differ from the defaults."""
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[BaseModel]] = NoParams
+    SampleParams: ClassVar[type[BaseModel]] = NoParams
+
+    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        merged = {**(params.model_dump() if isinstance(params, BaseModel) else dict(params or {})), **kwargs}
+        self.params = validate_params(self.Params, merged, f"generator {self.name!r}")
+        self.sample_params = self.SampleParams()
+
+    def __repr__(self) -> str:
+        defaults = self.Params()
+        changed = {k: v for k, v in self.params.model_dump().items() if getattr(defaults, k) != v}
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
+
+
 class ParamsError(SynthForgeError):
     """Generator or check parameters that fail validation."""
 
@@ -232,7 +251,7 @@ def validate_params(model: type[BaseModel], given: BaseModel | Mapping[str, Any]
         raise ParamsError(f"{what}: {problems}. Known params: {known}.") from None
 
 
-class Generator:
+class Generator(Parameterised):
     """Base class of every generator; see the module documentation for the contract."""
 
     name: ClassVar[str] = ""
@@ -277,16 +296,6 @@ class Generator:
                 f"synthforge.Generator (its public API and the machinery behind it). Rename "
                 f"{'it' if len(clashes) == 1 else 'them'}; a plugin implements {', '.join(PLUGIN_METHODS)} (a "
                 f"synthforge.nn.TorchGenerator: _build and _train instead of _fit, _get_state and _set_state).")
-
-    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        merged = {**(params.model_dump() if isinstance(params, BaseModel) else dict(params or {})), **kwargs}
-        self.params = validate_params(self.Params, merged, f"generator {self.name!r}")
-        self.sample_params = self.SampleParams()
-
-    def __repr__(self) -> str:
-        defaults = self.Params()
-        changed = {k: v for k, v in self.params.model_dump().items() if getattr(defaults, k) != v}
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
     def encoder_config(self) -> EncoderConfig:
         """The encoding this generator learns on; override to make it depend on params."""
@@ -1088,7 +1097,9 @@ def _parse_condition(spec: ColumnSpec, text: str) -> Any:
                          + (f" written {spec.format!r}" if spec.format else "") + ".")
 
 
-def read_model_config(directory: str | Path) -> dict[str, Any]:
+def read_model_config(directory: str | Path, format: str = MODEL_FORMAT,
+                      version: int = MODEL_FORMAT_VERSION) -> dict[str, Any]:
+    """A saved model's ``config.json``, checked: of this ``format``, not newer than ``version``, with its weights."""
     directory = Path(directory)
     path = directory / CONFIG_FILE
     if not path.exists():
@@ -1097,9 +1108,11 @@ def read_model_config(directory: str | Path) -> dict[str, Any]:
         config = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise ModelError(f"{path} is not valid JSON ({error}); the model is damaged.") from None
-    if config.get("format") != MODEL_FORMAT:
-        raise ModelError(f"{path} is not a SynthForge model config (format {config.get('format')!r}).")
-    if config.get("format_version", 0) > MODEL_FORMAT_VERSION:
+    if not isinstance(config, dict) or config.get("format") != format:
+        found = config.get("format") if isinstance(config, dict) else None
+        raise ModelError(f"{path} is not a SynthForge {'image ' if format != MODEL_FORMAT else ''}model config "
+                         f"(format {found!r}).")
+    if config.get("format_version", 0) > version:
         raise ModelError(
             f"{directory} was saved by a newer SynthForge ({config.get('synthforge_version')}); upgrade to load it."
         )

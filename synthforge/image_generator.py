@@ -18,30 +18,33 @@ The base class owns conversion to and from ``uint8`` pixels, seeding, sampling p
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel
 
 from synthforge.data.io import with_umask
 from synthforge.errors import ModelError
-from synthforge.generator import CONFIG_FILE, WEIGHTS_FILE, FitContext, NoParams, seed_everything, validate_params
+from synthforge.generator import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    FitContext,
+    Parameterised,
+    read_model_config,
+    seed_everything,
+    validate_params,
+)
 from synthforge.provenance import own_version
 
 IMAGE_MODEL_FORMAT = "synthforge-image-model"
 IMAGE_MODEL_FORMAT_VERSION = 1
 
 
-class ImageGenerator:
+class ImageGenerator(Parameterised):
     """Base class of every image generator; see the module documentation for the contract."""
 
-    name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     data_kind: ClassVar[str] = "images"
-    Params: ClassVar[type[BaseModel]] = NoParams
-    SampleParams: ClassVar[type[BaseModel]] = NoParams
     uses_torch: ClassVar[bool] = True
     supports_gpu: ClassVar[bool] = True
     supports_conditions: ClassVar[bool] = True
@@ -49,16 +52,6 @@ class ImageGenerator:
     supports_privacy: ClassVar[bool] = False
     supports_imputation: ClassVar[bool] = False
     supports_streaming: ClassVar[bool] = False
-
-    def __init__(self, params: BaseModel | Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        merged = {**(params.model_dump() if isinstance(params, BaseModel) else dict(params or {})), **kwargs}
-        self.params = validate_params(self.Params, merged, f"generator {self.name!r}")
-        self.sample_params = self.SampleParams()
-
-    def __repr__(self) -> str:
-        defaults = self.Params()
-        changed = {k: v for k, v in self.params.model_dump().items() if getattr(defaults, k) != v}
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
 
     def fit(self, pixels: np.ndarray, labels: np.ndarray, classes: list[str],
             context: FitContext | None = None) -> ImageGenerator:
@@ -112,13 +105,7 @@ class ImageGenerator:
         """Load a model saved by :meth:`save`; reads JSON and safetensors only, runs no code."""
         from safetensors.numpy import load_file
 
-        path = Path(directory) / CONFIG_FILE
-        try:
-            config = json.loads(path.read_text())
-        except (OSError, ValueError) as error:
-            raise ModelError(f"{path} is not a readable model config ({error}).") from None
-        if config.get("format") != IMAGE_MODEL_FORMAT:
-            raise ModelError(f"{directory} holds no SynthForge image model (format {config.get('format')!r}).")
+        config = read_model_config(directory, IMAGE_MODEL_FORMAT, IMAGE_MODEL_FORMAT_VERSION)
         if cls.name and config["generator"] != cls.name:
             raise ModelError(f"{directory} holds a {config['generator']!r} model, not {cls.name!r}.")
         generator = cls(config["params"])
