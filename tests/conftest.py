@@ -135,13 +135,17 @@ def postgres():
 def store_url(request, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'jobs.db'}"
-    url = request.getfixturevalue("postgres")
     # A fresh database per test, so tests do not see each other's jobs.
+    return fresh_database(request.getfixturevalue("postgres"))
+
+
+def fresh_database(server: str) -> str:
+    """The URL of a new, empty database on the throw-away PostgreSQL server at ``server``."""
     import sqlalchemy as sa
 
     name = f"t{os.getpid()}_{int(time.time() * 1e6)}"
-    engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    engine = sa.create_engine(server, isolation_level="AUTOCOMMIT")
     with engine.connect() as connection:
         connection.exec_driver_sql(f"CREATE DATABASE {name}")
     engine.dispose()
-    return url.replace("/postgres?", f"/{name}?")
+    return server.replace("/postgres?", f"/{name}?")

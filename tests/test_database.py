@@ -4,9 +4,7 @@ recipe that names only the URL into another database with the same DDL and every
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,8 @@ import yaml
 
 from synthforge.engine import run
 from synthforge.errors import DataError, GateFailed, RecipeError
+
+from .conftest import fresh_database
 
 FLIGHTS = Path(__file__).parent.parent / "recipes" / "data" / "nycflights13"
 SECRET = "s3cret-Pa55-do-not-show"
@@ -69,28 +69,15 @@ def _load(url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(request: pytest.FixtureRequest) -> str:
-    """The conftest's throw-away PostgreSQL; on CI a server that cannot start fails the tests, never skips them."""
-    try:
-        return request.getfixturevalue("postgres")
-    except pytest.skip.Exception as skipped:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL must run under CI: {skipped}")
-        raise
-
-
-def _new_database(server: str) -> str:
-    name = f"d{os.getpid()}_{int(time.time() * 1e6)}"
-    engine = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.exec_driver_sql(f"CREATE DATABASE {name}")
-    engine.dispose()
-    return server.replace("/postgres?", f"/{name}?")
+def server(postgres: str) -> str:
+    """The conftest's throw-away PostgreSQL (under CI a server that cannot start fails the tests: conftest's
+    ``unavailable``)."""
+    return postgres
 
 
 @pytest.fixture(scope="module")
 def flights_pg(server: str) -> str:
-    url = _new_database(server)
+    url = fresh_database(server)
     _load(url)
     return url
 
@@ -396,7 +383,7 @@ def test_the_service_keeps_database_urls_inside_its_folders_and_variables(tmp_pa
 
 def test_postgresql_types_into_another_database(server: str, tmp_path: Path) -> None:
     """An enum, an always-generated identity, times with zones, exact decimals and booleans, into a new database."""
-    source, target = _new_database(server), _new_database(server)
+    source, target = fresh_database(server), fresh_database(server)
     engine = sa.create_engine(source)
     with engine.begin() as connection:
         for statement in (
