@@ -86,41 +86,30 @@ def check_file_destination(path: Path, protected: Iterable[tuple[str, Path]] = (
 def foreign_entries(folder: Path) -> list[str]:
     """The names in ``folder`` that SynthForge did not write there (all of them for an unmarked, unknown folder)."""
     present = {p.name for p in folder.iterdir()}
-    if not present:
-        return []
-    written = _written_entries(folder)
-    return sorted(present - written - {MARK})
+    return sorted(present - _written_entries(folder, present) - {MARK}) if present else []
 
 
-def _written_entries(folder: Path) -> set[str]:
-    mark = folder / MARK
-    if mark.is_file():
+def _written_entries(folder: Path, present: set[str]) -> set[str]:
+    """What SynthForge wrote in ``folder`` (holding ``present``): the names its mark lists, or, before the mark
+    existed, the names its manifest and SynthForge's own file names account for."""
+    if MARK in present:
         try:
-            recorded = json.loads(mark.read_text(encoding="utf-8"))
-            if recorded.get("written_by") == "synthforge":
-                return {str(name) for name in recorded.get("entries", [])}
-        except (OSError, ValueError, AttributeError):
+            recorded = json.loads((folder / MARK).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
             return set()
-        return set()
-    return _legacy_entries(folder)
-
-
-def _legacy_entries(folder: Path) -> set[str]:
-    """What an output written before the mark existed may hold: recognised by its manifest."""
-    names = {p.name for p in folder.iterdir()}
-    if "manifest.json" in names:
+        written = isinstance(recorded, dict) and recorded.get("written_by") == "synthforge"
+        return {str(name) for name in recorded.get("entries", [])} if written else set()
+    if "manifest.json" in present:
         try:
             manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return set()
         if not isinstance(manifest, dict) or not ({"run_id", "parts", "tables"} & manifest.keys()):
             return set()
-        tables = manifest.get("tables") or (manifest.get("rows") if "tables" in manifest else None) or {}
-        table_names = set(tables) if isinstance(tables, dict) else set()
-        return {n for n in names if _LEGACY_NAMES.match(n) or n.rsplit(".", 1)[0] in table_names}
-    if names <= {"report.json", "report.html"}:  # a failed run's reports
-        return names
-    return set()
+        tables = manifest.get("tables")  # a related-tables run: table name → its file
+        files = {str(file) for file in tables.values()} if isinstance(tables, dict) else set()
+        return {name for name in present if _LEGACY_NAMES.match(name) or name in files}
+    return present if present <= {"report.json", "report.html"} else set()  # a failed run's reports
 
 
 def _shown(path: Path) -> str:
