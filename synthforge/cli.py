@@ -337,25 +337,15 @@ def _sample_database(model_dir: Path, rows: int, out: Path, seed: int, batch_siz
     """A related-tables model: ``rows`` rows of its first root table with children, and theirs, one file per table in
     the folder ``out`` (csv, or the format its name's extension says: ``out.parquet/``), written atomically,
     ``batch_size`` main rows with their children at a time."""
-    from synthforge.data.io import open_writer, replace_atomically, staging_path
+    from synthforge.data.io import open_writer, staged_folder
     from synthforge.relational import DatabaseGenerator
     from synthforge.threads import limited_threads, thread_share
 
     model = DatabaseGenerator.load(model_dir, pm)
     extension = out_format or out.suffix.lstrip(".") or "csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = staging_path(out)
-    staging.mkdir()
-    try:
-        with limited_threads(thread_share()):
-            rows_written, _ = model.write_batches(staging, extension, lambda path: open_writer(path, extension, pm=pm),
-                                                  rows, batch_size, seed)
-        replace_atomically(staging, out)
-    finally:
-        if staging.exists():
-            import shutil
-
-            shutil.rmtree(staging, ignore_errors=True)
+    with staged_folder(out, protected=[("the model's folder", model_dir)]) as staging, limited_threads(thread_share()):
+        rows_written, _ = model.write_batches(staging, extension, lambda path: open_writer(path, extension, pm=pm),
+                                              rows, batch_size, seed)
     _console().print(f"wrote {', '.join(f'{n} ({r:,} rows)' for n, r in rows_written.items())} to {out}/")
 
 

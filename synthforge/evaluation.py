@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import platform
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import polars as pl
 
 from synthforge.checks.base import CheckResult
-from synthforge.data.io import read_table, replace_atomically, staging_path
+from synthforge.data.io import read_table, staged_folder
 from synthforge.data.ownership import check_destination
 from synthforge.data.schema import Schema, infer_schema, to_internal
 from synthforge.errors import DataError
@@ -70,15 +69,8 @@ def _write_reports_folder(out: Path, protected: Sequence[tuple[str, Path]],
     """The reports built in a staging folder and renamed to ``out``, which may only be new, empty or a folder of
     reports SynthForge wrote: an evaluation never replaces the user's files."""
     check_destination(out, protected, what="--out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = staging_path(out)
-    staging.mkdir()
-    try:
+    with staged_folder(out, protected=protected, kind="evaluation reports") as staging:
         write(staging)
-        replace_atomically(staging, out, protected=protected, kind="evaluation reports")
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 def evaluate_tables(real: Path, synthetic: Path, *, holdout: Path | None = None, target: str | None = None,

@@ -378,6 +378,22 @@ def replace_atomically(source: Path, destination: Path, *, protected: Iterable[t
         os.replace(source, destination)
 
 
+@contextlib.contextmanager
+def staged_folder(destination: Path, *, protected: Iterable[tuple[str, Path]] = (),
+                  kind: str = "output") -> Iterator[Path]:
+    """A fresh staging folder beside ``destination`` to build an output in: put in its place
+    (:func:`replace_atomically`, the same ownership rules) when the block ends, removed if it raises."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = staging_path(destination)
+    staging.mkdir()
+    try:
+        yield staging
+        replace_atomically(staging, destination, protected=protected, kind=kind)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
 def abandoned_staging(destination: Path) -> list[Path]:
     """The staging siblings of ``destination`` whose owner process is gone (on this host)."""
     if not destination.parent.is_dir():
